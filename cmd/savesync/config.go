@@ -1,0 +1,286 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/savesync/savesync/handlers"
+	"github.com/savesync/savesync/logging"
+)
+
+// Environment variables the service reads. Every one of them is read in this
+// file and nowhere else, and each appears in the README's table.
+const (
+	envPort                  = "PORT"
+	envGameConfig            = "SAVESYNC_GAME_CONFIG"
+	envDataDir               = "SAVESYNC_DATA_DIR"
+	envProject               = "GOOGLE_CLOUD_PROJECT"
+	envFirestoreEmulatorHost = "FIRESTORE_EMULATOR_HOST"
+	envPubSubEmulatorHost    = "PUBSUB_EMULATOR_HOST"
+	envAuthEmulatorHost      = "FIREBASE_AUTH_EMULATOR_HOST"
+	envServerKeys            = "SAVESYNC_SERVER_KEYS"
+	envMaxBodyBytes          = "SAVESYNC_MAX_BODY_BYTES"
+	envLogLevel              = "SAVESYNC_LOG_LEVEL"
+	envLeaseTTL              = "SAVESYNC_LEASE_TTL"
+	envShutdownTimeout       = "SAVESYNC_SHUTDOWN_TIMEOUT"
+	envInvalidationTopic     = "SAVESYNC_INVALIDATION_TOPIC"
+	envAuditTopic            = "SAVESYNC_AUDIT_TOPIC"
+	envRobloxAPIKey          = "ROBLOX_OPEN_CLOUD_API_KEY"
+	envRobloxUniverseID      = "ROBLOX_UNIVERSE_ID"
+)
+
+// defaults holds the value used when a variable is unset or empty. Variables
+// absent here default to the empty string.
+var defaults = map[string]string{
+	envPort:              "8080",
+	envGameConfig:        "config/sample-game.json",
+	envDataDir:           ".data",
+	envMaxBodyBytes:      "1048576",
+	envLogLevel:          "info",
+	envLeaseTTL:          "90s",
+	envShutdownTimeout:   "8s",
+	envInvalidationTopic: "savesync-invalidations",
+	envAuditTopic:        "savesync-audit",
+}
+
+// allEnvVars lists every variable, in the README table's order.
+var allEnvVars = []string{
+	envPort, envGameConfig, envDataDir, envProject,
+	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost,
+	envServerKeys, envMaxBodyBytes, envLogLevel, envLeaseTTL, envShutdownTimeout,
+	envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID,
+}
+
+// embeddedProject is the project id used when GOOGLE_CLOUD_PROJECT is unset.
+// The "demo-" prefix is the Firebase convention for a project that exists
+// only in emulators, so nothing can reach a real project by accident.
+const embeddedProject = "demo-savesync"
+
+// Development server key, accepted only outside cloud mode when no key is
+// configured, so the embedded default works out of the box.
+const (
+	devServerKey      = "dev-server-key"
+	devServerUniverse = 1
+)
+
+// Limits on the tunable values.
+const (
+	minMaxBodyBytes    = 1 << 10
+	maxMaxBodyBytes    = 10 << 20 // Firestore's request limit
+	minLeaseTTL        = 10 * time.Second
+	maxLeaseTTL        = time.Hour
+	cloudRunGracePause = 10 * time.Second // SIGTERM, then SIGKILL after this
+)
+
+// backend says where a dependency lives.
+type backend string
+
+const (
+	backendEmbedded backend = "embedded" // in this process
+	backendEmulator backend = "emulator" // an emulator at a configured host
+	backendCloud    backend = "cloud"    // Google Cloud, via Application Default Credentials
+)
+
+// config is the validated configuration of one process.
+type config struct {
+	port           int
+	gameConfigPath string
+	dataDir        string
+	// project is the Google Cloud project id; embeddedProject when unset.
+	project string
+	// cloud is true when GOOGLE_CLOUD_PROJECT is set and no Firestore
+	// emulator is: the service then talks to real Google Cloud services.
+	cloud                 bool
+	firestoreEmulatorHost string
+	pubsubEmulatorHost    string
+	authEmulatorHost      string
+	serverKeys            *handlers.ServerKeys
+	// devServerKey is true when serverKeys holds only the development key.
+	devServerKey      bool
+	maxBodyBytes      int64
+	logLevel          slog.Level
+	leaseTTL          time.Duration
+	shutdownTimeout   time.Duration
+	invalidationTopic string
+	auditTopic        string
+	robloxAPIKey      string
+	robloxUniverseID  int64
+}
+
+// firestoreBackend says which Firestore the service uses.
+func (c config) firestoreBackend() backend {
+	switch {
+	case c.firestoreEmulatorHost != "":
+		return backendEmulator
+	case c.cloud:
+		return backendCloud
+	default:
+		return backendEmbedded
+	}
+}
+
+// pubsubBackend says which Pub/Sub the service uses.
+func (c config) pubsubBackend() backend {
+	switch {
+	case c.pubsubEmulatorHost != "":
+		return backendEmulator
+	case c.cloud:
+		return backendCloud
+	default:
+		return backendEmbedded
+	}
+}
+
+// loadConfig reads and validates every variable through getenv. It reports
+// all problems at once, each naming its variable and saying what to set.
+func loadConfig(getenv func(string) string) (config, error) {
+	r := &envReader{getenv: getenv}
+	var c config
+
+	c.port = int(r.intIn(envPort, 0, 65535, "set a port number from 0 to 65535 (Cloud Run sets it for you)"))
+	c.gameConfigPath = r.get(envGameConfig)
+	c.dataDir = r.get(envDataDir)
+
+	c.project = r.get(envProject)
+	if c.project != "" && !projectIDPattern.MatchString(c.project) {
+		r.bad(envProject, c.project, "set a Google Cloud project id (6 to 30 lowercase letters, digits or hyphens, starting with a letter)")
+	}
+	c.firestoreEmulatorHost = r.hostPort(envFirestoreEmulatorHost)
+	c.pubsubEmulatorHost = r.hostPort(envPubSubEmulatorHost)
+	c.authEmulatorHost = r.hostPort(envAuthEmulatorHost)
+	c.cloud = c.project != "" && c.firestoreEmulatorHost == ""
+	if c.project == "" {
+		c.project = embeddedProject
+	}
+
+	spec := r.get(envServerKeys)
+	keys, err := handlers.ParseServerKeys(spec)
+	switch {
+	case err != nil:
+		r.bad(envServerKeys, shorten(spec), "%v; set comma-separated universeId:sha256hex pairs (the sha256 of each key, at most two per universe)", err)
+	case keys.Len() == 0 && c.cloud:
+		r.bad(envServerKeys, spec, "required when %s is set without an emulator: set universeId:sha256hex pairs, the hash made with printf %%s \"$KEY\" | sha256sum", envProject)
+	case keys.Len() == 0:
+		keys.AddKey(devServerUniverse, devServerKey)
+		c.devServerKey = true
+	}
+	c.serverKeys = keys
+
+	c.maxBodyBytes = r.intIn(envMaxBodyBytes, minMaxBodyBytes, maxMaxBodyBytes,
+		fmt.Sprintf("set a whole number of bytes from %d to %d (Firestore's request limit)", minMaxBodyBytes, maxMaxBodyBytes))
+	level := r.get(envLogLevel)
+	c.logLevel, err = logging.ParseLevel(level)
+	if err != nil {
+		r.bad(envLogLevel, level, "set one of debug, info, warning, error")
+	}
+	c.leaseTTL = r.durationIn(envLeaseTTL, minLeaseTTL, maxLeaseTTL,
+		fmt.Sprintf("set a duration from %s to %s, e.g. 90s", minLeaseTTL, maxLeaseTTL))
+	c.shutdownTimeout = r.durationIn(envShutdownTimeout, time.Millisecond, cloudRunGracePause-time.Millisecond,
+		fmt.Sprintf("set a duration above 0 and below %s (Cloud Run kills the instance %s after SIGTERM), e.g. 8s", cloudRunGracePause, cloudRunGracePause))
+
+	c.invalidationTopic = r.topic(envInvalidationTopic)
+	c.auditTopic = r.topic(envAuditTopic)
+	if c.auditTopic != "" && c.auditTopic == c.invalidationTopic {
+		r.bad(envAuditTopic, c.auditTopic, "set a topic different from %s: the two streams have different consumers", envInvalidationTopic)
+	}
+
+	c.robloxAPIKey = r.get(envRobloxAPIKey)
+	if r.get(envRobloxUniverseID) != "" || c.robloxAPIKey != "" {
+		c.robloxUniverseID = r.intIn(envRobloxUniverseID, 1, math.MaxInt64,
+			"set the numeric universe id of the experience (Creator Hub, experience settings); it is required when "+envRobloxAPIKey+" is set")
+	}
+
+	if len(r.problems) > 0 {
+		return config{}, errors.New("invalid configuration:\n  " + strings.Join(r.problems, "\n  "))
+	}
+	return c, nil
+}
+
+// envReader reads variables with their defaults and collects problems.
+type envReader struct {
+	getenv   func(string) string
+	problems []string
+}
+
+// get returns the trimmed value of name, or its default when unset or empty.
+func (r *envReader) get(name string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	return defaults[name]
+}
+
+// bad records a problem with the variable name holding value.
+func (r *envReader) bad(name, value, format string, args ...any) {
+	r.problems = append(r.problems, fmt.Sprintf("%s=%q: %s", name, value, fmt.Sprintf(format, args...)))
+}
+
+// intIn reads name as an integer from lo to hi; fix says what to set.
+func (r *envReader) intIn(name string, lo, hi int64, fix string) int64 {
+	v := r.get(name)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		r.bad(name, v, "%s", fix)
+		return 0
+	}
+	return n
+}
+
+// durationIn reads name as a Go duration from lo to hi; fix says what to set.
+func (r *envReader) durationIn(name string, lo, hi time.Duration, fix string) time.Duration {
+	v := r.get(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		r.bad(name, v, "%s", fix)
+		return 0
+	}
+	return d
+}
+
+// topic reads name as a Pub/Sub topic id.
+func (r *envReader) topic(name string) string {
+	v := r.get(name)
+	if !topicIDPattern.MatchString(v) || strings.HasPrefix(v, "goog") {
+		r.bad(name, v, "set a Pub/Sub topic id: 3 to 255 letters, digits or - _ . ~ + %%, starting with a letter but not with goog")
+		return ""
+	}
+	return v
+}
+
+// hostPort reads name as an emulator address ("host:port"; an http:// prefix
+// is tolerated, as the Google clients do) and returns it without the prefix.
+func (r *envReader) hostPort(name string) string {
+	v := r.get(name)
+	if v == "" {
+		return ""
+	}
+	hp := strings.TrimPrefix(v, "http://")
+	host, port, err := net.SplitHostPort(hp)
+	n, perr := strconv.Atoi(port)
+	if err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
+		r.bad(name, v, "set host:port of the emulator, e.g. 127.0.0.1:8081, or unset it")
+		return ""
+	}
+	return hp
+}
+
+// projectIDPattern accepts project ids, including legacy "domain:project" ones.
+var projectIDPattern = regexp.MustCompile(`^([a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+
+// topicIDPattern is Pub/Sub's rule for topic ids.
+var topicIDPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
+
+// shorten cuts a long value for an error message.
+func shorten(v string) string {
+	if len(v) > 24 {
+		return v[:24] + "…"
+	}
+	return v
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// env returns a getenv over vars.
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+// validHash is the sha256 of "k".
+const validHash = "8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a"
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := loadConfig(env(nil))
+	if err != nil {
+		t.Fatalf("loadConfig(empty) = %v", err)
+	}
+	got := map[string]any{
+		"port":              c.port,
+		"gameConfigPath":    c.gameConfigPath,
+		"dataDir":           c.dataDir,
+		"project":           c.project,
+		"cloud":             c.cloud,
+		"firestore":         c.firestoreBackend(),
+		"pubsub":            c.pubsubBackend(),
+		"devServerKey":      c.devServerKey,
+		"serverKeys":        c.serverKeys.Len(),
+		"maxBodyBytes":      c.maxBodyBytes,
+		"logLevel":          c.logLevel,
+		"leaseTTL":          c.leaseTTL,
+		"shutdownTimeout":   c.shutdownTimeout,
+		"invalidationTopic": c.invalidationTopic,
+		"auditTopic":        c.auditTopic,
+		"robloxUniverseID":  c.robloxUniverseID,
+	}
+	want := map[string]any{
+		"port":              8080,
+		"gameConfigPath":    "config/sample-game.json",
+		"dataDir":           ".data",
+		"project":           "demo-savesync",
+		"cloud":             false,
+		"firestore":         backendEmbedded,
+		"pubsub":            backendEmbedded,
+		"devServerKey":      true,
+		"serverKeys":        1,
+		"maxBodyBytes":      int64(1048576),
+		"logLevel":          slog.LevelInfo,
+		"leaseTTL":          90 * time.Second,
+		"shutdownTimeout":   8 * time.Second,
+		"invalidationTopic": "savesync-invalidations",
+		"auditTopic":        "savesync-audit",
+		"robloxUniverseID":  int64(0),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadConfigBackends(t *testing.T) {
+	tests := []struct {
+		name      string
+		vars      map[string]string
+		project   string
+		firestore backend
+		pubsub    backend
+		devKey    bool
+	}{
+		{"embedded", nil, "demo-savesync", backendEmbedded, backendEmbedded, true},
+		{"firestore emulator", map[string]string{envFirestoreEmulatorHost: "http://127.0.0.1:8081"},
+			"demo-savesync", backendEmulator, backendEmbedded, true},
+		{"both emulators with project", map[string]string{
+			envProject: "demo-other", envFirestoreEmulatorHost: "localhost:8081", envPubSubEmulatorHost: "localhost:8085"},
+			"demo-other", backendEmulator, backendEmulator, true},
+		{"cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "42:" + validHash},
+			"my-studio-prod", backendCloud, backendCloud, false},
+		{"cloud firestore, pubsub emulator", map[string]string{
+			envProject: "my-studio-prod", envServerKeys: "42:" + validHash, envPubSubEmulatorHost: "localhost:8085"},
+			"my-studio-prod", backendCloud, backendEmulator, false},
+		{"configured keys replace the dev key", map[string]string{envServerKeys: "42:" + validHash + ", 42:" + strings.Repeat("0", 64)},
+			"demo-savesync", backendEmbedded, backendEmbedded, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.vars))
+			if err != nil {
+				t.Fatalf("loadConfig = %v", err)
+			}
+			got := []any{c.project, c.firestoreBackend(), c.pubsubBackend(), c.devServerKey}
+			want := []any{tt.project, tt.firestore, tt.pubsub, tt.devKey}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("project, firestore, pubsub, devKey (-want +got):\n%s", diff)
+			}
+			if c.firestoreEmulatorHost != "" && strings.HasPrefix(c.firestoreEmulatorHost, "http://") {
+				t.Errorf("emulator host kept its scheme: %q", c.firestoreEmulatorHost)
+			}
+		})
+	}
+}
+
+func TestLoadConfigRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		vars map[string]string
+		// bad is the variable the message must name.
+		bad string
+	}{
+		{"port not a number", map[string]string{envPort: "http"}, envPort},
+		{"port too big", map[string]string{envPort: "70000"}, envPort},
+		{"project id", map[string]string{envProject: "My Project", envServerKeys: "1:" + validHash}, envProject},
+		{"firestore emulator without port", map[string]string{envFirestoreEmulatorHost: "localhost"}, envFirestoreEmulatorHost},
+		{"pubsub emulator bad port", map[string]string{envPubSubEmulatorHost: "localhost:x"}, envPubSubEmulatorHost},
+		{"auth emulator without host", map[string]string{envAuthEmulatorHost: ":9099"}, envAuthEmulatorHost},
+		{"server key not hex", map[string]string{envServerKeys: "1:zz"}, envServerKeys},
+		{"server key no universe", map[string]string{envServerKeys: validHash}, envServerKeys},
+		{"three keys for one universe", map[string]string{envServerKeys: "1:" + validHash + ",1:" + validHash + ",1:" + validHash}, envServerKeys},
+		{"cloud without keys", map[string]string{envProject: "my-studio-prod"}, envServerKeys},
+		{"body limit not a number", map[string]string{envMaxBodyBytes: "1MiB"}, envMaxBodyBytes},
+		{"body limit too small", map[string]string{envMaxBodyBytes: "10"}, envMaxBodyBytes},
+		{"body limit over Firestore's", map[string]string{envMaxBodyBytes: "20000000"}, envMaxBodyBytes},
+		{"log level", map[string]string{envLogLevel: "loud"}, envLogLevel},
+		{"lease ttl not a duration", map[string]string{envLeaseTTL: "90"}, envLeaseTTL},
+		{"lease ttl too short", map[string]string{envLeaseTTL: "1s"}, envLeaseTTL},
+		{"shutdown at Cloud Run's limit", map[string]string{envShutdownTimeout: "10s"}, envShutdownTimeout},
+		{"shutdown negative", map[string]string{envShutdownTimeout: "-1s"}, envShutdownTimeout},
+		{"invalidation topic", map[string]string{envInvalidationTopic: "x"}, envInvalidationTopic},
+		{"audit topic reserved prefix", map[string]string{envAuditTopic: "google-audit"}, envAuditTopic},
+		{"same topic twice", map[string]string{envInvalidationTopic: "events", envAuditTopic: "events"}, envAuditTopic},
+		{"universe id not a number", map[string]string{envRobloxUniverseID: "abc"}, envRobloxUniverseID},
+		{"api key without universe", map[string]string{envRobloxAPIKey: "secret"}, envRobloxUniverseID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(env(tt.vars))
+			if err == nil {
+				t.Fatalf("loadConfig(%v) = nil error, want one naming %s", tt.vars, tt.bad)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != 2 {
+				t.Errorf("want exactly one problem, got:\n%v", err)
+			}
+			if !strings.Contains(err.Error(), tt.bad+"=") || !strings.Contains(err.Error(), "set ") {
+				t.Errorf("message does not name %s and say what to set:\n%v", tt.bad, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigReportsAllProblems(t *testing.T) {
+	_, err := loadConfig(env(map[string]string{envPort: "x", envLogLevel: "y", envLeaseTTL: "z"}))
+	if err == nil {
+		t.Fatal("loadConfig = nil error, want three problems")
+	}
+	for _, name := range []string{envPort, envLogLevel, envLeaseTTL} {
+		if !strings.Contains(err.Error(), name+"=") {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+}
+
+// TestREADMEListsEveryVariable keeps the README's table in step with the
+// variables the service reads and their defaults.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("read README: %v", err)
+	}
+	for _, name := range allEnvVars {
+		def := defaults[name]
+		pattern := "(?m)^\\| `" + regexp.QuoteMeta(name) + "` \\| "
+		if def != "" {
+			pattern += "`" + regexp.QuoteMeta(def) + "`"
+		}
+		if !regexp.MustCompile(pattern).Match(readme) {
+			t.Errorf("README has no table row for %s with default %q (want a row starting %q)", name, def, "| `"+name+"` | ")
+		}
+	}
+	rows := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\|").FindAllSubmatch(readme, -1)
+	known := map[string]bool{}
+	for _, n := range allEnvVars {
+		known[n] = true
+	}
+	for _, row := range rows {
+		if !known[string(row[1])] {
+			t.Errorf("README lists %s, which the service does not read", row[1])
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/savesync/savesync/logging"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines to write
+// while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// embeddedEnv is the environment of a run on embedded defaults in a fresh
+// data directory, listening on a free port.
+func embeddedEnv(t *testing.T) map[string]string {
+	t.Helper()
+	return map[string]string{
+		envPort:       "0",
+		envDataDir:    t.TempDir(),
+		envGameConfig: "../../config/sample-game.json",
+	}
+}
+
+// startRun starts run in the background and returns the base URL once the
+// server listens, and a channel that yields run's result.
+func startRun(t *testing.T, ctx context.Context, vars map[string]string, stdout io.Writer) (string, <-chan error) {
+	t.Helper()
+	addrs := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, env(vars), stdout, withHost("127.0.0.1"), withListening(func(addr string) { addrs <- addr }))
+	}()
+	select {
+	case addr := <-addrs:
+		return "http://" + addr, done
+	case err := <-done:
+		t.Fatalf("run returned before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not listen within 30 s")
+	}
+	return "", nil
+}
+
+func get(t *testing.T, url string) (int, http.Header, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+func TestRunServesHealthAndShutsDown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs lockedBuffer
+	base, done := startRun(t, ctx, embeddedEnv(t), &logs)
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		code, header, body := get(t, base+path)
+		if code != http.StatusOK || body != `{"status":"ok"}` {
+			t.Errorf("GET %s = %d %s, want 200 {\"status\":\"ok\"}", path, code, body)
+		}
+		if header.Get("X-Request-Id") == "" {
+			t.Errorf("GET %s: no X-Request-Id in the response", path)
+		}
+	}
+	code, _, body := get(t, base+"/nowhere")
+	if code != http.StatusNotFound {
+		t.Errorf("GET /nowhere = %d %s, want 404", code, body)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after cancel = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within Cloud Run's 10 s after cancel")
+	}
+
+	out := logs.String()
+	for _, want := range []string{
+		`"message":"started the embedded Firestore emulator"`,
+		`"message":"started the in-process Pub/Sub (pstest)"`,
+		`"severity":"WARNING","message":"no SAVESYNC_SERVER_KEYS set`,
+		`"message":"GET /healthz"`,
+		`"message":"GET /readyz"`,
+		`"message":"shutting down"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s:\n%s", want, out)
+		}
+	}
+	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("log line %d is not JSON: %v\n%s", i+1, err, line)
+		}
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	vars := embeddedEnv(t)
+	vars[envShutdownTimeout] = "30s"
+	var logs lockedBuffer
+	err := run(context.Background(), env(vars), &logs, withHost("127.0.0.1"))
+	if err == nil || !strings.Contains(err.Error(), envShutdownTimeout) {
+		t.Fatalf("run = %v, want an error naming %s", err, envShutdownTimeout)
+	}
+}
+
+// TestNewAppEmbedded checks the embedded wiring: Firestore data lands in the
+// data directory and survives a restart, and both topics exist.
+func TestNewAppEmbedded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg, err := loadConfig(env(embeddedEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := logging.New(io.Discard, slog.LevelInfo)
+
+	a, err := newApp(ctx, cfg, logger)
+	if err != nil {
+		t.Fatalf("newApp = %v", err)
+	}
+	if a.emulator == nil || a.pubsubServer == nil {
+		t.Fatalf("embedded mode started emulator=%v pubsub=%v, want both", a.emulator != nil, a.pubsubServer != nil)
+	}
+	for _, topic := range []string{cfg.invalidationTopic, cfg.auditTopic} {
+		name := "projects/" + cfg.project + "/topics/" + topic
+		if _, err := a.pubsub.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name}); err != nil {
+			t.Errorf("topic %s: %v", name, err)
+		}
+	}
+	want := map[string]any{"coins": int64(7)}
+	if _, err := a.firestore.Doc("restart/check").Set(ctx, want); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := a.close(); err != nil {
+		t.Fatalf("close = %v", err)
+	}
+	if err := a.close(); err != nil {
+		t.Errorf("second close = %v, want nil", err)
+	}
+
+	a, err = newApp(ctx, cfg, logger)
+	if err != nil {
+		t.Fatalf("newApp after restart = %v", err)
+	}
+	defer a.close()
+	snap, err := a.firestore.Doc("restart/check").Get(ctx)
+	if err != nil {
+		t.Fatalf("read after restart: %v", err)
+	}
+	if diff := cmp.Diff(want, snap.Data()); diff != "" {
+		t.Errorf("document after restart (-want +got):\n%s", diff)
+	}
+	if err := a.checkFirestore(ctx); err != nil {
+		t.Errorf("checkFirestore = %v", err)
+	}
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"cloud.google.com/go/firestore"
+	apiv1 "cloud.google.com/go/firestore/apiv1"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/gin-gonic/gin"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/savesync/savesync/emulator"
+	"github.com/savesync/savesync/handlers"
+	"github.com/savesync/savesync/store"
+)
+
+// app is the wired service: its clients, the servers it embeds, and the
+// HTTP engine. It is the one place that picks concrete implementations.
+type app struct {
+	// firestore and firestoreAPI talk to the same Firestore database: the
+	// first for ordinary reads and writes, the second for calls the
+	// high-level client does not offer.
+	firestore    *firestore.Client
+	firestoreAPI *apiv1.Client
+	pubsub       *pubsub.Client
+	// emulator is the in-process Firestore emulator; nil unless the
+	// Firestore backend is embedded.
+	emulator *emulator.Server
+	// pubsubServer is the in-process Pub/Sub fake; nil unless the Pub/Sub
+	// backend is embedded.
+	pubsubServer *pstest.Server
+	engine       *gin.Engine
+
+	closers []func() error
+}
+
+// newApp connects the service's dependencies as cfg says and builds the gin
+// engine with the middleware chain and the routes. On error, whatever was
+// already started is closed again.
+func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err error) {
+	a := &app{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, a.close())
+		}
+	}()
+
+	if err := a.connectFirestore(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	if err := a.connectPubSub(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+
+	r := gin.New()
+	r.ContextWithFallback = true
+	r.Use(
+		handlers.RequestID(),
+		handlers.RequestLogger(logger, cfg.project),
+		handlers.Recover(),
+		handlers.LimitBody(cfg.maxBodyBytes),
+	)
+	r.GET("/healthz", handlers.Healthz)
+	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
+	a.engine = r
+	return a, nil
+}
+
+// connectFirestore starts the embedded emulator when no Firestore is
+// configured and dials the chosen one.
+func (a *app) connectFirestore(ctx context.Context, cfg config, logger *slog.Logger) error {
+	host := cfg.firestoreEmulatorHost
+	if cfg.firestoreBackend() == backendEmbedded {
+		if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
+			return fmt.Errorf("create the emulator data directory (%s=%q): %w", envDataDir, cfg.dataDir, err)
+		}
+		emu, err := emulator.Start(emulator.Options{
+			Addr:    "127.0.0.1:0",
+			DataDir: cfg.dataDir,
+			Logger:  logger.With(slog.String("component", "firestore-emulator")),
+		})
+		if err != nil {
+			return fmt.Errorf("start the embedded Firestore emulator in %s: %w", cfg.dataDir, err)
+		}
+		a.emulator = emu
+		a.onClose(emu.Close)
+		host = emu.Addr()
+		logger.Info("started the embedded Firestore emulator",
+			slog.String("addr", host), slog.String("dataDir", cfg.dataDir))
+	}
+	clients, err := store.Dial(ctx, cfg.project, host)
+	if err != nil {
+		return fmt.Errorf("connect to Firestore: %w", err)
+	}
+	a.firestore, a.firestoreAPI = clients.Firestore, clients.GAPIC
+	a.onClose(clients.Close)
+	logger.Info("connected to Firestore", slog.String("backend", string(cfg.firestoreBackend())),
+		slog.String("project", cfg.project), slog.String("host", host))
+	return nil
+}
+
+// connectPubSub starts pstest in-process when no Pub/Sub is configured,
+// dials the chosen one, and outside Google Cloud creates the topics, which
+// in Google Cloud are provisioned with the deployment.
+func (a *app) connectPubSub(ctx context.Context, cfg config, logger *slog.Logger) error {
+	var opts []option.ClientOption
+	host := cfg.pubsubEmulatorHost
+	if cfg.pubsubBackend() == backendEmbedded {
+		a.pubsubServer = pstest.NewServerWithAddress("127.0.0.1:0")
+		a.onClose(a.pubsubServer.Close)
+		host = a.pubsubServer.Addr
+		logger.Info("started the in-process Pub/Sub (pstest)", slog.String("addr", host))
+	}
+	if host != "" {
+		conn, err := grpc.NewClient(host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("dial Pub/Sub at %s: %w", host, err)
+		}
+		// The Pub/Sub client closes conn when it is closed.
+		opts = append(opts, option.WithGRPCConn(conn))
+		defer func() {
+			if a.pubsub == nil {
+				_ = conn.Close()
+			}
+		}()
+	}
+	client, err := pubsub.NewClient(ctx, cfg.project, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to Pub/Sub: %w", err)
+	}
+	a.pubsub = client
+	a.onClose(client.Close)
+	logger.Info("connected to Pub/Sub", slog.String("backend", string(cfg.pubsubBackend())),
+		slog.String("project", cfg.project), slog.String("host", host))
+
+	if cfg.pubsubBackend() == backendCloud {
+		return nil
+	}
+	for _, topic := range []string{cfg.invalidationTopic, cfg.auditTopic} {
+		name := "projects/" + cfg.project + "/topics/" + topic
+		_, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: name})
+		if err != nil && status.Code(err) != codes.AlreadyExists {
+			return fmt.Errorf("create Pub/Sub topic %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// checkFirestore is the readiness check: a read of one document that need
+// not exist proves Firestore answers and the credentials work.
+func (a *app) checkFirestore(ctx context.Context) error {
+	_, err := a.firestore.Collection("_health").Doc("ping").Get(ctx)
+	if err != nil && status.Code(err) != codes.NotFound {
+		return fmt.Errorf("firestore readiness read: %w", err)
+	}
+	return nil
+}
+
+// onClose registers f to run when the app is closed, in reverse order of
+// registration, so clients close before the servers they talk to.
+func (a *app) onClose(f func() error) {
+	a.closers = append(a.closers, f)
+}
+
+// close releases everything newApp started. It is safe to call twice.
+func (a *app) close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}

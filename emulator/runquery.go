@@ -1,0 +1,169 @@
+package emulator
+
+import (
+	"context"
+	"strings"
+
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"github.com/savesync/savesync/emulator/internal/query"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// RunQuery runs a structured query and streams its results.
+func (s *Server) RunQuery(req *firestorepb.RunQueryRequest, stream firestorepb.Firestore_RunQueryServer) error {
+	db, err := s.queryDatabase(req.GetParent())
+	if err != nil {
+		return err
+	}
+	q := req.GetStructuredQuery()
+	if q == nil {
+		return status.Errorf(codes.InvalidArgument, "RunQuery needs a structured_query")
+	}
+	v, err := s.openView(db, req.GetTransaction(), req.GetNewTransaction(), req.GetReadTime())
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	docs, readT, err := s.queryCandidates(stream.Context(), db, v, req.GetParent(), q)
+	if err != nil {
+		return err
+	}
+	results, err := query.Run(req.GetParent(), q, docs)
+	if err != nil {
+		return err
+	}
+	s.counters.addReads(db.project, int64(max(len(results), 1)))
+	readTS := tsMicros(readT)
+	if len(results) == 0 {
+		return stream.Send(&firestorepb.RunQueryResponse{ReadTime: readTS, Transaction: v.takeNewID(), ContinuationSelector: &firestorepb.RunQueryResponse_Done{Done: true}})
+	}
+	for i, d := range results {
+		resp := &firestorepb.RunQueryResponse{Document: d, ReadTime: readTS, Transaction: v.takeNewID()}
+		if i == len(results)-1 {
+			resp.ContinuationSelector = &firestorepb.RunQueryResponse_Done{Done: true}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunAggregationQuery runs count, sum and avg aggregations.
+func (s *Server) RunAggregationQuery(req *firestorepb.RunAggregationQueryRequest, stream firestorepb.Firestore_RunAggregationQueryServer) error {
+	db, err := s.queryDatabase(req.GetParent())
+	if err != nil {
+		return err
+	}
+	aq := req.GetStructuredAggregationQuery()
+	if aq == nil || aq.GetStructuredQuery() == nil {
+		return status.Errorf(codes.InvalidArgument, "RunAggregationQuery needs a structured_aggregation_query")
+	}
+	v, err := s.openView(db, req.GetTransaction(), req.GetNewTransaction(), req.GetReadTime())
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	docs, readT, err := s.queryCandidates(stream.Context(), db, v, req.GetParent(), aq.GetStructuredQuery())
+	if err != nil {
+		return err
+	}
+	fields, err := query.Aggregate(req.GetParent(), aq, docs)
+	if err != nil {
+		return err
+	}
+	// Firestore bills one read per batch of up to 1,000 index entries.
+	s.counters.addReads(db.project, int64(len(docs)/1000+1))
+	return stream.Send(&firestorepb.RunAggregationQueryResponse{
+		Result:      &firestorepb.AggregationResult{AggregateFields: fields},
+		ReadTime:    tsMicros(readT),
+		Transaction: v.takeNewID(),
+	})
+}
+
+// queryDatabase finds the database of a query's parent and checks the parent.
+func (s *Server) queryDatabase(parent string) (*database, error) {
+	dbName, err := databaseOf(parent)
+	if err != nil {
+		return nil, err
+	}
+	db, err := s.database(dbName)
+	if err != nil {
+		return nil, err
+	}
+	if parent != db.root {
+		if err := s.checkDocName(db, parent); err != nil {
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// queryLockKeys lists the range locks a query takes in a read-write
+// transaction: its collection under parent, or the whole collection group.
+func queryLockKeys(parent string, q *firestorepb.StructuredQuery) []string {
+	var keys []string
+	for _, f := range q.GetFrom() {
+		switch {
+		case f.GetAllDescendants():
+			keys = append(keys, "g:"+f.GetCollectionId())
+		default:
+			keys = append(keys, "r:"+parent+"/"+f.GetCollectionId())
+		}
+	}
+	if len(keys) == 0 {
+		keys = append(keys, "g:")
+	}
+	return sortedUnique(keys)
+}
+
+// queryCandidates returns the documents a query may match, as the view sees
+// them, and the read time. In a read-write transaction it first locks the
+// queried range, so no write can add, change or remove a match until the
+// transaction ends.
+func (s *Server) queryCandidates(ctx context.Context, db *database, v *readView, parent string, q *firestorepb.StructuredQuery) ([]*firestorepb.Document, int64, error) {
+	if v.locking() {
+		for _, k := range queryLockKeys(parent, q) {
+			if err := db.locks.acquire(ctx, v.t.owner, k, lockExclusive); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	readT := v.at
+	if readT == 0 {
+		readT = s.clock.readTime()
+	}
+	return candidatesLocked(db, parent, q, v.at), readT, nil
+}
+
+// candidatesLocked lists the live documents under parent at time at (0 =
+// latest) whose collection a query over q.from can select. The caller holds
+// db.mu.
+func candidatesLocked(db *database, parent string, q *firestorepb.StructuredQuery, at int64) []*firestorepb.Document {
+	all := db.liveDocsLocked(parent+"/", at)
+	from := q.GetFrom()
+	if len(from) == 0 {
+		return all
+	}
+	out := all[:0:0]
+	for _, d := range all {
+		docParent, coll := collectionOf(d.GetName())
+		for _, f := range from {
+			if f.GetCollectionId() != "" && f.GetCollectionId() != coll {
+				continue
+			}
+			if !f.GetAllDescendants() && docParent != parent {
+				continue
+			}
+			if f.GetAllDescendants() && !strings.HasPrefix(d.GetName(), parent+"/") {
+				continue
+			}
+			out = append(out, d)
+			break
+		}
+	}
+	return out
+}

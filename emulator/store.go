@@ -1,0 +1,209 @@
+package emulator
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// retention is how long old document versions stay readable through
+// read_time, as in Cloud Firestore.
+const retention = time.Hour
+
+// version is one state of a document: doc is nil when the document was
+// deleted at time t (microseconds since the Unix epoch).
+type version struct {
+	t   int64
+	doc *firestorepb.Document
+}
+
+// history holds the versions of one document, oldest first.
+type history struct {
+	versions []version
+}
+
+// at returns the document as of time t (0 = latest), or nil when it did not
+// exist then.
+func (h *history) at(t int64) *firestorepb.Document {
+	if h == nil || len(h.versions) == 0 {
+		return nil
+	}
+	if t == 0 {
+		return h.versions[len(h.versions)-1].doc
+	}
+	for i := len(h.versions) - 1; i >= 0; i-- {
+		if h.versions[i].t <= t {
+			return h.versions[i].doc
+		}
+	}
+	return nil
+}
+
+// latest returns the current document or nil.
+func (h *history) latest() *firestorepb.Document { return h.at(0) }
+
+// trim drops versions that no read_time within the retention can see: every
+// version older than the newest one at or before cutoff.
+func (h *history) trim(cutoff int64) {
+	keep := 0
+	for i := len(h.versions) - 1; i >= 0; i-- {
+		if h.versions[i].t <= cutoff {
+			keep = i
+			break
+		}
+	}
+	if keep > 0 {
+		h.versions = append([]version(nil), h.versions[keep:]...)
+	}
+}
+
+// database is one Firestore database ("projects/p/databases/d"): its
+// documents with their histories, its lock table and its listeners.
+type database struct {
+	name    string // projects/{p}/databases/{d}
+	root    string // name + "/documents"
+	project string
+
+	mu   sync.RWMutex
+	docs map[string]*history
+
+	locks *lockTable
+
+	watchMu  sync.Mutex
+	watchers map[*watcher]struct{}
+}
+
+func newDatabase(name, project string) *database {
+	return &database{
+		name:     name,
+		root:     name + "/documents",
+		project:  project,
+		docs:     map[string]*history{},
+		locks:    newLockTable(),
+		watchers: map[*watcher]struct{}{},
+	}
+}
+
+// get returns the document name as of time t (0 = latest), nil when missing.
+// The caller holds db.mu.
+func (db *database) getLocked(name string, t int64) *firestorepb.Document {
+	return db.docs[name].at(t)
+}
+
+// liveDocs returns every document that exists at time t (0 = latest) whose
+// name starts with prefix, sorted by name. The caller holds db.mu.
+func (db *database) liveDocsLocked(prefix string, t int64) []*firestorepb.Document {
+	out := make([]*firestorepb.Document, 0, len(db.docs))
+	for name, h := range db.docs {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		if d := h.at(t); d != nil {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out
+}
+
+// gcLocked removes versions older than the retention and histories that hold
+// only an old deletion. The caller holds db.mu for writing.
+func (db *database) gcLocked(cutoff int64) {
+	for name, h := range db.docs {
+		h.trim(cutoff)
+		if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].t <= cutoff {
+			delete(db.docs, name)
+		}
+	}
+}
+
+// clock hands out commit and read times in microseconds: commit times are
+// strictly increasing across the whole server, and a read time is never later
+// than the next commit time.
+type clock struct {
+	mu   sync.Mutex
+	last int64
+}
+
+// commitTime returns a new time, later than every time handed out before.
+func (c *clock) commitTime() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UnixMicro()
+	if now <= c.last {
+		now = c.last + 1
+	}
+	c.last = now
+	return now
+}
+
+// readTime returns a time at least as late as every commit time handed out
+// so far; every later commit time is after it.
+func (c *clock) readTime() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UnixMicro()
+	if now < c.last {
+		now = c.last
+	}
+	c.last = now
+	return now
+}
+
+// observe moves the clock past t (used when replaying persisted commits).
+func (c *clock) observe(t int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t > c.last {
+		c.last = t
+	}
+}
+
+func tsMicros(t int64) *timestamppb.Timestamp {
+	return &timestamppb.Timestamp{Seconds: t / 1e6, Nanos: int32(t%1e6) * 1000}
+}
+
+func microsOf(ts *timestamppb.Timestamp) int64 {
+	return ts.GetSeconds()*1e6 + int64(ts.GetNanos())/1000
+}
+
+// parseDatabase checks that name is "projects/{p}/databases/{d}" and returns
+// the project.
+func parseDatabase(name string) (project string, err error) {
+	parts := strings.Split(name, "/")
+	if len(parts) != 4 || parts[0] != "projects" || parts[1] == "" || parts[2] != "databases" || parts[3] == "" {
+		return "", status.Errorf(codes.InvalidArgument, "invalid database name %q: want projects/{project_id}/databases/{database_id}", name)
+	}
+	return parts[1], nil
+}
+
+// databaseOf returns the database part of a resource name under it
+// ("projects/p/databases/d/documents/..." -> "projects/p/databases/d").
+func databaseOf(resource string) (string, error) {
+	parts := strings.SplitN(resource, "/", 6)
+	if len(parts) < 5 || parts[0] != "projects" || parts[1] == "" || parts[2] != "databases" || parts[3] == "" || parts[4] != "documents" {
+		return "", status.Errorf(codes.InvalidArgument, "invalid resource name %q: want projects/{project_id}/databases/{database_id}/documents[/...]", resource)
+	}
+	return strings.Join(parts[:4], "/"), nil
+}
+
+// collectionOf splits a document name into its parent (database root or
+// document) and its collection id.
+func collectionOf(docName string) (parent, collectionID string) {
+	i := strings.LastIndexByte(docName, '/')
+	if i < 0 {
+		return "", ""
+	}
+	coll := docName[:i]
+	j := strings.LastIndexByte(coll, '/')
+	if j < 0 {
+		return "", coll
+	}
+	return coll[:j], coll[j+1:]
+}

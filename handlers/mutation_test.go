@@ -1,0 +1,326 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/savesync/savesync/emulator"
+	"github.com/savesync/savesync/save"
+	"github.com/savesync/savesync/store"
+)
+
+func TestMutationAppliesAndReplays(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const body = `{"ops":[{"op":"currency.add","currency":"coins","amount":25},{"op":"item.grant","item":"potion","count":3}]}`
+
+	first := e.mutate(7, "k-1", body)
+	if first.status != 200 {
+		t.Fatalf("first attempt: %d %s", first.status, first.body)
+	}
+	if got := first.header.Get("Idempotent-Replayed"); got != "" {
+		t.Errorf("first attempt Idempotent-Replayed = %q, want none", got)
+	}
+	again := e.mutate(7, "k-1", body)
+	if again.status != 200 || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d replayed=%q %s", again.status, again.header.Get("Idempotent-Replayed"), again.body)
+	}
+	if string(again.body) != string(first.body) {
+		t.Errorf("replay body differs:\nfirst  %s\nreplay %s", first.body, again.body)
+	}
+	p := e.player(7)
+	if got := balance(t, p, "coins"); got != 125 {
+		t.Errorf("coins = %d, want 125 (100 start + 25 once)", got)
+	}
+	if p.Version != 1 || e.ledgerCount(7) != 1 {
+		t.Errorf("version %d with %d ledger entries, want 1 and 1", p.Version, e.ledgerCount(7))
+	}
+
+	reused := e.mutate(7, "k-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":26}]}`)
+	if reused.status != 422 || reused.errorCode(t) != "IDEMPOTENCY_KEY_REUSED" {
+		t.Errorf("same key, other body: %d %s, want 422 IDEMPOTENCY_KEY_REUSED", reused.status, reused.body)
+	}
+}
+
+func TestMutationCostsTwoRoundTrips(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if r := e.mutate(8, "warm", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`); r.status != 200 {
+		t.Fatalf("warm-up: %d %s", r.status, r.body)
+	}
+	before := e.emu.Counters(e.project)
+	if r := e.mutate(8, "measured", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`); r.status != 200 {
+		t.Fatalf("measured: %d %s", r.status, r.body)
+	}
+	after := e.emu.Counters(e.project)
+	var rpcs int64
+	for method, n := range after.RPCs {
+		rpcs += n - before.RPCs[method]
+	}
+	if rpcs != 2 {
+		t.Errorf("round trips per mutation = %d (%v -> %v), want 2", rpcs, before.RPCs, after.RPCs)
+	}
+	if w := after.DocumentWrites - before.DocumentWrites; w != 2 {
+		t.Errorf("document writes per mutation = %d, want 2 (player + ledger entry)", w)
+	}
+}
+
+func TestConcurrentDeltasOnOnePlayer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 40
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := e.mutate(9, fmt.Sprintf("delta-%d", i), `{"ops":[{"op":"currency.add","currency":"coins","amount":3},{"op":"stat.add","stat":"xp","amount":1}]}`)
+			statuses[i] = r.status
+		}()
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != 200 {
+			t.Errorf("mutation %d: status %d", i, s)
+		}
+	}
+	p := e.player(9)
+	if got, want := balance(t, p, "coins"), int64(100+3*n); got != want {
+		t.Errorf("coins = %d, want %d", got, want)
+	}
+	if p.Version != n || e.ledgerCount(9) != n {
+		t.Errorf("version %d, ledger %d, want %d and %d", p.Version, e.ledgerCount(9), n, n)
+	}
+}
+
+func TestLostCommitResponseAppliesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.emu.InjectFault(emulator.Fault{Project: e.project, Method: "Commit", DropResponse: true, Count: 1})
+	const body = `{"ops":[{"op":"currency.add","currency":"coins","amount":40}]}`
+	first := e.mutate(10, "lost-1", body)
+	if first.status != 200 {
+		t.Fatalf("first attempt: %d %s", first.status, first.body)
+	}
+	// The game server did not trust the answer and retries with the same key.
+	retry := e.mutate(10, "lost-1", body)
+	if retry.status != 200 || retry.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry: %d replayed=%q %s", retry.status, retry.header.Get("Idempotent-Replayed"), retry.body)
+	}
+	p := e.player(10)
+	if got := balance(t, p, "coins"); got != 140 {
+		t.Errorf("coins = %d, want 140: applied exactly once", got)
+	}
+	if p.Version != 1 || e.ledgerCount(10) != 1 {
+		t.Errorf("version %d, ledger %d, want 1 and 1", p.Version, e.ledgerCount(10))
+	}
+}
+
+func TestUnavailableDatabaseIsRetriedBehindTheCaller(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.emu.InjectFault(emulator.Fault{Project: e.project, Method: "Commit", Code: codes.Aborted, Count: 2})
+	e.emu.InjectFault(emulator.Fault{Project: e.project, Method: "BatchGetDocuments", Code: codes.Unavailable, Count: 1})
+	r := e.mutate(11, "flaky-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`)
+	if r.status != 200 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if got := balance(t, e.player(11), "coins"); got != 105 {
+		t.Errorf("coins = %d, want 105", got)
+	}
+}
+
+func TestInsufficientFundsWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if r := e.mutate(12, "seed", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`); r.status != 200 {
+		t.Fatalf("seed: %d %s", r.status, r.body)
+	}
+	r := e.mutate(12, "spend", `{"ops":[{"op":"currency.add","currency":"coins","amount":-500}]}`)
+	if r.status != 422 || r.errorCode(t) != "INSUFFICIENT_FUNDS" {
+		t.Fatalf("overspend: %d %s, want 422 INSUFFICIENT_FUNDS", r.status, r.body)
+	}
+	p := e.player(12)
+	if got := balance(t, p, "coins"); got != 101 || p.Version != 1 || e.ledgerCount(12) != 1 {
+		t.Errorf("after a refused spend: coins %d version %d ledger %d, want 101, 1, 1", got, p.Version, e.ledgerCount(12))
+	}
+}
+
+func TestVersionedWritersOneWins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if r := e.mutate(13, "own", `{"ops":[{"op":"item.grant","item":"sword","count":1},{"op":"item.grant","item":"shield","count":1}]}`); r.status != 200 {
+		t.Fatalf("grant: %d %s", r.status, r.body)
+	}
+	bodies := []string{
+		`{"expectedVersion":1,"ops":[{"op":"loadout.set","slot":"offhand","item":"sword"}]}`,
+		`{"expectedVersion":1,"ops":[{"op":"loadout.set","slot":"offhand","item":"shield"}]}`,
+	}
+	results := make([]response, 2)
+	var wg sync.WaitGroup
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = e.mutate(13, fmt.Sprintf("loadout-%d", i), bodies[i])
+		}()
+	}
+	wg.Wait()
+	wins, conflicts := 0, 0
+	for _, r := range results {
+		switch r.status {
+		case 200:
+			wins++
+		case 409:
+			conflicts++
+			if r.errorCode(t) != "VERSION_CONFLICT" {
+				t.Errorf("409 code %q, want VERSION_CONFLICT", r.errorCode(t))
+			}
+			details, _ := r.json(t)["error"].(map[string]any)["details"].(map[string]any)
+			if num(details["currentVersion"]) != 2 || details["save"] == nil {
+				t.Errorf("conflict details = %v, want currentVersion 2 and the save", details)
+			}
+		default:
+			t.Errorf("unexpected %d %s", r.status, r.body)
+		}
+	}
+	if wins != 1 || conflicts != 1 {
+		t.Errorf("wins %d conflicts %d, want exactly one of each", wins, conflicts)
+	}
+}
+
+func TestBadInputGetsClearErrorAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	big := `{"ops":[{"op":"settings.set","key":"music","value":"` + strings.Repeat("x", 70<<10) + `"}]}`
+	tests := []struct {
+		name    string
+		body    string
+		headers []string
+		status  int
+		code    string
+	}{
+		{"malformed JSON", `{"ops":[`, nil, 400, "INVALID_ARGUMENT"},
+		{"not an object", `[1,2]`, nil, 400, "INVALID_ARGUMENT"},
+		{"unknown op", `{"ops":[{"op":"currency.steal","currency":"coins","amount":1}]}`, nil, 400, "INVALID_ARGUMENT"},
+		{"unknown field", `{"ops":[{"op":"currency.add","currency":"coins","amount":1,"price":0}]}`, nil, 400, "INVALID_ARGUMENT"},
+		{"unknown currency", `{"ops":[{"op":"currency.add","currency":"gold","amount":1}]}`, nil, 400, "INVALID_ARGUMENT"},
+		{"amount overflows int64", `{"ops":[{"op":"currency.add","currency":"coins","amount":9223372036854775808}]}`, nil, 400, "INVALID_ARGUMENT"},
+		{"no ops", `{"ops":[]}`, nil, 400, "INVALID_ARGUMENT"},
+		{"oversized body", big, nil, 413, "REQUEST_TOO_LARGE"},
+		{"missing idempotency key", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, []string{"Idempotency-Key", ""}, 400, "INVALID_ARGUMENT"},
+		{"missing server key", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, []string{"Authorization", ""}, 401, "UNAUTHENTICATED"},
+		{"wrong server key", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, []string{"Authorization", "Bearer nope"}, 401, "UNAUTHENTICATED"},
+		{"bad user id", "", nil, 400, "INVALID_ARGUMENT"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var r response
+			if tc.name == "bad user id" {
+				r = e.do("POST", "/v1/players/abc/mutations", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, map[string]string{"Idempotency-Key": "x"})
+			} else {
+				r = e.mutate(14, fmt.Sprintf("bad-%d", i), tc.body, tc.headers...)
+			}
+			if r.status != tc.status || r.errorCode(t) != tc.code {
+				t.Fatalf("got %d %s, want %d %s", r.status, r.body, tc.status, tc.code)
+			}
+			msg, _ := r.json(t)["error"].(map[string]any)["message"].(string)
+			if msg == "" {
+				t.Errorf("error without a message: %s", r.body)
+			}
+		})
+	}
+	if p := e.player(14); p.Version != 0 || e.ledgerCount(14) != 0 {
+		t.Errorf("bad input wrote something: version %d, ledger %d", p.Version, e.ledgerCount(14))
+	}
+}
+
+func TestBatchAppliesEachMutationAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	body := `{"mutations":[
+		{"userId":21,"idempotencyKey":"b-1","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":10}]}},
+		{"userId":22,"idempotencyKey":"b-2","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":-1000}]}},
+		{"userId":21,"idempotencyKey":"b-3","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}},
+		{"userId":23,"idempotencyKey":"","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}}
+	]}`
+	r := e.do("POST", "/v1/batch/mutations", body, nil)
+	if r.status != 200 {
+		t.Fatalf("batch: %d %s", r.status, r.body)
+	}
+	results, _ := r.json(t)["results"].([]any)
+	want := []int64{200, 422, 200, 400}
+	if len(results) != len(want) {
+		t.Fatalf("results = %d, want %d: %s", len(results), len(want), r.body)
+	}
+	for i, w := range want {
+		if got := num(results[i].(map[string]any)["status"]); got != w {
+			t.Errorf("result %d status %d, want %d: %v", i, got, w, results[i])
+		}
+	}
+	if got := balance(t, e.player(21), "coins"); got != 115 {
+		t.Errorf("player 21 coins = %d, want 115", got)
+	}
+	if p := e.player(22); p.Version != 0 {
+		t.Errorf("player 22 version = %d after a refused spend, want 0", p.Version)
+	}
+	// The whole batch retried: every committed item replays, nothing doubles.
+	r = e.do("POST", "/v1/batch/mutations", body, nil)
+	results, _ = r.json(t)["results"].([]any)
+	if rep, _ := results[0].(map[string]any)["replayed"].(bool); !rep {
+		t.Errorf("retried item 0 not replayed: %v", results[0])
+	}
+	if got := balance(t, e.player(21), "coins"); got != 115 {
+		t.Errorf("player 21 coins after retry = %d, want 115", got)
+	}
+}
+
+func TestCompanionPurchaseSurvivesStaleServer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const user = 30
+	if r := e.join(user, "job-a", false); r.status != 200 {
+		t.Fatalf("join: %d %s", r.status, r.body)
+	}
+	// The server's copy is now 30 seconds old; the companion buys meanwhile.
+	e.clock.Advance(30 * time.Second)
+	res, err := e.store.ApplyMutation(context.Background(), store.MutationRequest{
+		UserID:         user,
+		Actor:          save.Actor{Kind: save.ActorCompanion, ID: "uid-1"},
+		IdempotencyKey: "buy-1",
+		Mutation:       save.Mutation{Ops: []save.Op{{Kind: "purchase", SKU: "starter"}}},
+	})
+	if err != nil {
+		t.Fatalf("purchase: %v", err)
+	}
+	if res.Outcome.Version != 1 {
+		t.Fatalf("purchase version = %d, want 1", res.Outcome.Version)
+	}
+	// The stale server keeps writing deltas and then leaves.
+	if r := e.mutate(user, "earn-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":7}]}`, "Roblox-Job-Id", "job-a"); r.status != 200 {
+		t.Fatalf("stale server delta: %d %s", r.status, r.body)
+	}
+	sess := e.join(user, "job-a", false).json(t)["session"].(map[string]any)["id"].(string)
+	leave := e.do("POST", "/v1/sessions/"+sess+"/leave",
+		`{"final":{"ops":[{"op":"stat.add","stat":"xp","amount":3}]}}`, map[string]string{"Idempotency-Key": "leave-1"})
+	if leave.status != 200 {
+		t.Fatalf("leave: %d %s", leave.status, leave.body)
+	}
+	p := e.player(user)
+	if got := balance(t, p, "coins"); got != 100-50+7 {
+		t.Errorf("coins = %d, want %d (start - price + earned)", got, 100-50+7)
+	}
+	if got := savedOf(t, p).Items["potion"]; got != 2 {
+		t.Errorf("potions = %d, want 2 from the purchase", got)
+	}
+	if p.Session != nil {
+		t.Errorf("session still held after leave: %+v", p.Session)
+	}
+}

@@ -1,0 +1,104 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/savesync/savesync/save"
+	"github.com/savesync/savesync/store"
+)
+
+// joinBody is the body of POST /v1/sessions.
+type joinBody struct {
+	UserID        int64  `json:"userId"`
+	JobID         string `json:"jobId"`
+	PlaceID       int64  `json:"placeId"`
+	SchemaVersion int    `json:"schemaVersion"`
+	Steal         bool   `json:"steal"`
+}
+
+// joinSession pulls a player's save and takes the session lease.
+func (a *API) joinSession(c *gin.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req joinBody
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	if req.UserID <= 0 {
+		return badField("userId", "must be a positive Roblox user id")
+	}
+	res, err := a.store.JoinSession(c.Request.Context(), store.JoinRequest{
+		UserID:       req.UserID,
+		JobID:        req.JobID,
+		PlaceID:      req.PlaceID,
+		ClientSchema: req.SchemaVersion,
+		Steal:        req.Steal,
+	})
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, res)
+	return nil
+}
+
+// renewSession extends a held lease.
+func (a *API) renewSession(c *gin.Context) error {
+	lease, err := a.store.RenewSession(c.Request.Context(), c.Param("sessionId"))
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"session": lease})
+	return nil
+}
+
+// leaveBody is the optional body of POST /v1/sessions/{id}/leave: a final
+// flush applied before the lease is released.
+type leaveBody struct {
+	Final *save.Mutation `json:"final"`
+}
+
+// leaveSession applies the final flush, if any, then releases the lease.
+// The flush goes through the same idempotent mutation path as any other
+// write, so a retried leave never applies it twice.
+func (a *API) leaveSession(c *gin.Context) error {
+	sessionID := c.Param("sessionId")
+	userID, ok := store.SessionUser(sessionID)
+	if !ok {
+		return badField("sessionId", "%q is not a session id this service issued", sessionID)
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req leaveBody
+	if len(body) > 0 {
+		if err := decodeJSON(body, &req); err != nil {
+			return err
+		}
+	}
+	resp := gin.H{}
+	if req.Final != nil && len(req.Final.Ops) > 0 {
+		res, err := a.store.ApplyMutation(c.Request.Context(), store.MutationRequest{
+			UserID:         userID,
+			Actor:          actorOf(c),
+			JobID:          c.GetHeader(headerJobID),
+			IdempotencyKey: c.GetHeader(headerIdempotencyKey),
+			Mutation:       *req.Final,
+		})
+		if err != nil {
+			return err
+		}
+		resp["final"] = res.Outcome
+	}
+	released, err := a.store.LeaveSession(c.Request.Context(), sessionID)
+	if err != nil {
+		return err
+	}
+	resp["released"] = released
+	c.JSON(http.StatusOK, resp)
+	return nil
+}

@@ -1,0 +1,183 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestTeleportRaceKeepsEverythingEarned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const user = 40
+	a := e.join(user, "job-a", false)
+	if a.status != 200 {
+		t.Fatalf("join a: %d %s", a.status, a.body)
+	}
+	sessA := a.json(t)["session"].(map[string]any)["id"].(string)
+	if r := e.mutate(user, "a-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":10}]}`, "Roblox-Job-Id", "job-a"); r.status != 200 {
+		t.Fatalf("a earns: %d %s", r.status, r.body)
+	}
+
+	// The player teleports: the new server joins before the old one leaves.
+	held := e.join(user, "job-b", false)
+	if held.status != 409 || held.errorCode(t) != "SESSION_HELD" {
+		t.Fatalf("join b without steal: %d %s, want 409 SESSION_HELD", held.status, held.body)
+	}
+	details := held.json(t)["error"].(map[string]any)["details"].(map[string]any)
+	if details["jobId"] != "job-a" || details["expiresAt"] == nil {
+		t.Errorf("SESSION_HELD details = %v, want the holder and its expiry", details)
+	}
+	b := e.join(user, "job-b", true)
+	if b.status != 200 {
+		t.Fatalf("join b with steal: %d %s", b.status, b.body)
+	}
+	bj := b.json(t)
+	if got := num(bj["session"].(map[string]any)["epoch"]); got != 2 {
+		t.Errorf("b's lease epoch = %d, want 2", got)
+	}
+	if got := bj["replaced"].(map[string]any)["jobId"]; got != "job-a" {
+		t.Errorf("replaced = %v, want job-a", got)
+	}
+	sessB := bj["session"].(map[string]any)["id"].(string)
+
+	// The old server's late deltas still apply; its leave releases nothing.
+	if r := e.mutate(user, "a-2", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`, "Roblox-Job-Id", "job-a"); r.status != 200 {
+		t.Fatalf("a's late delta: %d %s", r.status, r.body)
+	}
+	leaveA := e.do("POST", "/v1/sessions/"+sessA+"/leave", nil, nil)
+	if leaveA.status != 200 || leaveA.json(t)["released"] != false {
+		t.Errorf("a leaves: %d %s, want released=false", leaveA.status, leaveA.body)
+	}
+	p := e.player(user)
+	if got := balance(t, p, "coins"); got != 115 {
+		t.Errorf("coins = %d, want 115: nothing earned on a is lost", got)
+	}
+	if p.Session == nil || p.Session.JobID != "job-b" {
+		t.Errorf("session = %+v, want job-b's", p.Session)
+	}
+	leaveB := e.do("POST", "/v1/sessions/"+sessB+"/leave", nil, nil)
+	if leaveB.status != 200 || leaveB.json(t)["released"] != true {
+		t.Errorf("b leaves: %d %s, want released=true", leaveB.status, leaveB.body)
+	}
+}
+
+func TestExpiredLeaseCanBeTaken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if r := e.join(41, "crashed", false); r.status != 200 {
+		t.Fatalf("join: %d %s", r.status, r.body)
+	}
+	e.clock.Advance(91 * time.Second)
+	if r := e.join(41, "next", false); r.status != 200 {
+		t.Fatalf("join after expiry: %d %s", r.status, r.body)
+	}
+}
+
+// seed writes a player document as an older version of the game left it.
+func (e *testEnv) seed(userID int64, schema int, version int64, raw map[string]any) {
+	e.t.Helper()
+	_, err := e.clients.Firestore.Doc(fmt.Sprintf("players/%d", userID)).Set(context.Background(), map[string]any{
+		"version":       version,
+		"schemaVersion": schema,
+		"save":          raw,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func TestJoinMigratesEveryPriorSchema(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name   string
+		user   int64
+		schema int
+		raw    map[string]any
+	}{
+		{"from v1", 50, 1, map[string]any{"coins": int64(70), "items": map[string]any{"sword": int64(1)}}},
+		{"from v2", 51, 2, map[string]any{"currencies": map[string]any{"coins": int64(70)}, "items": map[string]any{"sword": int64(1)}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e.seed(tc.user, tc.schema, 4, tc.raw)
+			r := e.join(tc.user, "job", false)
+			if r.status != 200 {
+				t.Fatalf("join: %d %s", r.status, r.body)
+			}
+			p := e.player(tc.user)
+			s := savedOf(t, p)
+			if s.Currencies["coins"] != 70 || s.Items["sword"] != 1 || s.Settings["music"] != true || p.SchemaVersion != 3 {
+				t.Errorf("migrated save = %+v schema %d", s, p.SchemaVersion)
+			}
+			stored := e.rawPlayer(tc.user)
+			if got := stored["schemaVersion"]; got != int64(tc.schema) {
+				t.Errorf("join wrote the migration: stored schema %v, want %d until the next write", got, tc.schema)
+			}
+			// The next write stores the migrated save in its own transaction.
+			if r := e.mutate(tc.user, "after-migration", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`); r.status != 200 {
+				t.Fatalf("mutate: %d %s", r.status, r.body)
+			}
+			stored = e.rawPlayer(tc.user)
+			if stored["schemaVersion"] != int64(3) || stored["version"] != int64(5) {
+				t.Errorf("after write: schema %v version %v, want 3 and 5", stored["schemaVersion"], stored["version"])
+			}
+			coins := stored["save"].(map[string]any)["currencies"].(map[string]any)["coins"]
+			if coins != int64(71) {
+				t.Errorf("stored coins = %v, want 71", coins)
+			}
+		})
+	}
+}
+
+// rawPlayer reads the stored player document as the database holds it.
+func (e *testEnv) rawPlayer(userID int64) map[string]any {
+	e.t.Helper()
+	snap, err := e.clients.Firestore.Doc(fmt.Sprintf("players/%d", userID)).Get(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return snap.Data()
+}
+
+func TestFailingMigrationLeavesSaveUntouched(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seed(52, 2, 9, map[string]any{"currencies": map[string]any{"gems": int64(3)}})
+	before := e.rawPlayer(52)
+	r := e.join(52, "job", false)
+	if r.status != 422 || r.errorCode(t) != "SAVE_MIGRATION_FAILED" {
+		t.Fatalf("join: %d %s, want 422 SAVE_MIGRATION_FAILED", r.status, r.body)
+	}
+	details := r.json(t)["error"].(map[string]any)["details"].(map[string]any)
+	if details["step"] != "2->3" || details["field"] != "currencies.coins" {
+		t.Errorf("details = %v, want step 2->3 and field currencies.coins", details)
+	}
+	if m := e.mutate(52, "blocked", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`); m.status != 422 {
+		t.Errorf("mutation on an unmigratable save: %d %s, want 422", m.status, m.body)
+	}
+	if diff := cmp.Diff(before, e.rawPlayer(52)); diff != "" {
+		t.Errorf("stored save changed (-before +after):\n%s", diff)
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seed(53, 4, 2, map[string]any{"currencies": map[string]any{"coins": int64(1)}})
+	if r := e.join(53, "job", false); r.status != 409 || r.errorCode(t) != "SCHEMA_TOO_NEW" {
+		t.Errorf("join a newer save: %d %s, want 409 SCHEMA_TOO_NEW", r.status, r.body)
+	}
+	old := e.do("POST", "/v1/sessions", map[string]any{"userId": 54, "jobId": "old-code", "schemaVersion": 2}, nil)
+	if old.status != 409 || old.errorCode(t) != "SCHEMA_TOO_NEW" {
+		t.Errorf("join with old game code: %d %s, want 409 SCHEMA_TOO_NEW", old.status, old.body)
+	}
+	m := e.mutate(54, "old-code", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, "Savesync-Schema-Version", "2")
+	if m.status != 409 || m.errorCode(t) != "SCHEMA_TOO_NEW" {
+		t.Errorf("mutation from old game code: %d %s, want 409 SCHEMA_TOO_NEW", m.status, m.body)
+	}
+}

@@ -1,0 +1,245 @@
+// Package pubsub carries savesync's events out of Firestore: a relay that
+// drains the ledger's outbox onto two Google Cloud Pub/Sub topics
+// (invalidations and audit), and a forwarder that turns invalidations into
+// Roblox Open Cloud messages for the live game servers. Delivery is at
+// least once; consumers dedupe on (userId, version) with a Deduper.
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	gpubsub "cloud.google.com/go/pubsub/v2"
+	"github.com/google/uuid"
+
+	"github.com/savesync/savesync/logging"
+	"github.com/savesync/savesync/store"
+)
+
+// Default topic ids.
+const (
+	DefaultInvalidationTopic = "savesync-invalidations"
+	DefaultAuditTopic        = "savesync-audit"
+)
+
+// Outbox is the store side of the relay; *store.Store implements it.
+type Outbox interface {
+	PendingEvents(ctx context.Context, limit int) ([]store.Event, error)
+	MarkPublished(ctx context.Context, events []store.Event) error
+	ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (store.RelayLease, error)
+	ReleaseRelay(ctx context.Context, holder string) error
+}
+
+// RelayOptions tune a Relay. Zero values take the defaults.
+type RelayOptions struct {
+	// InvalidationTopic and AuditTopic are topic ids or full names
+	// (DefaultInvalidationTopic, DefaultAuditTopic).
+	InvalidationTopic string
+	AuditTopic        string
+	// PollInterval is how often the relay looks for unpublished entries
+	// when nothing wakes it (1 s). Commits on other instances are seen
+	// within this interval.
+	PollInterval time.Duration
+	// BatchSize bounds the entries read per query (100).
+	BatchSize int
+	// LeaseTTL is how long the relay lease lasts without renewal (30 s): the
+	// longest a dead instance keeps the others from draining.
+	LeaseTTL time.Duration
+	// Holder names this instance in the relay lease (a random id).
+	Holder string
+}
+
+// Relay publishes committed mutations' events from the outbox. Entries stay
+// unpublished in the ledger until both messages of an entry are
+// acknowledged by Pub/Sub, so a relay that dies between commit and publish
+// loses nothing: the next relay, on any instance, publishes them.
+//
+// One instance drains at a time, under a lease in Firestore: one drainer
+// keeps each player's events in version order on the topics (messages
+// carry the user id as ordering key), and the lease costs a write per
+// TTL/2 rather than a claim write per entry.
+type Relay struct {
+	outbox Outbox
+	inv    *gpubsub.Publisher
+	audit  *gpubsub.Publisher
+	opts   RelayOptions
+	wake   chan struct{}
+}
+
+// NewRelay returns a relay from outbox to the client's topics. The topics
+// must exist (EnsureTopics).
+func NewRelay(outbox Outbox, client *gpubsub.Client, opts RelayOptions) *Relay {
+	if opts.InvalidationTopic == "" {
+		opts.InvalidationTopic = DefaultInvalidationTopic
+	}
+	if opts.AuditTopic == "" {
+		opts.AuditTopic = DefaultAuditTopic
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 30 * time.Second
+	}
+	if opts.Holder == "" {
+		opts.Holder = "relay-" + uuid.NewString()
+	}
+	r := &Relay{
+		outbox: outbox,
+		inv:    client.Publisher(opts.InvalidationTopic),
+		audit:  client.Publisher(opts.AuditTopic),
+		opts:   opts,
+		wake:   make(chan struct{}, 1),
+	}
+	r.inv.EnableMessageOrdering = true
+	r.audit.EnableMessageOrdering = true
+	return r
+}
+
+// Notify wakes the relay at once, for a commit made by this instance.
+// It never blocks.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run drains the outbox whenever notified and every poll interval until
+// ctx ends, then releases the lease and flushes the publishers. Failures
+// are logged and retried on the next round; entries are never dropped.
+func (r *Relay) Run(ctx context.Context) error {
+	log := logging.FromContext(ctx)
+	defer r.stop()
+	for {
+		if _, err := r.Drain(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("outbox relay round failed; retrying", "error", err.Error())
+		}
+		t := time.NewTimer(r.opts.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := r.outbox.ReleaseRelay(rctx, r.opts.Holder)
+			cancel()
+			if err != nil {
+				log.Warn("outbox relay lease not released; it expires by itself", "error", err.Error())
+			}
+			return nil
+		case <-r.wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// stop flushes and stops the publishers.
+func (r *Relay) stop() {
+	r.inv.Stop()
+	r.audit.Stop()
+}
+
+// maxRounds bounds the batches of one Drain call, so the lease is checked
+// and other work interleaves even with a large backlog.
+const maxRounds = 50
+
+// Drain publishes unpublished entries, batch after batch, while this
+// relay holds the lease, and reports how many entries it published. An
+// instance that does not hold the lease publishes nothing and returns 0.
+func (r *Relay) Drain(ctx context.Context) (int, error) {
+	total := 0
+	for range maxRounds {
+		lease, err := r.outbox.ClaimRelay(ctx, r.opts.Holder, r.opts.LeaseTTL)
+		if err != nil {
+			return total, err
+		}
+		if !lease.Held {
+			return total, nil
+		}
+		events, err := r.outbox.PendingEvents(ctx, r.opts.BatchSize)
+		if err != nil {
+			return total, err
+		}
+		if len(events) == 0 {
+			return total, nil
+		}
+		done, pubErr := r.publish(ctx, events)
+		if len(done) > 0 {
+			if err := r.outbox.MarkPublished(ctx, done); err != nil {
+				return total, errors.Join(pubErr, err)
+			}
+			total += len(done)
+		}
+		if pubErr != nil {
+			return total, pubErr
+		}
+		if len(events) < r.opts.BatchSize {
+			return total, nil
+		}
+	}
+	return total, nil
+}
+
+// pendingPublish is one event's messages in flight.
+type pendingPublish struct {
+	event   store.Event
+	results []*gpubsub.PublishResult
+}
+
+// publish sends each event's messages and waits for Pub/Sub to accept
+// them. It returns the events whose messages were all accepted. Once one
+// of a player's events fails, the player's later events in the batch are
+// not returned either: they stay pending and are published again after
+// the failed one, so a consumer that dedupes on (userId, version) still
+// sees the player's versions in order.
+func (r *Relay) publish(ctx context.Context, events []store.Event) ([]store.Event, error) {
+	pending := make([]pendingPublish, 0, len(events))
+	for _, e := range events {
+		p := pendingPublish{event: e}
+		if needsInvalidation(e) {
+			m, err := invalidationMessage(e)
+			if err != nil {
+				return nil, fmt.Errorf("pubsub.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
+			}
+			p.results = append(p.results, r.inv.Publish(ctx, m))
+		}
+		m, err := auditMessage(e)
+		if err != nil {
+			return nil, fmt.Errorf("pubsub.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
+		}
+		p.results = append(p.results, r.audit.Publish(ctx, m))
+		pending = append(pending, p)
+	}
+
+	failed := make(map[int64]bool)
+	var errs []error
+	done := make([]store.Event, 0, len(pending))
+	for _, p := range pending {
+		ok := !failed[p.event.UserID]
+		for _, res := range p.results {
+			if _, err := res.Get(ctx); err != nil {
+				if ok {
+					errs = append(errs, fmt.Errorf("pubsub.Relay: publish %d v%d: %w", p.event.UserID, p.event.Version, err))
+				}
+				ok = false
+			}
+		}
+		if !ok {
+			failed[p.event.UserID] = true
+			continue
+		}
+		done = append(done, p.event)
+	}
+	for uid := range failed {
+		key := strconv.FormatInt(uid, 10)
+		r.inv.ResumePublish(key)
+		r.audit.ResumePublish(key)
+	}
+	return done, errors.Join(errs...)
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project: what `make test` and CI run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "--- go mod download"
+go mod download
+
+echo "--- gofmt"
+unformatted="$(find . \( -path ./.git -o -path ./node_modules -o -path ./.data \) -prune -o -name '*.go' -print | xargs gofmt -l)"
+if [ -n "$unformatted" ]; then
+	echo "these files need gofmt -w:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "--- go vet"
+go vet ./...
+
+# The race detector needs cgo and a C compiler; without them the tests
+# still run, only without it.
+race=-race
+if [ "$(go env CGO_ENABLED)" != 1 ] || ! command -v "$(go env CC)" >/dev/null 2>&1; then
+	echo "no C compiler for cgo: running the tests without -race" >&2
+	race=
+fi
+
+echo "--- go test"
+go test $race -count=1 -timeout 15m ./...

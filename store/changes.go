@@ -1,0 +1,252 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/savesync/savesync/save"
+)
+
+// Change is one save changed from elsewhere while a game server held the
+// player: the server refetches the player unless it already has Version.
+type Change struct {
+	UserID       int64      `json:"userId"`
+	Version      int64      `json:"version"`
+	ChangedPaths []string   `json:"changedPaths"`
+	Actor        save.Actor `json:"actor"`
+	CommittedAt  time.Time  `json:"committedAt"`
+}
+
+// ChangesPage is one answer of the changes long-poll. Cursor goes into the
+// next call; it is opaque to callers.
+type ChangesPage struct {
+	Changes []Change `json:"changes"`
+	Cursor  string   `json:"cursor"`
+}
+
+// Changes answers the long-poll a game server uses, as a fallback to Open
+// Cloud messaging, to learn which of its players' saves changed from
+// elsewhere. It reads the ledger, so it sees commits of every instance of
+// the service.
+type Changes struct {
+	st       *Store
+	poll     time.Duration
+	maxWait  time.Duration
+	settle   time.Duration
+	pageSize int
+	maxSeen  int
+}
+
+// ChangesOptions tune Changes. Zero values take the defaults.
+type ChangesOptions struct {
+	// PollInterval is how often a waiting long-poll queries the ledger (1 s).
+	PollInterval time.Duration
+	// MaxWait caps how long one call waits for a change (25 s).
+	MaxWait time.Duration
+	// Settle is how long after its commit time an entry may still become
+	// visible (10 s). Commit times come from the committing instance's clock
+	// before the commit, so an entry can appear after a later-stamped one;
+	// entries this recent are re-read and filtered by id instead of by time.
+	Settle time.Duration
+	// PageSize bounds the changes of one answer (100).
+	PageSize int
+}
+
+// NewChanges returns the long-poll reader over a store.
+func NewChanges(st *Store, opts ChangesOptions) *Changes {
+	c := &Changes{st: st, poll: opts.PollInterval, maxWait: opts.MaxWait, settle: opts.Settle, pageSize: opts.PageSize, maxSeen: 32}
+	if c.poll <= 0 {
+		c.poll = time.Second
+	}
+	if c.maxWait <= 0 {
+		c.maxWait = 25 * time.Second
+	}
+	if c.settle <= 0 {
+		c.settle = 10 * time.Second
+	}
+	if c.pageSize <= 0 {
+		c.pageSize = 100
+	}
+	return c
+}
+
+// MaxWait is the longest a Wait call waits.
+func (c *Changes) MaxWait() time.Duration { return c.maxWait }
+
+// Wait returns the changes to players held by jobID committed after
+// cursor, waiting up to wait (capped at MaxWait) for the first one. An
+// empty cursor starts from the recent past (the settle window), so a
+// server that just started polling may see a change it already has; the
+// version tells it so. When the wait ends, or ctx ends, with nothing new,
+// the page is empty and carries a cursor to continue from.
+// Errors: INVALID_ARGUMENT for a bad job id or cursor.
+func (c *Changes) Wait(ctx context.Context, jobID, cursor string, wait time.Duration) (ChangesPage, error) {
+	if jobID == "" || len(jobID) > 128 {
+		return ChangesPage{}, save.Errorf(save.CodeInvalidArgument, "jobId must be the game server's game.JobId (1 to 128 characters)")
+	}
+	cur, err := c.decodeCursor(cursor)
+	if err != nil {
+		return ChangesPage{}, err
+	}
+	wait = min(max(wait, 0), c.maxWait)
+	deadline := time.Now().Add(wait)
+	for {
+		page, next, err := c.read(ctx, jobID, cur)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ChangesPage{Changes: []Change{}, Cursor: cur.encode()}, nil
+			}
+			return ChangesPage{}, err
+		}
+		cur = next
+		left := time.Until(deadline)
+		if len(page.Changes) > 0 || left <= 0 {
+			return page, nil
+		}
+		t := time.NewTimer(min(c.poll, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return page, nil
+		case <-t.C:
+		}
+	}
+}
+
+// changesCursor is where a long-poll continues: entries committed at or
+// after From, except those whose id prefixes are in Seen (all of them
+// committed at or after From).
+type changesCursor struct {
+	From int64    `json:"f"` // microseconds since the epoch
+	Seen []string `json:"s,omitempty"`
+}
+
+// seenPrefix is how much of an entry id a cursor keeps: 48 bits, ample
+// for the few entries of one settle window.
+const seenPrefix = 12
+
+func (c changesCursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (c *Changes) decodeCursor(s string) (changesCursor, error) {
+	if s == "" {
+		return changesCursor{From: c.st.now().Add(-c.settle).UnixMicro()}, nil
+	}
+	bad := save.Errorf(save.CodeInvalidArgument, "the cursor is not one this service issued; pass the cursor of the previous answer, or none to start from now")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) > 4096 {
+		return changesCursor{}, bad
+	}
+	var cur changesCursor
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cur); err != nil || cur.From <= 0 {
+		return changesCursor{}, bad
+	}
+	for _, id := range cur.Seen {
+		if len(id) != seenPrefix {
+			return changesCursor{}, bad
+		}
+	}
+	return cur, nil
+}
+
+// read queries once and returns the new changes and the next cursor.
+func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (ChangesPage, changesCursor, error) {
+	from := time.UnixMicro(cur.From).UTC()
+	docs, err := c.st.fs.CollectionGroup(ledgerGroup).
+		Where("outbox.holderJobId", "==", jobID).
+		Where("outbox.invalidate", "==", true).
+		Where("committedAt", ">=", from).
+		OrderBy("committedAt", firestore.Asc).
+		Limit(len(cur.Seen) + c.pageSize).
+		Documents(ctx).GetAll()
+	if err != nil {
+		return ChangesPage{}, cur, fmt.Errorf("store.Changes(%s): %w", jobID, err)
+	}
+	seen := make(map[string]bool, len(cur.Seen))
+	for _, id := range cur.Seen {
+		seen[id] = true
+	}
+	type read struct {
+		at     time.Time
+		prefix string
+	}
+	var kept []read // entries the next cursor must remember
+	page := ChangesPage{Changes: []Change{}}
+	for _, d := range docs {
+		var e ledgerEntry
+		if err := d.DataTo(&e); err != nil {
+			return ChangesPage{}, cur, fmt.Errorf("store.Changes(%s): %w", d.Ref.Path, err)
+		}
+		prefix := d.Ref.ID
+		if len(prefix) > seenPrefix {
+			prefix = prefix[:seenPrefix]
+		}
+		if seen[prefix] {
+			kept = append(kept, read{e.CommittedAt, prefix})
+			continue
+		}
+		if len(page.Changes) == c.pageSize {
+			continue
+		}
+		page.Changes = append(page.Changes, Change{
+			UserID:       e.UserID,
+			Version:      e.Version,
+			ChangedPaths: nonNil(e.ChangedPaths),
+			Actor:        save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID},
+			CommittedAt:  e.CommittedAt.UTC(),
+		})
+		kept = append(kept, read{e.CommittedAt, prefix})
+	}
+
+	// Move From up to the settle window behind the newest entry read, but
+	// never past the last change returned (later ones may not have been).
+	next := changesCursor{From: cur.From}
+	var newest, lastReturned int64
+	for _, k := range kept {
+		newest = max(newest, k.at.UnixMicro())
+	}
+	if n := len(page.Changes); n > 0 {
+		lastReturned = page.Changes[n-1].CommittedAt.UnixMicro()
+	} else {
+		lastReturned = newest
+	}
+	next.From = max(next.From, min(newest-c.settle.Microseconds(), lastReturned))
+	sort.Slice(kept, func(i, j int) bool { return kept[i].at.Before(kept[j].at) })
+	// Keep the cursor short: forget the oldest remembered entries by moving
+	// From just past them, within the same bound.
+	for len(kept) > 0 {
+		var inWindow int
+		for _, k := range kept {
+			if k.at.UnixMicro() >= next.From {
+				inWindow++
+			}
+		}
+		if inWindow <= c.maxSeen {
+			break
+		}
+		oldest := kept[0].at.UnixMicro()
+		if oldest+1 > lastReturned {
+			break
+		}
+		next.From = max(next.From, oldest+1)
+		kept = kept[1:]
+	}
+	for _, k := range kept {
+		if k.at.UnixMicro() >= next.From {
+			next.Seen = append(next.Seen, k.prefix)
+		}
+	}
+	page.Cursor = next.encode()
+	return page, next, nil
+}

@@ -1,0 +1,348 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"strconv"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/savesync/savesync/save"
+)
+
+// LinkCodeTTL is how long a link code can be redeemed after it is issued:
+// long enough to open the game and type it, short enough that a code seen
+// over someone's shoulder is soon worthless.
+const LinkCodeTTL = 10 * time.Minute
+
+// LinkCodeAlphabet is the characters of link codes: upper-case letters and
+// digits without the look-alikes 0/O, 1/I/L, so a player can type a code
+// they read on another screen. Its 32 characters make each one 5 bits.
+const LinkCodeAlphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+// LinkCodeLength is the number of characters in a link code (about 40 bits).
+const LinkCodeLength = 8
+
+// Reasons in the details of link errors, so clients can branch on them.
+const (
+	// ReasonNotLinked: the companion user has no linked Roblox player.
+	ReasonNotLinked = "NOT_LINKED"
+	// ReasonAlreadyLinked: the companion user is linked to a Roblox player already.
+	ReasonAlreadyLinked = "ALREADY_LINKED"
+	// ReasonPlayerLinked: the Roblox player is linked to another companion user.
+	ReasonPlayerLinked = "PLAYER_LINKED_ELSEWHERE"
+	// ReasonCodeUnknown: no such link code was issued.
+	ReasonCodeUnknown = "LINK_CODE_UNKNOWN"
+	// ReasonCodeExpired: the link code is older than LinkCodeTTL.
+	ReasonCodeExpired = "LINK_CODE_EXPIRED"
+	// ReasonCodeUsed: the link code was redeemed already (codes are single-use).
+	ReasonCodeUsed = "LINK_CODE_USED"
+)
+
+// maxCodeAttempts bounds the retries when a fresh code collides with an
+// existing one (about one chance in 10^12 per try while codes are few).
+const maxCodeAttempts = 5
+
+// LinkCode is an issued, not yet redeemed link code.
+type LinkCode struct {
+	Code      string    `json:"code"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// Link binds a Firebase user (the companion account) to a Roblox player.
+type Link struct {
+	UID      string    `json:"uid"`
+	UserID   int64     `json:"userId"`
+	LinkedAt time.Time `json:"linkedAt"`
+}
+
+// CreateLinkCode issues a single-use code that binds uid to whichever
+// Roblox player's game server redeems it within LinkCodeTTL.
+// Errors: INVALID_ARGUMENT (empty uid), PERMISSION_DENIED with reason
+// ALREADY_LINKED (unlink first).
+func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error) {
+	if uid == "" {
+		return LinkCode{}, save.Errorf(save.CodeInvalidArgument, "a link code needs a signed-in user")
+	}
+	if l, ok, err := s.LinkOf(ctx, uid); err != nil {
+		return LinkCode{}, err
+	} else if ok {
+		return LinkCode{}, alreadyLinked(l)
+	}
+	for attempt := 0; ; attempt++ {
+		code, err := newLinkCode()
+		if err != nil {
+			return LinkCode{}, err
+		}
+		now := s.now().UTC().Truncate(time.Microsecond)
+		lc := LinkCode{Code: code, ExpiresAt: now.Add(LinkCodeTTL)}
+		_, err = s.fs.Doc(linkCodePath(code)).Create(ctx, map[string]any{
+			"code":      code,
+			"uid":       uid,
+			"createdAt": now,
+			"expiresAt": lc.ExpiresAt,
+		})
+		if status.Code(err) == codes.AlreadyExists && attempt+1 < maxCodeAttempts {
+			continue
+		}
+		if err != nil {
+			return LinkCode{}, err
+		}
+		return lc, nil
+	}
+}
+
+// RedeemLinkCode binds the code's companion user to the Roblox player
+// userID, in one transaction: the code is marked used, the player records
+// ownerUid (its document is created at version 0 if the player was never
+// seen), and links/{uid} records the player. Redeeming a code again for
+// the same player answers the same link, so a game server may retry.
+//
+// Errors: INVALID_ARGUMENT (malformed code or user id), NOT_FOUND with
+// reason LINK_CODE_UNKNOWN, LINK_CODE_EXPIRED or LINK_CODE_USED,
+// PERMISSION_DENIED with reason ALREADY_LINKED (the companion user is linked
+// to another player) or PLAYER_LINKED_ELSEWHERE (the player is linked to
+// another companion user).
+func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (Link, error) {
+	code, err := NormalizeLinkCode(code)
+	if err != nil {
+		return Link{}, err
+	}
+	if userID <= 0 {
+		return Link{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
+	}
+	codeName := s.docName(linkCodePath(code))
+	playerName := s.playerName(userID)
+	var link Link
+	_, err = s.runTxn(ctx, []string{codeName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		now := s.now().UTC().Truncate(time.Microsecond)
+		c, ok := docs[codeName]
+		if !ok {
+			return nil, linkCodeError(ReasonCodeUnknown, "no such link code: check the code shown in the companion app")
+		}
+		cf := c.GetFields()
+		uid := fieldString(cf, "uid")
+		if used := fieldInt(cf, "userId"); used != 0 {
+			if used == userID {
+				link = Link{UID: uid, UserID: userID, LinkedAt: fieldTime(cf, "usedAt")}
+				return nil, nil
+			}
+			return nil, linkCodeError(ReasonCodeUsed, "this link code was already used: ask for a new code in the companion app")
+		}
+		if !now.Before(fieldTime(cf, "expiresAt")) {
+			return nil, linkCodeError(ReasonCodeExpired, "this link code has expired (codes last %s): ask for a new code in the companion app", LinkCodeTTL)
+		}
+		p := s.decodePlayer(userID, docs[playerName])
+		if p.OwnerUID != "" && p.OwnerUID != uid {
+			return nil, save.Errorf(save.CodePermissionDenied, "Roblox user %d is already linked to another companion account; unlink it there first", userID).
+				WithDetail("reason", ReasonPlayerLinked).WithDetail("userId", userID)
+		}
+		link = Link{UID: uid, UserID: userID, LinkedAt: now}
+		return []*firestorepb.Write{
+			s.redeemCodeWrite(codeName, userID, now),
+			s.linkWrite(link),
+			s.ownerWrite(p, uid, now),
+		}, nil
+	})
+	if err != nil {
+		if e, ok := save.AsError(err); ok {
+			return Link{}, e
+		}
+		if status.Code(err) == codes.AlreadyExists || status.Code(err) == codes.FailedPrecondition {
+			// links/{uid} exists: this companion user linked another player meanwhile.
+			l, ok, lerr := s.LinkOf(ctx, link.UID)
+			if lerr == nil && ok {
+				if l.UserID == userID {
+					return l, nil
+				}
+				return Link{}, alreadyLinked(l)
+			}
+		}
+		return Link{}, err
+	}
+	return link, nil
+}
+
+// Unlink removes uid's link: the links/{uid} document and the player's
+// ownerUid. It reports the link it removed; ok is false when uid was not
+// linked, which is not an error, so a repeated unlink is harmless.
+func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err error) {
+	if uid == "" {
+		return Link{}, false, save.Errorf(save.CodeInvalidArgument, "unlinking needs a signed-in user")
+	}
+	linkName := s.docName(linkPath(uid))
+	l, found, err := s.LinkOf(ctx, uid)
+	if err != nil || !found {
+		return Link{}, false, err
+	}
+	playerName := s.playerName(l.UserID)
+	_, err = s.runTxn(ctx, []string{linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		d, exists := docs[linkName]
+		if !exists {
+			ok = false
+			return nil, nil
+		}
+		link = decodeLink(uid, d.GetFields())
+		ok = true
+		writes := []*firestorepb.Write{{Operation: &firestorepb.Write_Delete{Delete: linkName}}}
+		if p := s.decodePlayer(link.UserID, docs[s.playerName(link.UserID)]); p.Exists && p.OwnerUID == uid {
+			writes = append(writes, &firestorepb.Write{
+				Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.playerName(link.UserID)}},
+				UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"linkedAt", "ownerUid"}},
+				CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
+			})
+		}
+		if link.UserID != l.UserID {
+			// Relinked to another player between the read and this
+			// transaction; its player was not read here, so start over.
+			return nil, errAbortAttempt
+		}
+		return writes, nil
+	})
+	if err != nil {
+		return Link{}, false, err
+	}
+	return link, ok, nil
+}
+
+// LinkOf returns the Roblox player uid is linked to; ok is false when
+// there is none. It is the authority for which player a companion user may
+// reach (the robloxUserId claim in a token may be up to an hour old).
+func (s *Store) LinkOf(ctx context.Context, uid string) (Link, bool, error) {
+	if uid == "" || strings.Contains(uid, "/") {
+		return Link{}, false, nil
+	}
+	snap, err := s.fs.Doc(linkPath(uid)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return Link{}, false, nil
+	}
+	if err != nil {
+		return Link{}, false, err
+	}
+	fields, err := encodeFields(snap.Data())
+	if err != nil {
+		return Link{}, false, err
+	}
+	return decodeLink(uid, fields), true, nil
+}
+
+// NormalizeLinkCode accepts a code as a player may type it (any case,
+// with spaces or dashes) and returns its stored form.
+// Errors: INVALID_ARGUMENT naming what is wrong.
+func NormalizeLinkCode(raw string) (string, error) {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(raw) {
+		switch {
+		case r == ' ' || r == '-':
+			continue
+		case strings.ContainsRune(LinkCodeAlphabet, r):
+			b.WriteRune(r)
+		default:
+			return "", save.Errorf(save.CodeInvalidArgument, "a link code has %d characters from %s; got %q", LinkCodeLength, LinkCodeAlphabet, raw).
+				WithDetail("field", "code")
+		}
+	}
+	if b.Len() != LinkCodeLength {
+		return "", save.Errorf(save.CodeInvalidArgument, "a link code has %d characters; got %d", LinkCodeLength, b.Len()).
+			WithDetail("field", "code")
+	}
+	return b.String(), nil
+}
+
+// redeemCodeWrite marks a code used by a player.
+func (s *Store) redeemCodeWrite(codeName string, userID int64, now time.Time) *firestorepb.Write {
+	return &firestorepb.Write{
+		Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: codeName, Fields: map[string]*firestorepb.Value{
+			"userId": intValue(userID),
+			"usedAt": timeValue(now),
+		}}},
+		UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"usedAt", "userId"}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
+	}
+}
+
+// linkWrite creates links/{uid}; the exists:false precondition is what
+// keeps one companion user to one player when codes race.
+func (s *Store) linkWrite(l Link) *firestorepb.Write {
+	return &firestorepb.Write{
+		Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.docName(linkPath(l.UID)), Fields: map[string]*firestorepb.Value{
+			"uid":      stringValue(l.UID),
+			"userId":   intValue(l.UserID),
+			"linkedAt": timeValue(l.LinkedAt),
+		}}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+	}
+}
+
+// ownerWrite records the owner on the player, creating the player's
+// document at version 0 with the starting save when it does not exist.
+func (s *Store) ownerWrite(p Player, uid string, now time.Time) *firestorepb.Write {
+	fields := map[string]*firestorepb.Value{
+		"ownerUid": stringValue(uid),
+		"linkedAt": timeValue(now),
+	}
+	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
+	if !p.Exists {
+		saveValue, _ := encodeValue(s.cfg.NewState().Encode())
+		fields["version"] = intValue(0)
+		fields["schemaVersion"] = intValue(int64(s.cfg.SchemaVersion))
+		fields["save"] = saveValue
+		fields["createdAt"] = timeValue(now)
+		fields["updatedAt"] = timeValue(now)
+		fields["userId"] = intValue(p.UserID)
+		return &firestorepb.Write{
+			Operation:       &firestorepb.Write_Update{Update: doc},
+			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+		}
+	}
+	return &firestorepb.Write{
+		Operation:       &firestorepb.Write_Update{Update: doc},
+		UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"linkedAt", "ownerUid"}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
+	}
+}
+
+// newLinkCode draws a code from LinkCodeAlphabet with crypto/rand: a code
+// is a credential for a few minutes, so it must not be predictable.
+func newLinkCode() (string, error) {
+	var raw [LinkCodeLength]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	out := make([]byte, LinkCodeLength)
+	n := byte(len(LinkCodeAlphabet))
+	for i, b := range raw {
+		out[i] = LinkCodeAlphabet[b%n]
+	}
+	return string(out), nil
+}
+
+// decodeLink reads a links/{uid} document.
+func decodeLink(uid string, f map[string]*firestorepb.Value) Link {
+	return Link{UID: uid, UserID: fieldInt(f, "userId"), LinkedAt: fieldTime(f, "linkedAt")}
+}
+
+func alreadyLinked(l Link) error {
+	return save.Errorf(save.CodePermissionDenied, "this companion account is already linked to Roblox user %d; unlink it first", l.UserID).
+		WithDetail("reason", ReasonAlreadyLinked).WithDetail("userId", l.UserID)
+}
+
+func linkCodeError(reason, format string, args ...any) error {
+	return save.Errorf(save.CodeNotFound, format, args...).WithDetail("reason", reason).WithDetail("field", "code")
+}
+
+// docName is the full resource name of a document path.
+func (s *Store) docName(path string) string {
+	return s.database + "/documents/" + path
+}
+
+func linkCodePath(code string) string { return "linkCodes/" + code }
+
+func linkPath(uid string) string { return "links/" + uid }
+
+// formatUserID renders a Roblox user id for paths and claims.
+func formatUserID(id int64) string { return strconv.FormatInt(id, 10) }

@@ -1,0 +1,481 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode"
+
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+
+	"github.com/savesync/savesync/save"
+)
+
+// MutationRequest is one caller's mutation of one player.
+type MutationRequest struct {
+	UserID         int64
+	Actor          save.Actor
+	JobID          string // the game server's job id, when the caller is one
+	IdempotencyKey string
+	Mutation       save.Mutation
+}
+
+// Outcome is what a committed mutation answers. Its JSON is stored in the
+// ledger entry and returned byte for byte on every replay.
+type Outcome struct {
+	UserID        int64         `json:"userId"`
+	EntryID       string        `json:"entryId"`
+	VersionBefore int64         `json:"versionBefore"`
+	Version       int64         `json:"version"`
+	SchemaVersion int           `json:"schemaVersion"`
+	CommittedAt   time.Time     `json:"committedAt"`
+	ChangedPaths  []string      `json:"changedPaths"`
+	Changes       []save.Change `json:"changes"`
+}
+
+// MutationResult is a mutation's answer: the outcome, the exact response
+// body, and whether it was replayed from the idempotency record.
+type MutationResult struct {
+	Outcome  Outcome
+	Body     []byte
+	Replayed bool
+}
+
+// maxKeyLength bounds Idempotency-Key values.
+const maxKeyLength = 128
+
+// ApplyMutation commits one mutation exactly once per idempotency key.
+//
+// Concurrent mutations of the same player on this instance are grouped into
+// one transaction (one player write, one ledger entry each), so a hot player
+// costs one commit per group instead of a queue of contended transactions.
+// Each mutation in a group still succeeds or fails on its own.
+//
+// Errors: INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND, VERSION_CONFLICT
+// (details carry the current version and save), INSUFFICIENT_FUNDS,
+// LIMIT_EXCEEDED, IDEMPOTENCY_KEY_REUSED, SAVE_MIGRATION_FAILED,
+// SCHEMA_TOO_NEW, UNAVAILABLE.
+func (s *Store) ApplyMutation(ctx context.Context, req MutationRequest) (MutationResult, error) {
+	r := s.ApplyMutations(ctx, []MutationRequest{req})[0]
+	return r.Result, r.Err
+}
+
+// BatchResult is one mutation's answer within ApplyMutations.
+type BatchResult struct {
+	Result MutationResult
+	Err    error
+}
+
+// ApplyMutations applies many mutations, of one or many players, as
+// ApplyMutation does for each. Mutations of the same player are applied in
+// the order given and usually share one transaction. Each result stands
+// alone: one failure does not stop the others.
+func (s *Store) ApplyMutations(ctx context.Context, reqs []MutationRequest) []BatchResult {
+	out := make([]BatchResult, len(reqs))
+	pending := make([]*pendingMutation, len(reqs))
+	for i, req := range reqs {
+		pm, err := s.prepare(req)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		pending[i] = pm
+		s.enqueue(pm)
+	}
+	for i, pm := range pending {
+		if pm == nil {
+			continue
+		}
+		select {
+		case <-pm.done:
+			out[i] = BatchResult{Result: pm.res, Err: pm.err}
+		case <-ctx.Done():
+			out[i].Err = save.Errorf(save.CodeUnavailable, "the request ended before the mutation finished; retry with the same Idempotency-Key")
+		}
+	}
+	return out
+}
+
+// pendingMutation is a validated mutation waiting for its group's commit.
+type pendingMutation struct {
+	req     MutationRequest
+	entryID string
+	hash    string
+	done    chan struct{}
+	res     MutationResult
+	err     error
+}
+
+// prepare validates a request without touching the database: a request
+// that fails here commits nothing and stores nothing.
+func (s *Store) prepare(req MutationRequest) (*pendingMutation, error) {
+	if req.UserID <= 0 {
+		return nil, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
+	}
+	if err := CheckIdempotencyKey(req.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.CheckMutation(req.Mutation, req.Actor.Kind); err != nil {
+		return nil, err
+	}
+	canon, err := json.Marshal(struct {
+		UserID   int64         `json:"userId"`
+		Mutation save.Mutation `json:"mutation"`
+	}{req.UserID, req.Mutation})
+	if err != nil {
+		return nil, save.Errorf(save.CodeInvalidArgument, "the mutation cannot be encoded: %v", err)
+	}
+	sum := sha256.Sum256(canon)
+	return &pendingMutation{
+		req:     req,
+		entryID: EntryID(req.Actor, req.IdempotencyKey),
+		hash:    hex.EncodeToString(sum[:]),
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// CheckIdempotencyKey validates an Idempotency-Key value.
+// Errors: INVALID_ARGUMENT.
+func CheckIdempotencyKey(key string) error {
+	if key == "" {
+		return save.Errorf(save.CodeInvalidArgument, "the Idempotency-Key header is required on every mutation: generate a UUID before the first attempt and reuse it on retries")
+	}
+	if len(key) > maxKeyLength {
+		return save.Errorf(save.CodeInvalidArgument, "the Idempotency-Key must be at most %d characters", maxKeyLength)
+	}
+	for _, r := range key {
+		if r > unicode.MaxASCII || !unicode.IsPrint(r) {
+			return save.Errorf(save.CodeInvalidArgument, "the Idempotency-Key must be printable ASCII")
+		}
+	}
+	return nil
+}
+
+// EntryID derives a ledger entry id from the caller's scope and key, so a
+// retry of the same request lands on the same document.
+func EntryID(actor save.Actor, key string) string {
+	sum := sha256.Sum256([]byte(string(actor.Kind) + "\x00" + actor.ID + "\x00" + key))
+	return hex.EncodeToString(sum[:20])
+}
+
+// playerQueue holds one player's mutations waiting for a commit.
+type playerQueue struct {
+	pending []*pendingMutation
+}
+
+// enqueue adds a mutation to its player's queue, starting a committer for
+// the player when none runs.
+func (s *Store) enqueue(pm *pendingMutation) {
+	s.queuesMu.Lock()
+	q, running := s.queues[pm.req.UserID]
+	if !running {
+		q = &playerQueue{}
+		s.queues[pm.req.UserID] = q
+	}
+	q.pending = append(q.pending, pm)
+	s.queuesMu.Unlock()
+	if !running {
+		go s.drain(pm.req.UserID, q)
+	}
+}
+
+// drain commits a player's queued mutations group by group until none are left.
+func (s *Store) drain(userID int64, q *playerQueue) {
+	for {
+		s.queuesMu.Lock()
+		n := min(len(q.pending), s.maxBatch)
+		if n == 0 {
+			delete(s.queues, userID)
+			s.queuesMu.Unlock()
+			return
+		}
+		group := q.pending[:n:n]
+		q.pending = q.pending[n:]
+		s.queuesMu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		s.commitGroup(ctx, userID, group)
+		cancel()
+		for _, pm := range group {
+			close(pm.done)
+		}
+	}
+}
+
+// groupResult is one mutation's result within one transaction attempt.
+type groupResult struct {
+	res MutationResult
+	err error
+}
+
+// commitGroup runs one transaction for a group of one player's mutations.
+func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingMutation) {
+	names := []string{s.playerName(userID)}
+	for _, pm := range group {
+		names = append(names, s.ledgerName(userID, pm.entryID))
+	}
+	var results []groupResult
+	var committed int64
+	_, err := s.runTxn(ctx, dedupe(names), func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		var writes []*firestorepb.Write
+		var err error
+		results, writes, err = s.applyGroup(userID, group, docs)
+		committed = int64(len(writes))
+		return writes, err
+	})
+	for i, pm := range group {
+		switch {
+		case err != nil:
+			pm.err = err
+		default:
+			pm.res, pm.err = results[i].res, results[i].err
+			if pm.res.Replayed {
+				s.metrics.replays.Add(1)
+			}
+		}
+	}
+	if err == nil && committed > 0 {
+		s.metrics.commits.Add(1)
+		s.metrics.groupedMuts.Add(committed - 1)
+	}
+}
+
+// applyGroup applies a group's mutations in order on the state read by
+// this attempt and returns each mutation's result and the writes.
+func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[string]*firestorepb.Document) ([]groupResult, []*firestorepb.Write, error) {
+	p := s.decodePlayer(userID, docs[s.playerName(userID)])
+	results := make([]groupResult, len(group))
+
+	// Replays are answered before anything else: they need no state.
+	fresh := make([]int, 0, len(group))
+	inGroup := make(map[string]int)
+	for i, pm := range group {
+		if doc, ok := docs[s.ledgerName(userID, pm.entryID)]; ok {
+			results[i] = replay(pm, doc.GetFields())
+			continue
+		}
+		fresh = append(fresh, i)
+	}
+	if len(fresh) == 0 {
+		return results, nil, nil
+	}
+
+	st, err := s.currentState(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	schemaBefore := p.SchemaVersion
+	if !p.Exists {
+		schemaBefore = s.cfg.SchemaVersion
+	}
+	version := p.Version
+	now := s.now().UTC().Truncate(time.Microsecond)
+	var ledger []*firestorepb.Write
+	for _, i := range fresh {
+		pm := group[i]
+		if j, dup := inGroup[pm.entryID]; dup {
+			results[i] = replayInGroup(pm, group[j], results[j])
+			continue
+		}
+		applied, err := s.cfg.Apply(st, version, pm.req.Mutation, pm.req.Actor)
+		if err != nil {
+			results[i].err = s.explain(err, userID, version, st)
+			continue
+		}
+		out := Outcome{
+			UserID:        userID,
+			EntryID:       pm.entryID,
+			VersionBefore: version,
+			Version:       version + 1,
+			SchemaVersion: s.cfg.SchemaVersion,
+			CommittedAt:   now,
+			ChangedPaths:  nonNil(applied.ChangedPaths),
+			Changes:       applied.Changes,
+		}
+		if out.Changes == nil {
+			out.Changes = []save.Change{}
+		}
+		if len(ledger) == 0 && schemaBefore != s.cfg.SchemaVersion {
+			out.Changes = append([]save.Change{{Path: "schemaVersion", Old: int64(schemaBefore), New: int64(s.cfg.SchemaVersion)}}, out.Changes...)
+		}
+		body, err := json.Marshal(out)
+		if err != nil {
+			return nil, nil, err
+		}
+		w, err := s.ledgerWrite(p, pm, out, body, schemaBefore)
+		if err != nil {
+			return nil, nil, err
+		}
+		ledger = append(ledger, w)
+		inGroup[pm.entryID] = i
+		results[i] = groupResult{res: MutationResult{Outcome: out, Body: body}}
+		st = applied.State
+		version++
+	}
+	if len(ledger) == 0 {
+		return results, nil, nil
+	}
+	pw, err := s.playerWrite(p, st, version, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return results, append([]*firestorepb.Write{pw}, ledger...), nil
+}
+
+// explain adds what a caller needs to recover from a rejected mutation: a
+// version conflict carries the current version and save, so the caller can
+// rebase without another round trip.
+func (s *Store) explain(err error, userID, version int64, st save.State) error {
+	e, ok := save.AsError(err)
+	if !ok || e.Code != save.CodeVersionConflict {
+		return err
+	}
+	return e.WithDetail("userId", userID).WithDetail("currentVersion", version).WithDetail("save", st.View())
+}
+
+// replay answers a mutation whose ledger entry already exists.
+func replay(pm *pendingMutation, entry map[string]*firestorepb.Value) groupResult {
+	if fieldString(entry, "requestHash") != pm.hash {
+		return groupResult{err: save.Errorf(save.CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used for a different request; use a new key for a new mutation").
+			WithDetail("entryId", pm.entryID).WithDetail("committedVersion", fieldInt(entry, "version"))}
+	}
+	body := []byte(fieldString(entry, "response"))
+	var out Outcome
+	if err := json.Unmarshal(body, &out); err != nil {
+		return groupResult{err: err}
+	}
+	return groupResult{res: MutationResult{Outcome: out, Body: body, Replayed: true}}
+}
+
+// replayInGroup answers a duplicate of a mutation committed in the same group.
+func replayInGroup(pm, first *pendingMutation, firstResult groupResult) groupResult {
+	if pm.hash != first.hash {
+		return groupResult{err: save.Errorf(save.CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used for a different request; use a new key for a new mutation").
+			WithDetail("entryId", pm.entryID)}
+	}
+	r := firstResult
+	r.res.Replayed = true
+	return r
+}
+
+// playerWrite writes the save and version after a group, creating the
+// player document on its first mutation.
+func (s *Store) playerWrite(p Player, st save.State, version int64, now time.Time) (*firestorepb.Write, error) {
+	saveValue, err := encodeValue(st.Encode())
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]*firestorepb.Value{
+		"version":       intValue(version),
+		"schemaVersion": intValue(int64(s.cfg.SchemaVersion)),
+		"save":          saveValue,
+		"updatedAt":     timeValue(now),
+	}
+	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
+	if !p.Exists {
+		fields["createdAt"] = timeValue(now)
+		fields["userId"] = intValue(p.UserID)
+		return &firestorepb.Write{
+			Operation:       &firestorepb.Write_Update{Update: doc},
+			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+		}, nil
+	}
+	return &firestorepb.Write{
+		Operation:       &firestorepb.Write_Update{Update: doc},
+		UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"version", "schemaVersion", "save", "updatedAt"}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
+	}, nil
+}
+
+// ledgerWrite creates a mutation's ledger entry: the audit record, the
+// idempotency record (request hash and response) and the outbox entry.
+func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out Outcome, body []byte, schemaBefore int) (*firestorepb.Write, error) {
+	ops, err := jsonTree(pm.req.Mutation.Ops)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := jsonTree(out.Changes)
+	if err != nil {
+		return nil, err
+	}
+	var expected any
+	if ev := pm.req.Mutation.ExpectedVersion; ev != nil {
+		expected = *ev
+	}
+	holder := ""
+	if p.Session != nil && p.Session.ExpiresAt.After(out.CommittedAt) {
+		holder = p.Session.JobID
+	}
+	invalidate := holder != "" && !(pm.req.Actor.Kind == save.ActorServer && pm.req.JobID == holder)
+	entry := map[string]any{
+		"entryId":         out.EntryID,
+		"userId":          out.UserID,
+		"kind":            "mutation",
+		"idempotencyKey":  pm.req.IdempotencyKey,
+		"requestHash":     pm.hash,
+		"actor":           map[string]any{"kind": string(pm.req.Actor.Kind), "id": pm.req.Actor.ID},
+		"jobId":           pm.req.JobID,
+		"reason":          pm.req.Mutation.Reason,
+		"expectedVersion": expected,
+		"ops":             ops,
+		"versionBefore":   out.VersionBefore,
+		"version":         out.Version,
+		"schemaBefore":    int64(schemaBefore),
+		"schemaVersion":   int64(out.SchemaVersion),
+		"changes":         changes,
+		"changedPaths":    toAnySlice(out.ChangedPaths),
+		"committedAt":     out.CommittedAt,
+		"response":        string(body),
+		"outbox": map[string]any{
+			"published":   false,
+			"invalidate":  invalidate,
+			"holderJobId": holder,
+		},
+	}
+	fields, err := encodeFields(entry)
+	if err != nil {
+		return nil, err
+	}
+	return &firestorepb.Write{
+		Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.ledgerName(out.UserID, out.EntryID), Fields: fields}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+	}, nil
+}
+
+func toAnySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
+
+func dedupe(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := names[:0:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// parseUserID parses a Roblox user id from a path segment.
+func parseUserID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil && id > 0
+}

@@ -1,0 +1,271 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/savesync/savesync/save"
+)
+
+// Event is one committed mutation as the outbox relay publishes it: who
+// changed which player, to which version, whether a game server holding
+// the player must be told, and the audit record.
+type Event struct {
+	UserID        int64      `json:"userId"`
+	Version       int64      `json:"version"`
+	VersionBefore int64      `json:"versionBefore"`
+	EntryID       string     `json:"entryId"`
+	Kind          string     `json:"kind"`
+	Actor         save.Actor `json:"actor"`
+	// JobID is the writing game server's job id, when the writer is one.
+	JobID        string   `json:"jobId,omitempty"`
+	ChangedPaths []string `json:"changedPaths"`
+	// Invalidate is set when a game server other than the writer held the
+	// player's session at commit time; HolderJobID names it.
+	Invalidate  bool      `json:"invalidate"`
+	HolderJobID string    `json:"holderJobId,omitempty"`
+	CommittedAt time.Time `json:"committedAt"`
+	// Reason, Ops and Changes are the audit payload.
+	Reason  string           `json:"reason,omitempty"`
+	Ops     any              `json:"ops,omitempty"`
+	Changes []map[string]any `json:"changes"`
+}
+
+// ledgerEntry is the part of a ledger document the outbox and the
+// long-poll read.
+type ledgerEntry struct {
+	EntryID       string           `firestore:"entryId"`
+	UserID        int64            `firestore:"userId"`
+	Kind          string           `firestore:"kind"`
+	Actor         ledgerActor      `firestore:"actor"`
+	JobID         string           `firestore:"jobId"`
+	Reason        string           `firestore:"reason"`
+	Ops           any              `firestore:"ops"`
+	VersionBefore int64            `firestore:"versionBefore"`
+	Version       int64            `firestore:"version"`
+	Changes       []map[string]any `firestore:"changes"`
+	ChangedPaths  []string         `firestore:"changedPaths"`
+	CommittedAt   time.Time        `firestore:"committedAt"`
+	Outbox        ledgerOutbox     `firestore:"outbox"`
+}
+
+type ledgerActor struct {
+	Kind string `firestore:"kind"`
+	ID   string `firestore:"id"`
+}
+
+type ledgerOutbox struct {
+	Published   bool   `firestore:"published"`
+	Invalidate  bool   `firestore:"invalidate"`
+	HolderJobID string `firestore:"holderJobId"`
+}
+
+// ledgerGroup is the collection id of every player's ledger.
+const ledgerGroup = "ledger"
+
+// PendingEvents returns up to limit committed mutations whose events have
+// not been published yet, oldest first; a player's events come in version
+// order. They stay pending until MarkPublished, so a relay that dies
+// between commit and publish loses nothing: the next one finds them here.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	docs, err := s.fs.CollectionGroup(ledgerGroup).
+		Where("outbox.published", "==", false).
+		OrderBy("committedAt", firestore.Asc).
+		OrderBy("userId", firestore.Asc).
+		OrderBy("version", firestore.Asc).
+		Limit(limit).
+		Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("store.PendingEvents: %w", err)
+	}
+	events := make([]Event, 0, len(docs))
+	for _, d := range docs {
+		var e ledgerEntry
+		if err := d.DataTo(&e); err != nil {
+			return nil, fmt.Errorf("store.PendingEvents(%s): %w", d.Ref.Path, err)
+		}
+		events = append(events, e.event())
+	}
+	inVersionOrder(events)
+	return events, nil
+}
+
+// inVersionOrder puts each player's events in version order while keeping
+// the positions the players' events occupy. Commit times come from the
+// committing instance's clock, so two instances with skewed clocks could
+// otherwise list a player's later version first.
+func inVersionOrder(events []Event) {
+	slots := make(map[int64][]int)
+	for i, e := range events {
+		slots[e.UserID] = append(slots[e.UserID], i)
+	}
+	for _, idx := range slots {
+		if len(idx) < 2 {
+			continue
+		}
+		own := make([]Event, len(idx))
+		for j, i := range idx {
+			own[j] = events[i]
+		}
+		sort.SliceStable(own, func(a, b int) bool { return own[a].Version < own[b].Version })
+		for j, i := range idx {
+			events[i] = own[j]
+		}
+	}
+}
+
+// MarkPublished records that events were published, so the relay does not
+// publish them again. Only the outbox fields change; the audit record
+// stays as committed.
+func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
+	const perBatch = 400
+	now := s.now().UTC()
+	for start := 0; start < len(events); start += perBatch {
+		b := s.fs.Batch()
+		for _, e := range events[start:min(start+perBatch, len(events))] {
+			b.Update(s.fs.Doc(ledgerPath(e.UserID, e.EntryID)), []firestore.Update{
+				{Path: "outbox.published", Value: true},
+				{Path: "outbox.publishedAt", Value: now},
+			})
+		}
+		if _, err := b.Commit(ctx); err != nil {
+			return fmt.Errorf("store.MarkPublished: %w", err)
+		}
+	}
+	return nil
+}
+
+// RelayLease is the outbox relay's lease as a ClaimRelay call left it.
+type RelayLease struct {
+	Holder    string
+	Epoch     int64
+	ExpiresAt time.Time
+	// Held reports whether the caller holds the lease now.
+	Held bool
+}
+
+// relayLeasePath is the one document that says which instance drains the
+// outbox. One drainer at a time keeps each player's events in order on
+// the topics and costs one lease write per TTL/2 instead of a claim write
+// per event.
+const relayLeasePath = "relay/lease"
+
+// ClaimRelay takes the outbox relay lease for holder when it is free or
+// expired, renews it when holder has it and less than half of ttl is
+// left, and otherwise reports who has it. Times come from the store's
+// clock.
+func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (RelayLease, error) {
+	if holder == "" || ttl <= 0 {
+		return RelayLease{}, save.Errorf(save.CodeInvalidArgument, "a relay lease needs a holder and a positive ttl")
+	}
+	ref := s.fs.Doc(relayLeasePath)
+	var out RelayLease
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		now := s.now().UTC().Truncate(time.Microsecond)
+		cur, err := readRelayLease(tx, ref)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur.Holder == holder && cur.ExpiresAt.Sub(now) > ttl/2:
+			out = cur
+			out.Held = true
+			return nil
+		case cur.Holder != "" && cur.Holder != holder && cur.ExpiresAt.After(now):
+			out = cur
+			out.Held = false
+			return nil
+		}
+		next := RelayLease{Holder: holder, Epoch: cur.Epoch, ExpiresAt: now.Add(ttl), Held: true}
+		if cur.Holder != holder {
+			next.Epoch++
+		}
+		out = next
+		return tx.Set(ref, map[string]any{"holder": next.Holder, "epoch": next.Epoch, "expiresAt": next.ExpiresAt, "updatedAt": now})
+	})
+	if err != nil {
+		return RelayLease{}, fmt.Errorf("store.ClaimRelay(%s): %w", holder, err)
+	}
+	return out, nil
+}
+
+// ReleaseRelay gives the relay lease up if holder has it, so another
+// instance can drain at once instead of waiting for expiry.
+func (s *Store) ReleaseRelay(ctx context.Context, holder string) error {
+	ref := s.fs.Doc(relayLeasePath)
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		cur, err := readRelayLease(tx, ref)
+		if err != nil || cur.Holder != holder {
+			return err
+		}
+		return tx.Set(ref, map[string]any{"holder": "", "epoch": cur.Epoch, "expiresAt": time.Unix(0, 0).UTC(), "updatedAt": s.now().UTC()})
+	})
+	if err != nil {
+		return fmt.Errorf("store.ReleaseRelay(%s): %w", holder, err)
+	}
+	return nil
+}
+
+// readRelayLease reads the lease in a transaction; a missing document is
+// a free lease.
+func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (RelayLease, error) {
+	snap, err := tx.Get(ref)
+	if status.Code(err) == codes.NotFound {
+		return RelayLease{}, nil
+	}
+	if err != nil {
+		return RelayLease{}, err
+	}
+	var doc struct {
+		Holder    string    `firestore:"holder"`
+		Epoch     int64     `firestore:"epoch"`
+		ExpiresAt time.Time `firestore:"expiresAt"`
+	}
+	if err := snap.DataTo(&doc); err != nil {
+		return RelayLease{}, err
+	}
+	return RelayLease{Holder: doc.Holder, Epoch: doc.Epoch, ExpiresAt: doc.ExpiresAt}, nil
+}
+
+// event converts a ledger entry to an Event.
+func (e ledgerEntry) event() Event {
+	paths := e.ChangedPaths
+	if paths == nil {
+		paths = []string{}
+	}
+	changes := e.Changes
+	if changes == nil {
+		changes = []map[string]any{}
+	}
+	return Event{
+		UserID:        e.UserID,
+		Version:       e.Version,
+		VersionBefore: e.VersionBefore,
+		EntryID:       e.EntryID,
+		Kind:          e.Kind,
+		Actor:         save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID},
+		JobID:         e.JobID,
+		ChangedPaths:  paths,
+		Invalidate:    e.Outbox.Invalidate,
+		HolderJobID:   e.Outbox.HolderJobID,
+		CommittedAt:   e.CommittedAt.UTC(),
+		Reason:        e.Reason,
+		Ops:           e.Ops,
+		Changes:       changes,
+	}
+}
+
+// ledgerPath is a ledger entry's path relative to the database root.
+func ledgerPath(userID int64, entryID string) string {
+	return "players/" + strconv.FormatInt(userID, 10) + "/ledger/" + entryID
+}

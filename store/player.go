@@ -1,0 +1,213 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/savesync/savesync/save"
+)
+
+// Player is a player's document as stored: the save in the schema it was
+// last written with, its version, and who holds it.
+type Player struct {
+	UserID        int64
+	Exists        bool
+	Version       int64
+	SchemaVersion int
+	Raw           map[string]any
+	Session       *Lease
+	OwnerUID      string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Lease is a game server's claim on a player: the holder receives
+// invalidations, and a join elsewhere must wait for expiry or steal it.
+// Epoch grows by one per grant and fences out a replaced holder.
+type Lease struct {
+	ID         string    `json:"id"`
+	JobID      string    `json:"jobId"`
+	PlaceID    int64     `json:"placeId,omitempty"`
+	Epoch      int64     `json:"epoch"`
+	AcquiredAt time.Time `json:"acquiredAt"`
+	ExpiresAt  time.Time `json:"expiresAt"`
+}
+
+// PlayerView is a save as callers see it: migrated to the current schema
+// (in memory when read without a write) and rendered for JSON.
+type PlayerView struct {
+	UserID        int64          `json:"userId"`
+	Version       int64          `json:"version"`
+	SchemaVersion int            `json:"schemaVersion"`
+	Save          map[string]any `json:"save"`
+	Session       *Lease         `json:"session,omitempty"`
+	Linked        bool           `json:"linked"`
+	UpdatedAt     *time.Time     `json:"updatedAt,omitempty"`
+}
+
+// GetPlayer reads a player's save, migrated in memory to the current
+// schema. A player never seen before reads as a new save at version 0.
+// Errors: SAVE_MIGRATION_FAILED, SCHEMA_TOO_NEW.
+func (s *Store) GetPlayer(ctx context.Context, userID int64) (PlayerView, error) {
+	p, err := s.readPlayer(ctx, userID)
+	if err != nil {
+		return PlayerView{}, err
+	}
+	st, err := s.currentState(p)
+	if err != nil {
+		return PlayerView{}, err
+	}
+	return s.view(p, st), nil
+}
+
+// readPlayer reads a player's document outside any transaction.
+func (s *Store) readPlayer(ctx context.Context, userID int64) (Player, error) {
+	snap, err := s.fs.Doc(playerPath(userID)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return s.decodePlayer(userID, nil), nil
+	}
+	if err != nil {
+		return Player{}, err
+	}
+	fields, err := encodeFields(snap.Data())
+	if err != nil {
+		return Player{}, err
+	}
+	return s.decodePlayer(userID, &firestorepb.Document{Fields: fields}), nil
+}
+
+// decodePlayer reads a player document; nil means it does not exist yet.
+func (s *Store) decodePlayer(userID int64, doc *firestorepb.Document) Player {
+	if doc == nil {
+		return Player{UserID: userID, SchemaVersion: s.cfg.SchemaVersion}
+	}
+	f := doc.GetFields()
+	p := Player{
+		UserID:        userID,
+		Exists:        true,
+		Version:       fieldInt(f, "version"),
+		SchemaVersion: int(fieldInt(f, "schemaVersion")),
+		OwnerUID:      fieldString(f, "ownerUid"),
+		CreatedAt:     fieldTime(f, "createdAt"),
+		UpdatedAt:     fieldTime(f, "updatedAt"),
+	}
+	if raw, ok := decodeValue(f["save"]).(map[string]any); ok {
+		p.Raw = raw
+	}
+	if sess := f["session"].GetMapValue().GetFields(); sess != nil && fieldString(sess, "id") != "" {
+		p.Session = &Lease{
+			ID:         fieldString(sess, "id"),
+			JobID:      fieldString(sess, "jobId"),
+			PlaceID:    fieldInt(sess, "placeId"),
+			Epoch:      fieldInt(sess, "epoch"),
+			AcquiredAt: fieldTime(sess, "acquiredAt"),
+			ExpiresAt:  fieldTime(sess, "expiresAt"),
+		}
+	}
+	return p
+}
+
+// currentState migrates and decodes a player's save. A new player gets the
+// config's starting save.
+func (s *Store) currentState(p Player) (save.State, error) {
+	if !p.Exists || p.Raw == nil {
+		return s.cfg.NewState(), nil
+	}
+	raw := p.Raw
+	if p.SchemaVersion != s.cfg.SchemaVersion {
+		migrated, err := s.cfg.Migrate(p.Raw, p.SchemaVersion)
+		if err != nil {
+			return save.State{}, err
+		}
+		raw = migrated
+	}
+	st, err := s.cfg.DecodeState(raw)
+	if err != nil {
+		if e, ok := save.AsError(err); ok && e.Code == save.CodeInvalidArgument {
+			return save.State{}, save.Errorf(save.CodeSaveMigrationFailed, "the stored save does not fit schema %d: %s", s.cfg.SchemaVersion, e.Message).
+				WithDetail("step", "decode").WithDetail("reason", e.Message)
+		}
+		return save.State{}, err
+	}
+	return st, nil
+}
+
+// view renders a player for callers.
+func (s *Store) view(p Player, st save.State) PlayerView {
+	v := PlayerView{
+		UserID:        p.UserID,
+		Version:       p.Version,
+		SchemaVersion: s.cfg.SchemaVersion,
+		Save:          st.View(),
+		Session:       p.Session,
+		Linked:        p.OwnerUID != "",
+	}
+	if !p.UpdatedAt.IsZero() {
+		t := p.UpdatedAt
+		v.UpdatedAt = &t
+	}
+	return v
+}
+
+// leaseFields encodes a lease for the player document.
+func leaseFields(l *Lease) *firestorepb.Value {
+	if l == nil {
+		v, _ := encodeValue(nil)
+		return v
+	}
+	v, _ := encodeValue(map[string]any{
+		"id":         l.ID,
+		"jobId":      l.JobID,
+		"placeId":    l.PlaceID,
+		"epoch":      l.Epoch,
+		"acquiredAt": l.AcquiredAt,
+		"expiresAt":  l.ExpiresAt,
+	})
+	return v
+}
+
+// jsonTree turns any JSON-marshalable value into the JSON-like tree the
+// codec stores (maps, slices, strings, bools, int64 or float64).
+func jsonTree(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
+		return nil, err
+	}
+	return numbersToGo(out), nil
+}
+
+// numbersToGo replaces json.Number with int64 (or float64 when not integral).
+func numbersToGo(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbersToGo(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = numbersToGo(e)
+		}
+		return x
+	default:
+		return v
+	}
+}
