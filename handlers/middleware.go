@@ -153,6 +153,13 @@ func LimitBody(maxBytes int64) gin.HandlerFunc {
 	}
 }
 
+// NoRoute answers requests that match no route with 404 NOT_FOUND in the
+// usual JSON error body, instead of gin's plain-text page. Install it with
+// engine.NoRoute.
+func NoRoute(c *gin.Context) {
+	writeError(c, save.Errorf(save.CodeNotFound, "no route for %s %s: check the method and the path", c.Request.Method, c.Request.URL.Path))
+}
+
 // IsBodyTooLarge reports whether err comes from reading a body past the limit
 // set by LimitBody, so the error mapper can answer 413 REQUEST_TOO_LARGE
 // instead of a generic bad request.

@@ -209,9 +209,13 @@ func TestRequestLoggerSeverityByStatus(t *testing.T) {
 
 func TestRequestLoggerUnmatchedRoute(t *testing.T) {
 	r, logs := newTestEngine(t, 1024)
+	r.NoRoute(NoRoute)
 	rec := serve(t, r, httptest.NewRequest(http.MethodGet, "/nowhere", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Fatalf("status = %d, want 404", rec.Code)
+	}
+	if code, msg := decodeErrorBody(t, rec); code != "NOT_FOUND" || !strings.Contains(msg, "/nowhere") {
+		t.Errorf("body = %s, want NOT_FOUND naming the path", rec.Body.String())
 	}
 	lines := logLines(t, logs)
 	if len(lines) != 1 || lines[0]["route"] != "unmatched" {

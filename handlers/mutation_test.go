@@ -105,9 +105,19 @@ func TestLostCommitResponseAppliesOnce(t *testing.T) {
 	e := newEnv(t)
 	e.emu.InjectFault(emulator.Fault{Project: e.project, Method: "Commit", DropResponse: true, Count: 1})
 	const body = `{"ops":[{"op":"currency.add","currency":"coins","amount":40}]}`
+	before := e.emu.Counters(e.project)
 	first := e.mutate(10, "lost-1", body)
 	if first.status != 200 {
 		t.Fatalf("first attempt: %d %s", first.status, first.body)
+	}
+	// The commit landed but its answer was lost: the store read again,
+	// found its own ledger entry and answered from it without a second commit.
+	after := e.emu.Counters(e.project)
+	if got := after.RPCs["Commit"] - before.RPCs["Commit"]; got != 1 {
+		t.Errorf("commits = %d, want 1 (the one whose answer was lost)", got)
+	}
+	if got := after.RPCs["BatchGetDocuments"] - before.RPCs["BatchGetDocuments"]; got != 2 {
+		t.Errorf("reads = %d, want 2 (the attempt and the check after the lost answer)", got)
 	}
 	// The game server did not trust the answer and retries with the same key.
 	retry := e.mutate(10, "lost-1", body)

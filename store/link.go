@@ -3,7 +3,8 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"strconv"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -20,11 +21,12 @@ import (
 const LinkCodeTTL = 10 * time.Minute
 
 // LinkCodeAlphabet is the characters of link codes: upper-case letters and
-// digits without the look-alikes 0/O, 1/I/L, so a player can type a code
-// they read on another screen. Its 32 characters make each one 5 bits.
+// digits without the look-alikes 0/O and 1/I/L, so a player can type a code
+// they read on another screen.
 const LinkCodeAlphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
-// LinkCodeLength is the number of characters in a link code (about 40 bits).
+// LinkCodeLength is the number of characters in a link code: 31^8, about
+// 8.5·10^11 codes, against a handful valid at any time for 10 minutes.
 const LinkCodeLength = 8
 
 // Reasons in the details of link errors, so clients can branch on them.
@@ -106,7 +108,9 @@ func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error
 // reason LINK_CODE_UNKNOWN, LINK_CODE_EXPIRED or LINK_CODE_USED,
 // PERMISSION_DENIED with reason ALREADY_LINKED (the companion user is linked
 // to another player) or PLAYER_LINKED_ELSEWHERE (the player is linked to
-// another companion user).
+// another companion user), UNAVAILABLE. Concurrent redemptions touching the
+// same code, companion user or player are serialised by the transaction:
+// exactly one wins and the others get one of these errors.
 func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (Link, error) {
 	code, err := NormalizeLinkCode(code)
 	if err != nil {
@@ -115,20 +119,34 @@ func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (
 	if userID <= 0 {
 		return Link{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
+	// A code's uid never changes, so it is read once, before the
+	// transaction, to know which links/{uid} document to lock with it.
+	snap, err := s.fs.Doc(linkCodePath(code)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return Link{}, linkCodeError(ReasonCodeUnknown, "no such link code: check the code shown in the companion app")
+	}
+	if err != nil {
+		return Link{}, err
+	}
+	uid, _ := snap.Data()["uid"].(string)
+	if uid == "" || strings.Contains(uid, "/") {
+		return Link{}, fmt.Errorf("store.RedeemLinkCode(%s): the code document has no valid uid", code)
+	}
 	codeName := s.docName(linkCodePath(code))
+	linkName := s.docName(linkPath(uid))
 	playerName := s.playerName(userID)
 	var link Link
-	_, err = s.runTxn(ctx, []string{codeName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+	_, err = s.runTxn(ctx, []string{codeName, linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
 		now := s.now().UTC().Truncate(time.Microsecond)
 		c, ok := docs[codeName]
 		if !ok {
 			return nil, linkCodeError(ReasonCodeUnknown, "no such link code: check the code shown in the companion app")
 		}
 		cf := c.GetFields()
-		uid := fieldString(cf, "uid")
+		existing, linked := docs[linkName]
 		if used := fieldInt(cf, "userId"); used != 0 {
-			if used == userID {
-				link = Link{UID: uid, UserID: userID, LinkedAt: fieldTime(cf, "usedAt")}
+			if used == userID && linked && fieldInt(existing.GetFields(), "userId") == userID {
+				link = decodeLink(uid, existing.GetFields())
 				return nil, nil
 			}
 			return nil, linkCodeError(ReasonCodeUsed, "this link code was already used: ask for a new code in the companion app")
@@ -136,77 +154,83 @@ func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (
 		if !now.Before(fieldTime(cf, "expiresAt")) {
 			return nil, linkCodeError(ReasonCodeExpired, "this link code has expired (codes last %s): ask for a new code in the companion app", LinkCodeTTL)
 		}
+		if linked && fieldInt(existing.GetFields(), "userId") != userID {
+			return nil, alreadyLinked(decodeLink(uid, existing.GetFields()))
+		}
 		p := s.decodePlayer(userID, docs[playerName])
 		if p.OwnerUID != "" && p.OwnerUID != uid {
 			return nil, save.Errorf(save.CodePermissionDenied, "Roblox user %d is already linked to another companion account; unlink it there first", userID).
 				WithDetail("reason", ReasonPlayerLinked).WithDetail("userId", userID)
 		}
-		link = Link{UID: uid, UserID: userID, LinkedAt: now}
-		return []*firestorepb.Write{
-			s.redeemCodeWrite(codeName, userID, now),
-			s.linkWrite(link),
-			s.ownerWrite(p, uid, now),
-		}, nil
+		writes := []*firestorepb.Write{s.redeemCodeWrite(codeName, userID, now)}
+		if linked {
+			// Already linked to this player (an earlier code): only use up the code.
+			link = decodeLink(uid, existing.GetFields())
+		} else {
+			link = Link{UID: uid, UserID: userID, LinkedAt: now}
+			writes = append(writes, s.linkWrite(link))
+		}
+		if p.OwnerUID != uid {
+			writes = append(writes, s.ownerWrite(p, uid, now))
+		}
+		return writes, nil
 	})
 	if err != nil {
-		if e, ok := save.AsError(err); ok {
-			return Link{}, e
-		}
-		if status.Code(err) == codes.AlreadyExists || status.Code(err) == codes.FailedPrecondition {
-			// links/{uid} exists: this companion user linked another player meanwhile.
-			l, ok, lerr := s.LinkOf(ctx, link.UID)
-			if lerr == nil && ok {
-				if l.UserID == userID {
-					return l, nil
-				}
-				return Link{}, alreadyLinked(l)
-			}
-		}
 		return Link{}, err
 	}
 	return link, nil
 }
 
+// errLinkMoved ends an unlink attempt whose link changed under it.
+var errLinkMoved = errors.New("store: the link changed during unlink")
+
+// maxUnlinkAttempts bounds unlink's retries when the link changes meanwhile.
+const maxUnlinkAttempts = 3
+
 // Unlink removes uid's link: the links/{uid} document and the player's
 // ownerUid. It reports the link it removed; ok is false when uid was not
 // linked, which is not an error, so a repeated unlink is harmless.
+// Errors: INVALID_ARGUMENT (empty uid), UNAVAILABLE.
 func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err error) {
 	if uid == "" {
 		return Link{}, false, save.Errorf(save.CodeInvalidArgument, "unlinking needs a signed-in user")
 	}
 	linkName := s.docName(linkPath(uid))
-	l, found, err := s.LinkOf(ctx, uid)
-	if err != nil || !found {
-		return Link{}, false, err
+	for attempt := 0; attempt < maxUnlinkAttempts; attempt++ {
+		seen, found, err := s.LinkOf(ctx, uid)
+		if err != nil || !found {
+			return Link{}, false, err
+		}
+		playerName := s.playerName(seen.UserID)
+		_, err = s.runTxn(ctx, []string{linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+			d, exists := docs[linkName]
+			if !exists {
+				ok = false
+				return nil, nil
+			}
+			link, ok = decodeLink(uid, d.GetFields()), true
+			if link.UserID != seen.UserID {
+				return nil, errLinkMoved
+			}
+			writes := []*firestorepb.Write{{Operation: &firestorepb.Write_Delete{Delete: linkName}}}
+			if p := s.decodePlayer(link.UserID, docs[playerName]); p.Exists && p.OwnerUID == uid {
+				writes = append(writes, &firestorepb.Write{
+					Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: playerName}},
+					UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"linkedAt", "ownerUid"}},
+					CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
+				})
+			}
+			return writes, nil
+		})
+		if errors.Is(err, errLinkMoved) {
+			continue
+		}
+		if err != nil {
+			return Link{}, false, err
+		}
+		return link, ok, nil
 	}
-	playerName := s.playerName(l.UserID)
-	_, err = s.runTxn(ctx, []string{linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		d, exists := docs[linkName]
-		if !exists {
-			ok = false
-			return nil, nil
-		}
-		link = decodeLink(uid, d.GetFields())
-		ok = true
-		writes := []*firestorepb.Write{{Operation: &firestorepb.Write_Delete{Delete: linkName}}}
-		if p := s.decodePlayer(link.UserID, docs[s.playerName(link.UserID)]); p.Exists && p.OwnerUID == uid {
-			writes = append(writes, &firestorepb.Write{
-				Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.playerName(link.UserID)}},
-				UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"linkedAt", "ownerUid"}},
-				CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
-			})
-		}
-		if link.UserID != l.UserID {
-			// Relinked to another player between the read and this
-			// transaction; its player was not read here, so start over.
-			return nil, errAbortAttempt
-		}
-		return writes, nil
-	})
-	if err != nil {
-		return Link{}, false, err
-	}
-	return link, ok, nil
+	return Link{}, false, save.Errorf(save.CodeUnavailable, "the link kept changing while unlinking; retry")
 }
 
 // LinkOf returns the Roblox player uid is linked to; ok is false when
@@ -307,16 +331,26 @@ func (s *Store) ownerWrite(p Player, uid string, now time.Time) *firestorepb.Wri
 }
 
 // newLinkCode draws a code from LinkCodeAlphabet with crypto/rand: a code
-// is a credential for a few minutes, so it must not be predictable.
+// is a credential for a few minutes, so it must not be predictable. Bytes
+// past the largest multiple of the alphabet's size are redrawn, so every
+// character is equally likely.
 func newLinkCode() (string, error) {
-	var raw [LinkCodeLength]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", err
-	}
-	out := make([]byte, LinkCodeLength)
-	n := byte(len(LinkCodeAlphabet))
-	for i, b := range raw {
-		out[i] = LinkCodeAlphabet[b%n]
+	n := len(LinkCodeAlphabet)
+	limit := 256 - 256%n
+	out := make([]byte, 0, LinkCodeLength)
+	var buf [2 * LinkCodeLength]byte
+	for draws := 0; len(out) < LinkCodeLength; draws++ {
+		if draws == 16 {
+			return "", fmt.Errorf("store: the random source keeps returning unusable bytes")
+		}
+		if _, err := rand.Read(buf[:]); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			if int(b) < limit && len(out) < LinkCodeLength {
+				out = append(out, LinkCodeAlphabet[int(b)%n])
+			}
+		}
 	}
 	return string(out), nil
 }
@@ -343,6 +377,3 @@ func (s *Store) docName(path string) string {
 func linkCodePath(code string) string { return "linkCodes/" + code }
 
 func linkPath(uid string) string { return "links/" + uid }
-
-// formatUserID renders a Roblox user id for paths and claims.
-func formatUserID(id int64) string { return strconv.FormatInt(id, 10) }

@@ -115,27 +115,12 @@ func (s *Store) decodePlayer(userID int64, doc *firestorepb.Document) Player {
 
 // currentState migrates and decodes a player's save. A new player gets the
 // config's starting save.
+// Errors: SAVE_MIGRATION_FAILED, SCHEMA_TOO_NEW.
 func (s *Store) currentState(p Player) (save.State, error) {
 	if !p.Exists || p.Raw == nil {
 		return s.cfg.NewState(), nil
 	}
-	raw := p.Raw
-	if p.SchemaVersion != s.cfg.SchemaVersion {
-		migrated, err := s.cfg.Migrate(p.Raw, p.SchemaVersion)
-		if err != nil {
-			return save.State{}, err
-		}
-		raw = migrated
-	}
-	st, err := s.cfg.DecodeState(raw)
-	if err != nil {
-		if e, ok := save.AsError(err); ok && e.Code == save.CodeInvalidArgument {
-			return save.State{}, save.Errorf(save.CodeSaveMigrationFailed, "the stored save does not fit schema %d: %s", s.cfg.SchemaVersion, e.Message).
-				WithDetail("step", "decode").WithDetail("reason", e.Message)
-		}
-		return save.State{}, err
-	}
-	return st, nil
+	return s.cfg.LoadState(p.Raw, p.SchemaVersion)
 }
 
 // view renders a player for callers.

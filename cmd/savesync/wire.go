@@ -21,6 +21,7 @@ import (
 
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/handlers"
+	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
 
@@ -33,6 +34,7 @@ type app struct {
 	firestore    *firestore.Client
 	firestoreAPI *apiv1.Client
 	pubsub       *pubsub.Client
+	store        *store.Store
 	// emulator is the in-process Firestore emulator; nil unless the
 	// Firestore backend is embedded.
 	emulator *emulator.Server
@@ -55,9 +57,17 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err e
 		}
 	}()
 
+	game, err := save.LoadConfig(cfg.gameConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("the game config (%s) is not valid; fix it and start again: %w", envGameConfig, err)
+	}
+	logger.Info("loaded the game config", slog.String("game", game.Game),
+		slog.String("path", cfg.gameConfigPath), slog.Int("schemaVersion", game.SchemaVersion))
+
 	if err := a.connectFirestore(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
+	a.store = store.New(a.firestore, a.firestoreAPI, cfg.project, game, store.Options{LeaseTTL: cfg.leaseTTL})
 	if err := a.connectPubSub(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
@@ -70,8 +80,10 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err e
 		handlers.Recover(),
 		handlers.LimitBody(cfg.maxBodyBytes),
 	)
+	r.NoRoute(handlers.NoRoute)
 	r.GET("/healthz", handlers.Healthz)
 	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
+	handlers.NewAPI(a.store, cfg.serverKeys).Register(r)
 	a.engine = r
 	return a, nil
 }
