@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -221,6 +222,8 @@ func projectOf(req any) string {
 		res = r.GetParent()
 	case interface{ GetName() string }:
 		res = r.GetName()
+	case *firestorepb.UpdateDocumentRequest:
+		res = r.GetDocument().GetName()
 	}
 	if res == "" {
 		if r, ok := req.(interface{ GetParent() string }); ok {
@@ -302,6 +305,7 @@ type faultStream struct {
 	drop   bool
 }
 
+// RecvMsg applies the call's fault when the first request arrives.
 func (w *faultStream) RecvMsg(m any) error {
 	if err := w.ServerStream.RecvMsg(m); err != nil {
 		return err
@@ -318,6 +322,7 @@ func (w *faultStream) RecvMsg(m any) error {
 	return nil
 }
 
+// SendMsg drops responses of a call whose response is to be lost.
 func (w *faultStream) SendMsg(m any) error {
 	if w.drop {
 		return nil

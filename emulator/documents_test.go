@@ -396,3 +396,50 @@ func TestEmulatorHostEnvAndHTTPReset(t *testing.T) {
 		t.Errorf("other project after reset: %v, want the document", err)
 	}
 }
+
+func TestTimestampValuesKeepMicroseconds(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := context.Background()
+	in := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+	if _, err := c.Doc("micros/a").Set(ctx, map[string]any{"at": in, "nested": map[string]any{"list": []any{in}}}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.Doc("micros/a").Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := in.Truncate(time.Microsecond)
+	if got := snap.Data()["at"].(time.Time); !got.Equal(want) {
+		t.Errorf("at = %v, want %v (truncated to microseconds)", got, want)
+	}
+	list := snap.Data()["nested"].(map[string]any)["list"].([]any)
+	if got := list[0].(time.Time); !got.Equal(want) {
+		t.Errorf("nested.list[0] = %v, want %v", got, want)
+	}
+}
+
+func TestArrayTransformResultsAreNull(t *testing.T) {
+	_, p := newClient(t)
+	g := newGAPIC(t)
+	defer g.Close()
+	name := dbPath(p) + "/documents/tr/arr"
+	elems := &firestorepb.ArrayValue{Values: []*firestorepb.Value{{ValueType: &firestorepb.Value_StringValue{StringValue: "x"}}}}
+	resp, err := g.Commit(context.Background(), &firestorepb.CommitRequest{
+		Database: dbPath(p),
+		Writes: []*firestorepb.Write{{
+			Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: name, Fields: map[string]*firestorepb.Value{}}},
+			UpdateTransforms: []*firestorepb.DocumentTransform_FieldTransform{
+				{FieldPath: "a", TransformType: &firestorepb.DocumentTransform_FieldTransform_AppendMissingElements{AppendMissingElements: elems}},
+				{FieldPath: "b", TransformType: &firestorepb.DocumentTransform_FieldTransform_RemoveAllFromArray{RemoveAllFromArray: elems}},
+			},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resp.WriteResults[0].TransformResults {
+		if _, ok := r.GetValueType().(*firestorepb.Value_NullValue); !ok {
+			t.Errorf("transform result %d = %v, want null for array transforms", i, r)
+		}
+	}
+}

@@ -36,6 +36,7 @@ const (
 	abortRetried
 )
 
+// String describes the reason for the client.
 func (r abortReason) String() string {
 	switch r {
 	case abortDeadlock:

@@ -61,6 +61,17 @@ func dial(t *testing.T, srv *Server) *grpc.ClientConn {
 	return conn
 }
 
+// optionConn returns the client option that connects to the shared server.
+func optionConn(tb testing.TB) option.ClientOption {
+	tb.Helper()
+	conn, err := grpc.NewClient(testSrv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatalf("dial %s: %v", testSrv.Addr(), err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return option.WithGRPCConn(conn)
+}
+
 // newClientFor returns a Firestore client for project on srv.
 func newClientFor(t *testing.T, srv *Server, project string) *firestore.Client {
 	t.Helper()

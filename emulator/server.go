@@ -8,7 +8,6 @@ package emulator
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -305,6 +304,7 @@ type prefixConn struct {
 	r io.Reader
 }
 
+// Read returns the sniffed bytes first, then the connection's.
 func (p *prefixConn) Read(b []byte) (int, error) { return p.r.Read(b) }
 
 // chanListener is a net.Listener fed by the accept loop.
@@ -328,6 +328,7 @@ func (l *chanListener) deliver(c net.Conn) bool {
 	}
 }
 
+// Accept returns the next routed connection.
 func (l *chanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
@@ -337,11 +338,13 @@ func (l *chanListener) Accept() (net.Conn, error) {
 	}
 }
 
+// Close stops Accept; routed connections are closed by their servers.
 func (l *chanListener) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return nil
 }
 
+// Addr returns the address of the shared listener.
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
 // httpHandler serves the emulator's REST endpoints.
@@ -406,18 +409,4 @@ func (s *Server) httpHandler() http.Handler {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// shutdownContext is a context cancelled when the server stops, for waits
-// that have no request context.
-func (s *Server) shutdownContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-s.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
 }

@@ -181,7 +181,7 @@ func (s *Server) sweepTxns(now time.Time) {
 	for id, t := range s.txs.byID {
 		switch {
 		case !t.ended.IsZero():
-			if now.Sub(t.ended) > 10*time.Minute {
+			if now.Sub(t.ended) > 2*time.Minute {
 				delete(s.txs.byID, id)
 			}
 		case t.busy == 0 && now.Sub(t.lastUsed) > s.idleTimeout:

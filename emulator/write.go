@@ -415,8 +415,10 @@ func applyWrite(current func(string) *firestorepb.Document, w *firestorepb.Write
 			return "", nil, nil, err
 		}
 		query.SetPath(fields, path, v)
-		res.TransformResults = append(res.TransformResults, v)
+		res.TransformResults = append(res.TransformResults, transformResult(ft, v))
 	}
+	// Firestore keeps timestamps to the microsecond.
+	query.TruncateTimestamps(fields)
 
 	next := &firestorepb.Document{Name: name, Fields: fields}
 	if prev != nil && fieldsEqual(prev.GetFields(), fields) {
@@ -495,4 +497,15 @@ func sortedUnique(in []string) []string {
 		}
 	}
 	return out[:j]
+}
+
+// transformResult is what a commit reports for one field transform: the
+// new value, except for array union and array remove, whose result is null
+// as the API documents.
+func transformResult(ft *firestorepb.DocumentTransform_FieldTransform, v *firestorepb.Value) *firestorepb.Value {
+	switch ft.GetTransformType().(type) {
+	case *firestorepb.DocumentTransform_FieldTransform_AppendMissingElements, *firestorepb.DocumentTransform_FieldTransform_RemoveAllFromArray:
+		return &firestorepb.Value{ValueType: &firestorepb.Value_NullValue{}}
+	}
+	return v
 }
