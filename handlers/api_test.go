@@ -59,7 +59,7 @@ func newEnv(t testing.TB) *testEnv {
 	project := fstest.Project(t)
 	clients := fstest.Dial(t, project)
 	clock := &fakeClock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	st := store.New(clients.Firestore, clients.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second})
+	st := store.New(clients.Firestore, clients.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {
 		t.Fatal(err)

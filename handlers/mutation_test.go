@@ -42,6 +42,20 @@ func TestMutationAppliesAndReplays(t *testing.T) {
 		t.Errorf("version %d with %d ledger entries, want 1 and 1", p.Version, e.ledgerCount(7))
 	}
 
+	entries, err := e.clients.Firestore.Collection("players/7/ledger").Documents(context.Background()).GetAll()
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("ledger: %d entries, %v", len(entries), err)
+	}
+	entry := entries[0].Data()
+	committed, _ := entry["committedAt"].(time.Time)
+	expires, _ := entry["expireAt"].(time.Time)
+	if !expires.Equal(committed.Add(24 * time.Hour)) {
+		t.Errorf("expireAt = %v, want committedAt %v + the 24h retention", expires, committed)
+	}
+	if entry["requestHash"] == "" || entry["response"] != string(first.body) {
+		t.Errorf("ledger entry lacks the idempotency record: hash %v response %v", entry["requestHash"], entry["response"])
+	}
+
 	reused := e.mutate(7, "k-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":26}]}`)
 	if reused.status != 422 || reused.errorCode(t) != "IDEMPOTENCY_KEY_REUSED" {
 		t.Errorf("same key, other body: %d %s, want 422 IDEMPOTENCY_KEY_REUSED", reused.status, reused.body)

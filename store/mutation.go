@@ -437,6 +437,9 @@ func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out Outcome, body []b
 			"holderJobId": holder,
 		},
 	}
+	if s.retention > 0 {
+		entry["expireAt"] = out.CommittedAt.Add(s.retention)
+	}
 	fields, err := encodeFields(entry)
 	if err != nil {
 		return nil, err

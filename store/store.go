@@ -31,6 +31,7 @@ type Store struct {
 	jitter      func(n int64) int64
 	newID       func() string
 	leaseTTL    time.Duration
+	retention   time.Duration
 	maxAttempts int
 	maxBatch    int
 
@@ -44,6 +45,9 @@ type Store struct {
 type Options struct {
 	// LeaseTTL is how long a join's session lease lasts without renewal (90 s).
 	LeaseTTL time.Duration
+	// LedgerRetention is the age at which a ledger entry's expireAt falls,
+	// for a Firestore TTL policy on that field (0 = entries never expire).
+	LedgerRetention time.Duration
 	// Now is the clock for leases and ledger times (time.Now).
 	Now func() time.Time
 	// Jitter returns a random number in [0, n) for retry backoff (math/rand).
@@ -91,6 +95,7 @@ func New(fs *firestore.Client, gapic *apiv1.Client, project string, cfg *save.Co
 		jitter:      opts.Jitter,
 		newID:       opts.NewID,
 		leaseTTL:    opts.LeaseTTL,
+		retention:   opts.LedgerRetention,
 		maxAttempts: opts.MaxAttempts,
 		maxBatch:    opts.MaxGroup,
 		queues:      make(map[int64]*playerQueue),

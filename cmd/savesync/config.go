@@ -30,6 +30,7 @@ const (
 	envLogLevel              = "SAVESYNC_LOG_LEVEL"
 	envLeaseTTL              = "SAVESYNC_LEASE_TTL"
 	envShutdownTimeout       = "SAVESYNC_SHUTDOWN_TIMEOUT"
+	envLedgerRetention       = "SAVESYNC_LEDGER_RETENTION"
 	envInvalidationTopic     = "SAVESYNC_INVALIDATION_TOPIC"
 	envAuditTopic            = "SAVESYNC_AUDIT_TOPIC"
 	envRobloxAPIKey          = "ROBLOX_OPEN_CLOUD_API_KEY"
@@ -46,6 +47,7 @@ var defaults = map[string]string{
 	envLogLevel:          "info",
 	envLeaseTTL:          "90s",
 	envShutdownTimeout:   "8s",
+	envLedgerRetention:   "9600h",
 	envInvalidationTopic: "savesync-invalidations",
 	envAuditTopic:        "savesync-audit",
 }
@@ -55,7 +57,7 @@ var allEnvVars = []string{
 	envPort, envGameConfig, envDataDir, envProject,
 	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost,
 	envServerKeys, envMaxBodyBytes, envLogLevel, envLeaseTTL, envShutdownTimeout,
-	envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID,
+	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID,
 }
 
 // embeddedProject is the project id used when GOOGLE_CLOUD_PROJECT is unset.
@@ -72,10 +74,14 @@ const (
 
 // Limits on the tunable values.
 const (
-	minMaxBodyBytes    = 1 << 10
-	maxMaxBodyBytes    = 10 << 20 // Firestore's request limit
-	minLeaseTTL        = 10 * time.Second
-	maxLeaseTTL        = time.Hour
+	minMaxBodyBytes = 1 << 10
+	maxMaxBodyBytes = 10 << 20 // Firestore's request limit
+	minLeaseTTL     = 10 * time.Second
+	maxLeaseTTL     = time.Hour
+	// Idempotent replay is promised for at least 24 hours, and the ledger
+	// is what replays are answered from.
+	minLedgerRetention = 24 * time.Hour
+	maxLedgerRetention = 10 * 365 * 24 * time.Hour
 	cloudRunGracePause = 10 * time.Second // SIGTERM, then SIGKILL after this
 )
 
@@ -107,6 +113,7 @@ type config struct {
 	maxBodyBytes      int64
 	logLevel          slog.Level
 	leaseTTL          time.Duration
+	ledgerRetention   time.Duration
 	shutdownTimeout   time.Duration
 	invalidationTopic string
 	auditTopic        string
@@ -182,6 +189,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.leaseTTL = r.durationIn(envLeaseTTL, minLeaseTTL, maxLeaseTTL,
 		fmt.Sprintf("set a duration from %s to %s, e.g. 90s", minLeaseTTL, maxLeaseTTL))
+	c.ledgerRetention = r.durationIn(envLedgerRetention, minLedgerRetention, maxLedgerRetention,
+		fmt.Sprintf("set a duration from %s to %s in hours, e.g. 9600h (400 days)", minLedgerRetention, maxLedgerRetention))
 	c.shutdownTimeout = r.durationIn(envShutdownTimeout, time.Millisecond, cloudRunGracePause-time.Millisecond,
 		fmt.Sprintf("set a duration above 0 and below %s (Cloud Run kills the instance %s after SIGTERM), e.g. 8s", cloudRunGracePause, cloudRunGracePause))
 

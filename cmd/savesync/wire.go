@@ -67,7 +67,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err e
 	if err := a.connectFirestore(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
-	a.store = store.New(a.firestore, a.firestoreAPI, cfg.project, game, store.Options{LeaseTTL: cfg.leaseTTL})
+	a.store = store.New(a.firestore, a.firestoreAPI, cfg.project, game, store.Options{LeaseTTL: cfg.leaseTTL, LedgerRetention: cfg.ledgerRetention})
 	if err := a.connectPubSub(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
