@@ -20,6 +20,7 @@ func BenchmarkMutationThroughService(b *testing.B) {
 	e := newEnv(b)
 	var seq atomic.Int64
 	body := []byte(`{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`)
+	b.SetParallelism(8)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -49,6 +50,7 @@ func BenchmarkMutationCeiling(b *testing.B) {
 	e := newEnv(b)
 	fs := e.clients.Firestore
 	var seq atomic.Int64
+	b.SetParallelism(8)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()

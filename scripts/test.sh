@@ -25,5 +25,13 @@ if [ "$(go env CGO_ENABLED)" != 1 ] || ! command -v "$(go env CC)" >/dev/null 2>
 	race=
 fi
 
+# The companion tests verify real ID tokens from the Firebase Auth
+# emulator (npm firebase-tools, pinned in package-lock.json); the tests
+# start it themselves through scripts/auth-emulator.sh.
+echo "--- npm ci (Firebase Auth emulator)"
+if [ ! -x node_modules/.bin/firebase ]; then
+	npm ci --no-audit --no-fund
+fi
+
 echo "--- go test"
 go test $race -count=1 -timeout 15m ./...

@@ -67,8 +67,8 @@ type Link struct {
 // Errors: INVALID_ARGUMENT (empty uid), PERMISSION_DENIED with reason
 // ALREADY_LINKED (unlink first).
 func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error) {
-	if uid == "" {
-		return LinkCode{}, save.Errorf(save.CodeInvalidArgument, "a link code needs a signed-in user")
+	if uid == "" || strings.Contains(uid, "/") {
+		return LinkCode{}, save.Errorf(save.CodeInvalidArgument, "a link code needs a signed-in user with a Firebase uid without '/'")
 	}
 	if l, ok, err := s.LinkOf(ctx, uid); err != nil {
 		return LinkCode{}, err

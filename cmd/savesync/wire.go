@@ -84,6 +84,9 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err e
 	r.GET("/healthz", handlers.Healthz)
 	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
 	handlers.NewAPI(a.store, cfg.serverKeys).Register(r)
+	if err := a.registerCompanion(ctx, cfg, logger, r); err != nil {
+		return nil, err
+	}
 	a.engine = r
 	return a, nil
 }
@@ -194,4 +197,25 @@ func (a *app) close() error {
 	}
 	a.closers = nil
 	return errors.Join(errs...)
+}
+
+// registerCompanion serves the companion API when Firebase Auth is
+// reachable: through the Auth emulator when FIREBASE_AUTH_EMULATOR_HOST is
+// set (the Admin SDK reads it), or the project's Firebase Auth in Google
+// Cloud. On the embedded defaults without an Auth emulator there is no way
+// to verify an ID token, so the companion routes are left out and a log
+// line says how to turn them on.
+func (a *app) registerCompanion(ctx context.Context, cfg config, logger *slog.Logger, r gin.IRouter) error {
+	if cfg.authEmulatorHost == "" && !cfg.cloud {
+		logger.Warn("companion API off: no Firebase Auth to verify ID tokens; set " + envAuthEmulatorHost +
+			" (run scripts/auth-emulator.sh) or " + envProject + " to serve /v1/me")
+		return nil
+	}
+	auth, err := handlers.NewFirebaseAuth(ctx, cfg.project)
+	if err != nil {
+		return fmt.Errorf("connect to Firebase Auth for the companion API (%s=%q): %w", envAuthEmulatorHost, cfg.authEmulatorHost, err)
+	}
+	handlers.NewCompanionAPI(a.store, auth, cfg.serverKeys, handlers.CompanionOptions{}).Register(r)
+	logger.Info("companion API on", slog.String("auth", map[bool]string{true: "emulator " + cfg.authEmulatorHost, false: "Firebase Auth"}[cfg.authEmulatorHost != ""]))
+	return nil
 }

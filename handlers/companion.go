@@ -1,0 +1,365 @@
+package handlers
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/savesync/savesync/logging"
+	"github.com/savesync/savesync/save"
+	"github.com/savesync/savesync/store"
+)
+
+// CompanionAPI serves the companion web app: account linking, the signed-in
+// player's save, catalog purchases, settings, collections, ledger history
+// and live updates. Companion users authenticate with Firebase ID tokens and
+// reach only the Roblox player linked to them; game servers redeem link
+// codes with their server key.
+type CompanionAPI struct {
+	store *store.Store
+	auth  *FirebaseAuth
+	keys  *ServerKeys
+	opts  CompanionOptions
+}
+
+// CompanionOptions tune the companion API. Zero values take the defaults.
+type CompanionOptions struct {
+	// Heartbeat is the interval of keep-alive comments on event streams (15 s),
+	// shorter than the idle timeouts of proxies between the app and the service.
+	Heartbeat time.Duration
+	// MaxStream ends an event stream after this long (30 min); browsers'
+	// EventSource reconnects by itself. It keeps streams shorter than Cloud
+	// Run's request timeout, which would otherwise cut them mid-event.
+	MaxStream time.Duration
+	// Watch tunes how streams notice changes (snapshot listener, or polling).
+	Watch store.WatchOptions
+}
+
+// linkedUserKey is where requireLinked keeps the linked Roblox user id.
+const linkedUserKey = "savesync.linkedUser"
+
+// NewCompanionAPI returns the companion API over a store, verifying users
+// with auth and game servers (which redeem link codes) with keys.
+func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts CompanionOptions) *CompanionAPI {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.MaxStream <= 0 {
+		opts.MaxStream = 30 * time.Minute
+	}
+	return &CompanionAPI{store: st, auth: auth, keys: keys, opts: opts}
+}
+
+// Register adds the companion routes to a router.
+func (a *CompanionAPI) Register(r gin.IRouter) {
+	r.POST("/v1/link-codes/:code/redeem", a.keys.RequireServerKey(), handle(a.redeemLinkCode))
+
+	me := r.Group("/v1/me", a.auth.RequireUser())
+	me.GET("/link", handle(a.getLink))
+	me.POST("/link-codes", handle(a.createLinkCode))
+	me.DELETE("/link", handle(a.unlink))
+	me.GET("/catalog", handle(a.getCatalog))
+
+	linked := me.Group("", a.requireLinked)
+	linked.GET("/save", handle(a.getSave))
+	linked.POST("/purchases", handle(a.postPurchase))
+	linked.PUT("/settings/:key", handle(a.putSetting))
+	linked.POST("/collections/:collection", handle(a.addToCollection))
+	linked.DELETE("/collections/:collection/:element", handle(a.removeFromCollection))
+	linked.POST("/mutations", handle(a.postMutation))
+	linked.GET("/ledger", handle(a.getLedger))
+	linked.GET("/events", handle(a.streamEvents))
+}
+
+// requireLinked admits users linked to a Roblox player and remembers the
+// player. The link record, not the token's robloxUserId claim, decides:
+// a claim can outlive an unlink by up to an hour.
+func (a *CompanionAPI) requireLinked(c *gin.Context) {
+	u, _ := FirebaseUserFrom(c)
+	l, ok, err := a.store.LinkOf(c.Request.Context(), u.UID)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if !ok {
+		writeError(c, save.Errorf(save.CodePermissionDenied,
+			"link your Roblox account first: get a code with POST /v1/me/link-codes and type it in the game").
+			WithDetail("reason", store.ReasonNotLinked))
+		return
+	}
+	c.Set(linkedUserKey, l.UserID)
+	c.Next()
+}
+
+// linkedUser returns the player requireLinked resolved.
+func linkedUser(c *gin.Context) int64 {
+	id, _ := c.Get(linkedUserKey)
+	n, _ := id.(int64)
+	return n
+}
+
+// linkView is the link status shown to the companion user.
+type linkView struct {
+	Linked   bool       `json:"linked"`
+	UserID   int64      `json:"userId,omitempty"`
+	LinkedAt *time.Time `json:"linkedAt,omitempty"`
+}
+
+// getLink tells the companion user whether and to whom they are linked.
+func (a *CompanionAPI) getLink(c *gin.Context) error {
+	u, _ := FirebaseUserFrom(c)
+	l, ok, err := a.store.LinkOf(c.Request.Context(), u.UID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		c.JSON(http.StatusOK, linkView{})
+		return nil
+	}
+	t := l.LinkedAt
+	c.JSON(http.StatusOK, linkView{Linked: true, UserID: l.UserID, LinkedAt: &t})
+	return nil
+}
+
+// linkCodeView is a new link code and how long it lasts.
+type linkCodeView struct {
+	Code             string    `json:"code"`
+	ExpiresAt        time.Time `json:"expiresAt"`
+	ExpiresInSeconds int64     `json:"expiresInSeconds"`
+}
+
+// createLinkCode issues a link code for the signed-in user to type in game.
+func (a *CompanionAPI) createLinkCode(c *gin.Context) error {
+	u, _ := FirebaseUserFrom(c)
+	lc, err := a.store.CreateLinkCode(c.Request.Context(), u.UID)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusCreated, linkCodeView{Code: lc.Code, ExpiresAt: lc.ExpiresAt, ExpiresInSeconds: int64(store.LinkCodeTTL / time.Second)})
+	return nil
+}
+
+// redeemBody is the body of POST /v1/link-codes/{code}/redeem.
+type redeemBody struct {
+	UserID int64 `json:"userId"`
+}
+
+// redeemView answers a redemption to the game server, which learns that
+// its player is linked but not who the companion account is.
+type redeemView struct {
+	UserID   int64     `json:"userId"`
+	Linked   bool      `json:"linked"`
+	LinkedAt time.Time `json:"linkedAt"`
+}
+
+// redeemLinkCode binds the code's companion user to the game server's player.
+// The claim is set after the link commits; if that fails the answer is
+// UNAVAILABLE and the same request may be retried: redeeming again for the
+// same player answers the existing link and sets the claim again.
+func (a *CompanionAPI) redeemLinkCode(c *gin.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req redeemBody
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	if req.UserID <= 0 {
+		return badField("userId", "must be the positive Roblox user id of the player who typed the code, got %d", req.UserID)
+	}
+	l, err := a.store.RedeemLinkCode(c.Request.Context(), c.Param("code"), req.UserID)
+	if err != nil {
+		return err
+	}
+	if err := a.auth.SetRobloxUserID(c.Request.Context(), l.UID, l.UserID); err != nil {
+		logging.FromContext(c.Request.Context()).Error("set the robloxUserId claim after linking", "error", err.Error(), "userId", l.UserID)
+		return save.Errorf(save.CodeUnavailable, "the link is recorded but the sign-in claim could not be set; retry this request")
+	}
+	c.JSON(http.StatusOK, redeemView{UserID: l.UserID, Linked: true, LinkedAt: l.LinkedAt})
+	return nil
+}
+
+// unlink removes the signed-in user's link and their robloxUserId claim.
+// Unlinking when not linked succeeds with linked false, so retries are safe.
+func (a *CompanionAPI) unlink(c *gin.Context) error {
+	u, _ := FirebaseUserFrom(c)
+	l, ok, err := a.store.Unlink(c.Request.Context(), u.UID)
+	if err != nil {
+		return err
+	}
+	if ok || u.RobloxUserID != 0 {
+		if err := a.auth.SetRobloxUserID(c.Request.Context(), u.UID, 0); err != nil {
+			logging.FromContext(c.Request.Context()).Error("clear the robloxUserId claim after unlinking", "error", err.Error())
+			return save.Errorf(save.CodeUnavailable, "the link is removed but the sign-in claim could not be cleared; retry this request")
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"linked": false, "unlinked": ok, "userId": l.UserID})
+	return nil
+}
+
+// getCatalog lists what the companion can buy and at what price.
+func (a *CompanionAPI) getCatalog(c *gin.Context) error {
+	c.JSON(http.StatusOK, gin.H{"skus": a.store.Config().Catalog()})
+	return nil
+}
+
+// getSave reads the linked player's save and version, migrated in memory.
+func (a *CompanionAPI) getSave(c *gin.Context) error {
+	p, err := a.store.GetPlayer(c.Request.Context(), linkedUser(c))
+	if err != nil {
+		return err
+	}
+	p.Session = nil // which game server holds the player is not the companion's business
+	c.JSON(http.StatusOK, p)
+	return nil
+}
+
+// purchaseBody is the body of POST /v1/me/purchases. Price is accepted and
+// ignored: what a SKU costs and grants comes from the server's catalog only,
+// and a client that sends a price (an older app, a tampered one) is charged
+// the catalog price all the same.
+type purchaseBody struct {
+	SKU   string          `json:"sku"`
+	Price json.RawMessage `json:"price"`
+}
+
+// postPurchase buys a catalog SKU for the linked player.
+func (a *CompanionAPI) postPurchase(c *gin.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req purchaseBody
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	if req.SKU == "" {
+		return badField("sku", "required: the id of a catalog entry (GET /v1/me/catalog)")
+	}
+	return a.apply(c, save.Mutation{Ops: []save.Op{{Kind: save.OpPurchase, SKU: req.SKU}}})
+}
+
+// settingBody is the body of PUT /v1/me/settings/{key}.
+type settingBody struct {
+	Value json.RawMessage `json:"value"`
+}
+
+// putSetting sets one setting (last writer wins).
+func (a *CompanionAPI) putSetting(c *gin.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req settingBody
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	if len(req.Value) == 0 {
+		return badField("value", "required: the new value of setting %q", c.Param("key"))
+	}
+	return a.applyOps(c, map[string]any{"op": save.OpSettingsSet, "key": c.Param("key"), "value": req.Value})
+}
+
+// collectionBody is the body of POST /v1/me/collections/{collection}.
+type collectionBody struct {
+	Element string `json:"element"`
+}
+
+// addToCollection adds an element to a collection (add wins over a
+// concurrent remove).
+func (a *CompanionAPI) addToCollection(c *gin.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req collectionBody
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	return a.applyOps(c, map[string]any{"op": save.OpCollectionAdd, "collection": c.Param("collection"), "element": req.Element})
+}
+
+// removeFromCollection removes an element as of the version the user saw
+// (?observedVersion=N): adds made after that version, on another device or
+// by the game, survive.
+func (a *CompanionAPI) removeFromCollection(c *gin.Context) error {
+	raw, ok := c.GetQuery("observedVersion")
+	if !ok {
+		return badField("observedVersion", "required query parameter: the save version the user saw when choosing to remove (GET /v1/me/save)")
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || v < 0 {
+		return badField("observedVersion", "must be a save version (an integer ≥ 0), got %q", raw)
+	}
+	op := map[string]any{"op": save.OpCollectionRemove, "collection": c.Param("collection"), "element": c.Param("element")}
+	if v > 0 {
+		op["observedVersion"] = v
+	}
+	return a.applyOps(c, op)
+}
+
+// postMutation applies a mutation of companion-allowed ops (purchase,
+// settings.set, collection.add/remove, loadout.set with expectedVersion);
+// other ops are refused with PERMISSION_DENIED by the domain.
+func (a *CompanionAPI) postMutation(c *gin.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	m, err := save.DecodeMutation(body)
+	if err != nil {
+		return err
+	}
+	return a.apply(c, m)
+}
+
+// applyOps decodes ops built from request parts through the domain's strict
+// decoder, so they are checked exactly like a mutation sent whole.
+func (a *CompanionAPI) applyOps(c *gin.Context, ops ...map[string]any) error {
+	raw, err := json.Marshal(map[string]any{"ops": ops})
+	if err != nil {
+		return save.Errorf(save.CodeInvalidArgument, "the request cannot be encoded as a mutation")
+	}
+	m, err := save.DecodeMutation(raw)
+	if err != nil {
+		return err
+	}
+	return a.apply(c, m)
+}
+
+// apply commits a mutation of the linked player as the companion user.
+func (a *CompanionAPI) apply(c *gin.Context, m save.Mutation) error {
+	res, err := a.store.ApplyMutation(c.Request.Context(), store.MutationRequest{
+		UserID:         linkedUser(c),
+		Actor:          actorOf(c),
+		IdempotencyKey: c.GetHeader(headerIdempotencyKey),
+		Mutation:       m,
+	})
+	if err != nil {
+		return err
+	}
+	writeMutation(c, res)
+	return nil
+}
+
+// getLedger pages through the linked player's history, newest first.
+func (a *CompanionAPI) getLedger(c *gin.Context) error {
+	limit := 0
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return badField("limit", "must be an integer between 1 and %d, got %q", store.MaxLedgerPage, raw)
+		}
+		limit = n
+	}
+	page, err := a.store.ListLedger(c.Request.Context(), linkedUser(c), c.Query("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, page)
+	return nil
+}

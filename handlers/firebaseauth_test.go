@@ -1,0 +1,255 @@
+package handlers_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	firebase "firebase.google.com/go/v4"
+	"firebase.google.com/go/v4/auth"
+)
+
+// The companion tests run against the real Firebase Auth emulator. When
+// FIREBASE_AUTH_EMULATOR_HOST is set (firebase emulators:exec, or a running
+// scripts/auth-emulator.sh) they use it; otherwise the first test that needs
+// it starts scripts/auth-emulator.sh (after `npm ci`), and TestMain stops it.
+
+// authProject is the Firebase project of the emulator: a demo- project never
+// reaches a real one.
+const authProject = "demo-savesync"
+
+const authHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
+
+var (
+	authOnce    sync.Once
+	authHost    string
+	authErr     error
+	authProcess *exec.Cmd
+	authUsers   atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopAuthEmulator()
+	os.Exit(code)
+}
+
+// authEmulator returns the Auth emulator's host:port, starting it on first
+// use when the environment names none. Without it the test fails: the
+// companion routes are not tested against anything less.
+func authEmulator(t testing.TB) string {
+	t.Helper()
+	authOnce.Do(func() {
+		if h := os.Getenv(authHostEnv); h != "" {
+			authHost = h
+			return
+		}
+		authHost, authErr = startAuthEmulator()
+		if authErr == nil {
+			authErr = os.Setenv(authHostEnv, authHost)
+		}
+	})
+	if authErr != nil {
+		t.Fatalf("the Firebase Auth emulator is needed (run `npm ci` once, or set %s): %v", authHostEnv, authErr)
+	}
+	return authHost
+}
+
+// startAuthEmulator runs scripts/auth-emulator.sh in its own process group
+// and waits for it to print the emulator's address.
+func startAuthEmulator() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "auth-emulator.sh"))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("AUTH_EMULATOR_WATCH_PID=%d", os.Getpid()), "AUTH_EMULATOR_PROJECT="+authProject)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	authProcess = cmd
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if h, ok := strings.CutPrefix(sc.Text(), authHostEnv+"="); ok {
+				found <- h
+			}
+		}
+		close(found)
+	}()
+	select {
+	case h, ok := <-found:
+		if !ok {
+			_ = cmd.Wait()
+			authProcess = nil
+			return "", fmt.Errorf("scripts/auth-emulator.sh exited: %s", strings.TrimSpace(stderr.String()))
+		}
+		return h, nil
+	case <-time.After(3 * time.Minute):
+		stopAuthEmulator()
+		return "", fmt.Errorf("scripts/auth-emulator.sh printed no address within 3 minutes: %s", strings.TrimSpace(stderr.String()))
+	}
+}
+
+// stopAuthEmulator stops the emulator this test binary started, if any.
+func stopAuthEmulator() {
+	if authProcess == nil || authProcess.Process == nil {
+		return
+	}
+	pgid := authProcess.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		_ = authProcess.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+	}
+	authProcess = nil
+}
+
+// repoRoot is the directory holding go.mod, above the test's directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for range 10 {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		dir = filepath.Dir(dir)
+	}
+	return "", fmt.Errorf("no go.mod above the test directory")
+}
+
+// authAdmin is an Admin SDK client on the emulator, for what tests do to
+// accounts (revoke, disable, delete, set a role).
+func authAdmin(t testing.TB) *auth.Client {
+	t.Helper()
+	authEmulator(t)
+	app, err := firebase.NewApp(context.Background(), &firebase.Config{ProjectID: authProject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := app.Auth(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fbUser is an account on the Auth emulator.
+type fbUser struct {
+	UID      string
+	Email    string
+	Password string
+	IDToken  string
+}
+
+// signUp creates an account with a unique email and returns it signed in.
+func signUp(t testing.TB) *fbUser {
+	t.Helper()
+	host := authEmulator(t)
+	email := fmt.Sprintf("player-%d-%d@example.com", os.Getpid(), authUsers.Add(1))
+	var out struct {
+		LocalID string `json:"localId"`
+		IDToken string `json:"idToken"`
+	}
+	identityToolkit(t, host, "accounts:signUp", map[string]any{"email": email, "password": "secret-123", "returnSecureToken": true}, &out)
+	if out.IDToken == "" || out.LocalID == "" {
+		t.Fatalf("sign-up returned no token: %+v", out)
+	}
+	return &fbUser{UID: out.LocalID, Email: email, Password: "secret-123", IDToken: out.IDToken}
+}
+
+// signIn signs the user in again, so the new ID token carries the custom
+// claims set since the last one.
+func (u *fbUser) signIn(t testing.TB) {
+	t.Helper()
+	var out struct {
+		IDToken string `json:"idToken"`
+	}
+	identityToolkit(t, authEmulator(t), "accounts:signInWithPassword", map[string]any{"email": u.Email, "password": u.Password, "returnSecureToken": true}, &out)
+	if out.IDToken == "" {
+		t.Fatal("sign-in returned no token")
+	}
+	u.IDToken = out.IDToken
+}
+
+// claims decodes the payload of the user's ID token.
+func (u *fbUser) claims(t testing.TB) map[string]any {
+	t.Helper()
+	parts := strings.Split(u.IDToken, ".")
+	if len(parts) < 2 {
+		t.Fatalf("ID token has %d parts", len(parts))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// identityToolkit calls the emulator's Identity Toolkit REST API.
+func identityToolkit(t testing.TB, host, method string, body, out any) {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+host+"/identitytoolkit.googleapis.com/v1/"+method+"?key=any", "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d %s", method, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s: %v: %s", method, err, b)
+	}
+}
+
+// unsignedToken builds an emulator-style (alg "none") ID token with chosen
+// claims, for expired or foreign tokens the emulator would never issue.
+func unsignedToken(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	h, _ := json.Marshal(map[string]any{"alg": "none", "typ": "JWT"})
+	p, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p) + "."
+}
