@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -206,4 +207,32 @@ func isSaneRequestID(id string) bool {
 // ("0.012345s").
 func formatLatency(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 6, 64) + "s"
+}
+
+// StopStreamsOnShutdown ends the long-lived requests of the given routes
+// (long-polls, event streams) when stop is closed, so a graceful shutdown
+// does not wait for them until its deadline. Clients reconnect, to another
+// instance. Other requests keep their context and finish normally.
+func StopStreamsOnShutdown(stop <-chan struct{}, routes ...string) gin.HandlerFunc {
+	streaming := make(map[string]bool, len(routes))
+	for _, r := range routes {
+		streaming[r] = true
+	}
+	return func(c *gin.Context) {
+		if !streaming[c.FullPath()] {
+			c.Next()
+			return
+		}
+		ctx, cancel := context.WithCancel(c.Request.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		c.Request = c.Request.WithContext(ctx)
+		c.Next()
+	}
 }

@@ -247,9 +247,11 @@ func (f *Forwarder) Stats() ForwarderStats {
 func (f *Forwarder) Run(ctx context.Context) error {
 	sub := f.client.Subscriber(f.opts.Subscription)
 	sub.ReceiveSettings.ShutdownOptions = &gpubsub.ShutdownOptions{Timeout: 5 * time.Second, Behavior: gpubsub.ShutdownBehaviorNackImmediately}
+	sendCtx, stopSend := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { f.send(ctx) })
+	wg.Go(func() { f.send(sendCtx) })
 	err := sub.Receive(ctx, f.receive)
+	stopSend()
 	wg.Wait()
 	f.dead.Stop()
 	if err != nil {
@@ -352,15 +354,17 @@ type playerVersion struct {
 func (f *Forwarder) release(chunk []*playerVersion, forwarded bool) {
 	for _, p := range chunk {
 		p.done = true
+		if forwarded {
+			// Record before acking: the ack lets Pub/Sub deliver the player's
+			// next message, which must already see this version.
+			f.opts.Deduper.Record(p.userID, p.version)
+		}
 		for _, m := range p.msgs {
 			if forwarded {
 				m.Ack()
 			} else {
 				m.Nack()
 			}
-		}
-		if forwarded {
-			f.opts.Deduper.Record(p.userID, p.version)
 		}
 	}
 }

@@ -240,6 +240,9 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 	if err == nil && committed > 0 {
 		s.metrics.commits.Add(1)
 		s.metrics.groupedMuts.Add(committed - 1)
+		if s.onCommit != nil {
+			s.onCommit()
+		}
 	}
 }
 

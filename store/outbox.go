@@ -27,8 +27,9 @@ type Event struct {
 	// JobID is the writing game server's job id, when the writer is one.
 	JobID        string   `json:"jobId,omitempty"`
 	ChangedPaths []string `json:"changedPaths"`
-	// Invalidate is set when a game server other than the writer held the
-	// player's session at commit time; HolderJobID names it.
+	// HolderJobID is the game server that held the player's session at
+	// commit time, if any; Invalidate is set when that server is not the
+	// writer and so must be told to refetch.
 	Invalidate  bool      `json:"invalidate"`
 	HolderJobID string    `json:"holderJobId,omitempty"`
 	CommittedAt time.Time `json:"committedAt"`

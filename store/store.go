@@ -32,6 +32,7 @@ type Store struct {
 	newID       func() string
 	leaseTTL    time.Duration
 	retention   time.Duration
+	onCommit    func()
 	maxAttempts int
 	maxBatch    int
 
@@ -48,6 +49,9 @@ type Options struct {
 	// LedgerRetention is the age at which a ledger entry's expireAt falls,
 	// for a Firestore TTL policy on that field (0 = entries never expire).
 	LedgerRetention time.Duration
+	// OnCommit is called after every committed group of mutations, so the
+	// outbox relay can publish at once instead of at its next poll.
+	OnCommit func()
 	// Now is the clock for leases and ledger times (time.Now).
 	Now func() time.Time
 	// Jitter returns a random number in [0, n) for retry backoff (math/rand).
@@ -96,6 +100,7 @@ func New(fs *firestore.Client, gapic *apiv1.Client, project string, cfg *save.Co
 		newID:       opts.NewID,
 		leaseTTL:    opts.LeaseTTL,
 		retention:   opts.LedgerRetention,
+		onCommit:    opts.OnCommit,
 		maxAttempts: opts.MaxAttempts,
 		maxBatch:    opts.MaxGroup,
 		queues:      make(map[int64]*playerQueue),

@@ -35,6 +35,7 @@ const (
 	envAuditTopic            = "SAVESYNC_AUDIT_TOPIC"
 	envRobloxAPIKey          = "ROBLOX_OPEN_CLOUD_API_KEY"
 	envRobloxUniverseID      = "ROBLOX_UNIVERSE_ID"
+	envRobloxPlayers         = "ROBLOX_CONCURRENT_PLAYERS"
 )
 
 // defaults holds the value used when a variable is unset or empty. Variables
@@ -48,6 +49,7 @@ var defaults = map[string]string{
 	envLeaseTTL:          "90s",
 	envShutdownTimeout:   "8s",
 	envLedgerRetention:   "9600h",
+	envRobloxPlayers:     "0",
 	envInvalidationTopic: "savesync-invalidations",
 	envAuditTopic:        "savesync-audit",
 }
@@ -57,7 +59,7 @@ var allEnvVars = []string{
 	envPort, envGameConfig, envDataDir, envProject,
 	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost,
 	envServerKeys, envMaxBodyBytes, envLogLevel, envLeaseTTL, envShutdownTimeout,
-	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID,
+	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID, envRobloxPlayers,
 }
 
 // embeddedProject is the project id used when GOOGLE_CLOUD_PROJECT is unset.
@@ -119,6 +121,9 @@ type config struct {
 	auditTopic        string
 	robloxAPIKey      string
 	robloxUniverseID  int64
+	// robloxConcurrentPlayers sizes the Open Cloud publish budget
+	// (50 + 5 × players a minute per universe).
+	robloxConcurrentPlayers int
 }
 
 // firestoreBackend says which Firestore the service uses.
@@ -205,6 +210,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.robloxUniverseID = r.intIn(envRobloxUniverseID, 1, math.MaxInt64,
 			"set the numeric universe id of the experience (Creator Hub, experience settings); it is required when "+envRobloxAPIKey+" is set")
 	}
+	c.robloxConcurrentPlayers = int(r.intIn(envRobloxPlayers, 0, 1_000_000,
+		"set the number of players usually online in the universe (0 keeps the forwarder at the 50 a minute floor)"))
 
 	if len(r.problems) > 0 {
 		return config{}, errors.New("invalid configuration:\n  " + strings.Join(r.problems, "\n  "))

@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/savesync/savesync/internal/fstest"
 	"github.com/savesync/savesync/logging"
 )
 
@@ -272,4 +273,97 @@ func TestSaveSurvivesRestart(t *testing.T) {
 		t.Errorf("replay after restart = %d %s, want the original answer", code, body)
 	}
 	stop(cancel, done)
+}
+
+// TestShutdownEndsLongPollsAndRelayPublishes checks the background wiring:
+// the outbox relay publishes a committed mutation's events (its ledger
+// entry is marked published), and a long-poll in flight ends as shutdown
+// begins instead of holding it to its deadline.
+func TestShutdownEndsLongPollsAndRelayPublishes(t *testing.T) {
+	vars := embeddedEnv(t)
+	project := fstest.Project(t)
+	vars[envFirestoreEmulatorHost] = fstest.Emulator(t).Addr()
+	vars[envProject] = project
+	fs := fstest.Dial(t, project).Firestore
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, done := startRun(t, ctx, vars, io.Discard)
+	if code, body := post(t, base+"/v1/sessions", "", `{"userId":78,"jobId":"job-1"}`); code != 200 {
+		t.Fatalf("join = %d %s", code, body)
+	}
+	if code, body := post(t, base+"/v1/players/78/mutations", "earn-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`); code != 200 {
+		t.Fatalf("mutation = %d %s", code, body)
+	}
+
+	published := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !published; time.Sleep(50 * time.Millisecond) {
+		docs, err := fs.Collection("players/78/ledger").Documents(ctx).GetAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docs {
+			published, _ = d.Data()["outbox"].(map[string]any)["published"].(bool)
+		}
+	}
+	if !published {
+		t.Error("the relay did not publish the mutation's events within 10 s")
+	}
+
+	// The write came without Roblox-Job-Id, so it counts as someone else's
+	// change to job-1's player: the first poll returns it and a cursor.
+	req, _ := http.NewRequest("GET", base+"/v1/servers/job-1/changes?timeout=1s", nil)
+	req.Header.Set("Authorization", "Bearer "+devServerKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Changes []struct {
+			UserID int64 `json:"userId"`
+		} `json:"changes"`
+		Cursor string `json:"cursor"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || len(page.Changes) != 1 || page.Changes[0].UserID != 78 || page.Cursor == "" {
+		t.Fatalf("first poll = %+v, %v; want player 78's change and a cursor", page, err)
+	}
+
+	polled := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", base+"/v1/servers/job-1/changes?timeout=25s&cursor="+page.Cursor, nil)
+		req.Header.Set("Authorization", "Bearer "+devServerKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			polled <- -1
+			return
+		}
+		resp.Body.Close()
+		polled <- resp.StatusCode
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case code := <-polled:
+		t.Fatalf("the long-poll returned %d before shutdown; it should wait for a change", code)
+	default:
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run = %v", err)
+		}
+	case <-time.After(9 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown took %s with a long-poll open; streams should end at once", took)
+	}
+	select {
+	case code := <-polled:
+		t.Logf("the long-poll ended with status %d", code)
+	case <-time.After(time.Second):
+		t.Error("the long-poll was still open after shutdown")
+	}
 }

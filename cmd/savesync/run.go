@@ -90,6 +90,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(a.StopStreams)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("savesync listening", slog.String("addr", ln.Addr().String()))

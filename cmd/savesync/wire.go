@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"cloud.google.com/go/firestore"
 	apiv1 "cloud.google.com/go/firestore/apiv1"
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/gin-gonic/gin"
 	"google.golang.org/api/option"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/handlers"
+	"github.com/savesync/savesync/logging"
+	ssevents "github.com/savesync/savesync/pubsub"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -42,6 +45,12 @@ type app struct {
 	// backend is embedded.
 	pubsubServer *pstest.Server
 	engine       *gin.Engine
+	// streamsStopped is closed when shutdown begins, ending long-polls and
+	// event streams so they do not hold the shutdown to its deadline.
+	streamsStopped chan struct{}
+	stopStreams    sync.Once
+	// workers are the background loops (outbox relay, forwarder).
+	workers sync.WaitGroup
 
 	closers []func() error
 }
@@ -67,14 +76,29 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err e
 	if err := a.connectFirestore(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
-	a.store = store.New(a.firestore, a.firestoreAPI, cfg.project, game, store.Options{LeaseTTL: cfg.leaseTTL, LedgerRetention: cfg.ledgerRetention})
+	notify := make(chan struct{}, 1)
+	a.store = store.New(a.firestore, a.firestoreAPI, cfg.project, game, store.Options{
+		LeaseTTL:        cfg.leaseTTL,
+		LedgerRetention: cfg.ledgerRetention,
+		OnCommit: func() {
+			select {
+			case notify <- struct{}{}:
+			default:
+			}
+		},
+	})
 	if err := a.connectPubSub(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	if err := a.startEvents(ctx, cfg, logger, notify); err != nil {
 		return nil, err
 	}
 
 	r := gin.New()
 	r.ContextWithFallback = true
+	a.streamsStopped = make(chan struct{})
 	r.Use(
+		handlers.StopStreamsOnShutdown(a.streamsStopped, "/v1/servers/:jobId/changes", "/v1/me/events"),
 		handlers.RequestID(),
 		handlers.RequestLogger(logger, cfg.project),
 		handlers.Recover(),
@@ -84,6 +108,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err e
 	r.GET("/healthz", handlers.Healthz)
 	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
 	handlers.NewAPI(a.store, cfg.serverKeys).Register(r)
+	handlers.NewChangesAPI(store.NewChanges(a.store, store.ChangesOptions{})).Register(r, cfg.serverKeys.RequireServerKey())
 	if err := a.registerCompanion(ctx, cfg, logger, r); err != nil {
 		return nil, err
 	}
@@ -158,16 +183,6 @@ func (a *app) connectPubSub(ctx context.Context, cfg config, logger *slog.Logger
 	logger.Info("connected to Pub/Sub", slog.String("backend", string(cfg.pubsubBackend())),
 		slog.String("project", cfg.project), slog.String("host", host))
 
-	if cfg.pubsubBackend() == backendCloud {
-		return nil
-	}
-	for _, topic := range []string{cfg.invalidationTopic, cfg.auditTopic} {
-		name := "projects/" + cfg.project + "/topics/" + topic
-		_, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: name})
-		if err != nil && status.Code(err) != codes.AlreadyExists {
-			return fmt.Errorf("create Pub/Sub topic %s: %w", name, err)
-		}
-	}
 	return nil
 }
 
@@ -218,4 +233,85 @@ func (a *app) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 	handlers.NewCompanionAPI(a.store, auth, cfg.serverKeys, handlers.CompanionOptions{}).Register(r)
 	logger.Info("companion API on", slog.String("auth", map[bool]string{true: "emulator " + cfg.authEmulatorHost, false: "Firebase Auth"}[cfg.authEmulatorHost != ""]))
 	return nil
+}
+
+// StopStreams ends the long-lived requests; run calls it as shutdown begins.
+func (a *app) StopStreams() {
+	a.stopStreams.Do(func() { close(a.streamsStopped) })
+}
+
+// startEvents creates the event topics and the forwarder's subscription
+// where the service owns them, and starts the outbox relay and, when an Open
+// Cloud key is configured, the forwarder to Roblox. They stop when the app
+// closes.
+func (a *app) startEvents(ctx context.Context, cfg config, logger *slog.Logger, notify <-chan struct{}) error {
+	topics := []string{cfg.invalidationTopic, cfg.auditTopic, ssevents.DefaultDeadLetterTopic}
+	subscription := ssevents.SubscriptionConfig{Name: ssevents.DefaultInvalidationSubscription, Topic: cfg.invalidationTopic, Ordered: true}
+	if cfg.pubsubBackend() != backendCloud {
+		if err := ssevents.EnsureTopics(ctx, a.pubsub, topics...); err != nil {
+			return fmt.Errorf("create the Pub/Sub topics: %w", err)
+		}
+		if err := ssevents.EnsureSubscriptions(ctx, a.pubsub, subscription); err != nil {
+			return fmt.Errorf("create the Pub/Sub subscription: %w", err)
+		}
+	}
+	workCtx, cancel := context.WithCancel(logging.WithContext(context.WithoutCancel(ctx), logger))
+	a.onClose(func() error {
+		cancel()
+		a.workers.Wait()
+		return nil
+	})
+
+	relay := ssevents.NewRelay(a.store, a.pubsub, ssevents.RelayOptions{
+		InvalidationTopic: cfg.invalidationTopic,
+		AuditTopic:        cfg.auditTopic,
+	})
+	a.goWork(workCtx, logger, "outbox relay", relay.Run)
+	a.goWork(workCtx, logger, "relay wake-up", func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-notify:
+				relay.Notify()
+			}
+		}
+	})
+
+	if cfg.robloxAPIKey == "" {
+		logger.Info("Roblox Open Cloud forwarder off: set " + envRobloxAPIKey + " and " + envRobloxUniverseID + " to deliver invalidations through MessagingService; game servers can long-poll /v1/servers/{jobId}/changes")
+		return nil
+	}
+	fwd, err := ssevents.NewForwarder(a.pubsub, ssevents.ForwarderOptions{
+		Subscription:      subscription.Name,
+		UniverseID:        cfg.robloxUniverseID,
+		APIKey:            cfg.robloxAPIKey,
+		ConcurrentPlayers: cfg.robloxConcurrentPlayers,
+	})
+	if err != nil {
+		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
+	}
+	a.goWork(workCtx, logger, "Open Cloud forwarder", fwd.Run)
+	logger.Info("Roblox Open Cloud forwarder on", slog.Int64("universe", cfg.robloxUniverseID))
+	return nil
+}
+
+// goWork runs a background loop until ctx ends, logging how it ended.
+func (a *app) goWork(ctx context.Context, logger *slog.Logger, name string, run func(context.Context) error) {
+	a.workers.Add(1)
+	go func() {
+		defer a.workers.Done()
+		for {
+			err := run(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			logger.Error(name+" stopped; restarting", slog.Any("error", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
 }

@@ -38,20 +38,22 @@ func Emulator(t testing.TB) *emulator.Server {
 	return server
 }
 
-// Project returns a project id no other test in this binary uses.
+// Project returns a project id no other test in this binary uses. It keeps
+// to Google Cloud's project id rules (6 to 30 lowercase letters, digits and
+// hyphens), so it also passes the service's configuration checks.
 func Project(t testing.TB) string {
 	t.Helper()
-	name := strings.ToLower(t.Name())
 	clean := strings.Map(func(r rune) rune {
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
 			return r
 		}
-		return '-'
-	}, name)
-	if len(clean) > 40 {
-		clean = clean[:40]
+		return -1
+	}, strings.ToLower(strings.TrimPrefix(t.Name(), "Test")))
+	id := fmt.Sprintf("t%d-%d-%s", os.Getpid()%10000, projects.Add(1), clean)
+	if len(id) > 30 {
+		id = id[:30]
 	}
-	return fmt.Sprintf("test-%d-%d-%s", os.Getpid()%10000, projects.Add(1), clean)
+	return strings.TrimRight(id, "-")
 }
 
 // Dial connects both Firestore clients to the test emulator for a project
