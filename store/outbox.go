@@ -129,17 +129,28 @@ func inVersionOrder(events []Event) {
 // publish them again. Only the outbox fields change; the audit record
 // stays as committed.
 func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
-	const perBatch = 400
+	if len(events) == 0 {
+		return nil
+	}
 	now := s.now().UTC()
-	for start := 0; start < len(events); start += perBatch {
-		b := s.fs.Batch()
-		for _, e := range events[start:min(start+perBatch, len(events))] {
-			b.Update(s.fs.Doc(ledgerPath(e.UserID, e.EntryID)), []firestore.Update{
-				{Path: "outbox.published", Value: true},
-				{Path: "outbox.publishedAt", Value: now},
-			})
+	// Each entry is marked on its own (BulkWriter), so an entry erased
+	// since it was read (right to erasure) does not block the others.
+	bw := s.fs.BulkWriter(ctx)
+	jobs := make([]*firestore.BulkWriterJob, 0, len(events))
+	for _, e := range events {
+		job, err := bw.Update(s.fs.Doc(ledgerPath(e.UserID, e.EntryID)), []firestore.Update{
+			{Path: "outbox.published", Value: true},
+			{Path: "outbox.publishedAt", Value: now},
+		})
+		if err != nil {
+			bw.End()
+			return fmt.Errorf("store.MarkPublished: %w", err)
 		}
-		if _, err := b.Commit(ctx); err != nil {
+		jobs = append(jobs, job)
+	}
+	bw.End()
+	for _, job := range jobs {
+		if _, err := job.Results(); err != nil && status.Code(err) != codes.NotFound {
 			return fmt.Errorf("store.MarkPublished: %w", err)
 		}
 	}

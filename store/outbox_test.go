@@ -216,3 +216,33 @@ func TestClaimRelay(t *testing.T) {
 		})
 	}
 }
+
+func TestMarkPublishedSkipsErasedEntries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newOutboxStore(t, store.Options{})
+	mustMutate(t, st, store.MutationRequest{UserID: 31, Actor: companion, IdempotencyKey: "e-1", Mutation: volumeSet(10)})
+	mustMutate(t, st, store.MutationRequest{UserID: 32, Actor: companion, IdempotencyKey: "e-2", Mutation: volumeSet(20)})
+	events, err := st.PendingEvents(ctx, 10)
+	if err != nil || len(events) != 2 {
+		t.Fatalf("pending = %d events, %v; want 2", len(events), err)
+	}
+	// Player 31 is erased between the relay's read and its mark.
+	gone := events[0]
+	if gone.UserID != 31 {
+		gone = events[1]
+	}
+	if _, err := st.ErasePlayer(ctx, []byte("0123456789abcdef"), store.ErasureRequest{UserID: 31, Source: store.ErasureSourceAdmin, Requester: "test", RequestID: "r-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.MarkPublished(ctx, events); err != nil {
+		t.Fatalf("MarkPublished with an erased entry = %v, want nil", err)
+	}
+	rest, err := st.PendingEvents(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) != 0 {
+		t.Errorf("still pending: %+v", summarize(rest))
+	}
+}

@@ -36,6 +36,8 @@ const (
 	envRobloxAPIKey          = "ROBLOX_OPEN_CLOUD_API_KEY"
 	envRobloxUniverseID      = "ROBLOX_UNIVERSE_ID"
 	envRobloxPlayers         = "ROBLOX_CONCURRENT_PLAYERS"
+	envWebhookSecret         = "SAVESYNC_ROBLOX_WEBHOOK_SECRET"
+	envErasureKey            = "SAVESYNC_ERASURE_KEY"
 )
 
 // defaults holds the value used when a variable is unset or empty. Variables
@@ -60,12 +62,17 @@ var allEnvVars = []string{
 	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost,
 	envServerKeys, envMaxBodyBytes, envLogLevel, envLeaseTTL, envShutdownTimeout,
 	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID, envRobloxPlayers,
+	envWebhookSecret, envErasureKey,
 }
 
 // embeddedProject is the project id used when GOOGLE_CLOUD_PROJECT is unset.
 // The "demo-" prefix is the Firebase convention for a project that exists
 // only in emulators, so nothing can reach a real project by accident.
 const embeddedProject = "demo-savesync"
+
+// devErasureKey names erasure records outside cloud mode when no
+// SAVESYNC_ERASURE_KEY is set; in Google Cloud the key is required.
+const devErasureKey = "dev-erasure-key"
 
 // Development server key, accepted only outside cloud mode when no key is
 // configured, so the embedded default works out of the box.
@@ -124,6 +131,10 @@ type config struct {
 	// robloxConcurrentPlayers sizes the Open Cloud publish budget
 	// (50 + 5 × players a minute per universe).
 	robloxConcurrentPlayers int
+	// webhookSecret verifies Roblox's right-to-erasure webhook ("" refuses every call).
+	webhookSecret string
+	// erasureKey keys the hash that names erasure records.
+	erasureKey string
 }
 
 // firestoreBackend says which Firestore the service uses.
@@ -184,6 +195,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.devServerKey = true
 	}
 	c.serverKeys = keys
+
+	c.webhookSecret = r.get(envWebhookSecret)
+	c.erasureKey = r.get(envErasureKey)
+	switch {
+	case c.erasureKey == "" && c.cloud:
+		r.bad(envErasureKey, "", "required in Google Cloud: set a long random secret (e.g. openssl rand -hex 32) and keep it stable; it names erasure records without the user id")
+	case c.erasureKey == "":
+		c.erasureKey = devErasureKey
+	case len(c.erasureKey) < 16:
+		r.bad(envErasureKey, "(hidden)", "set at least 16 characters of random secret, e.g. openssl rand -hex 32")
+	}
 
 	c.maxBodyBytes = r.intIn(envMaxBodyBytes, minMaxBodyBytes, maxMaxBodyBytes,
 		fmt.Sprintf("set a whole number of bytes from %d to %d (Firestore's request limit)", minMaxBodyBytes, maxMaxBodyBytes))

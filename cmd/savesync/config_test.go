@@ -19,6 +19,9 @@ func env(vars map[string]string) func(string) string {
 // validHash is the sha256 of "k".
 const validHash = "8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a"
 
+// validErasureKey is a long enough erasure key.
+const validErasureKey = "0123456789abcdef0123456789abcdef"
+
 func TestLoadConfigDefaults(t *testing.T) {
 	c, err := loadConfig(env(nil))
 	if err != nil {
@@ -80,10 +83,10 @@ func TestLoadConfigBackends(t *testing.T) {
 		{"both emulators with project", map[string]string{
 			envProject: "demo-other", envFirestoreEmulatorHost: "localhost:8081", envPubSubEmulatorHost: "localhost:8085"},
 			"demo-other", backendEmulator, backendEmulator, true},
-		{"cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "42:" + validHash},
+		{"cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "42:" + validHash, envErasureKey: validErasureKey},
 			"my-studio-prod", backendCloud, backendCloud, false},
 		{"cloud firestore, pubsub emulator", map[string]string{
-			envProject: "my-studio-prod", envServerKeys: "42:" + validHash, envPubSubEmulatorHost: "localhost:8085"},
+			envProject: "my-studio-prod", envServerKeys: "42:" + validHash, envPubSubEmulatorHost: "localhost:8085", envErasureKey: validErasureKey},
 			"my-studio-prod", backendCloud, backendEmulator, false},
 		{"configured keys replace the dev key", map[string]string{envServerKeys: "42:" + validHash + ", 42:" + strings.Repeat("0", 64)},
 			"demo-savesync", backendEmbedded, backendEmbedded, false},
@@ -115,14 +118,16 @@ func TestLoadConfigRejects(t *testing.T) {
 	}{
 		{"port not a number", map[string]string{envPort: "http"}, envPort},
 		{"port too big", map[string]string{envPort: "70000"}, envPort},
-		{"project id", map[string]string{envProject: "My Project", envServerKeys: "1:" + validHash}, envProject},
+		{"project id", map[string]string{envProject: "My Project", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey}, envProject},
 		{"firestore emulator without port", map[string]string{envFirestoreEmulatorHost: "localhost"}, envFirestoreEmulatorHost},
 		{"pubsub emulator bad port", map[string]string{envPubSubEmulatorHost: "localhost:x"}, envPubSubEmulatorHost},
 		{"auth emulator without host", map[string]string{envAuthEmulatorHost: ":9099"}, envAuthEmulatorHost},
 		{"server key not hex", map[string]string{envServerKeys: "1:zz"}, envServerKeys},
 		{"server key no universe", map[string]string{envServerKeys: validHash}, envServerKeys},
 		{"three keys for one universe", map[string]string{envServerKeys: "1:" + validHash + ",1:" + validHash + ",1:" + validHash}, envServerKeys},
-		{"cloud without keys", map[string]string{envProject: "my-studio-prod"}, envServerKeys},
+		{"cloud without keys", map[string]string{envProject: "my-studio-prod", envErasureKey: validErasureKey}, envServerKeys},
+		{"cloud without erasure key", map[string]string{envProject: "my-studio-prod", envServerKeys: "42:" + validHash}, envErasureKey},
+		{"erasure key too short", map[string]string{envErasureKey: "short"}, envErasureKey},
 		{"body limit not a number", map[string]string{envMaxBodyBytes: "1MiB"}, envMaxBodyBytes},
 		{"body limit too small", map[string]string{envMaxBodyBytes: "10"}, envMaxBodyBytes},
 		{"body limit over Firestore's", map[string]string{envMaxBodyBytes: "20000000"}, envMaxBodyBytes},

@@ -221,9 +221,14 @@ func (a *app) close() error {
 // to verify an ID token, so the companion routes are left out and a log
 // line says how to turn them on.
 func (a *app) registerCompanion(ctx context.Context, cfg config, logger *slog.Logger, r gin.IRouter) error {
+	admin := handlers.AdminOptions{ErasureKey: []byte(cfg.erasureKey), RobloxWebhookSecret: cfg.webhookSecret}
+	if cfg.webhookSecret == "" {
+		logger.Warn("the Roblox erasure webhook refuses every call: set " + envWebhookSecret + " to the webhook's secret")
+	}
 	if cfg.authEmulatorHost == "" && !cfg.cloud {
-		logger.Warn("companion API off: no Firebase Auth to verify ID tokens; set " + envAuthEmulatorHost +
-			" (run scripts/auth-emulator.sh) or " + envProject + " to serve /v1/me")
+		logger.Warn("companion and support APIs off: no Firebase Auth to verify ID tokens; set " + envAuthEmulatorHost +
+			" (run scripts/auth-emulator.sh) or " + envProject + " to serve /v1/me and /v1/admin")
+		handlers.NewAdminAPI(a.store, nil, admin).Register(r)
 		return nil
 	}
 	auth, err := handlers.NewFirebaseAuth(ctx, cfg.project)
@@ -231,6 +236,7 @@ func (a *app) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 		return fmt.Errorf("connect to Firebase Auth for the companion API (%s=%q): %w", envAuthEmulatorHost, cfg.authEmulatorHost, err)
 	}
 	handlers.NewCompanionAPI(a.store, auth, cfg.serverKeys, handlers.CompanionOptions{}).Register(r)
+	handlers.NewAdminAPI(a.store, auth, admin).Register(r)
 	logger.Info("companion API on", slog.String("auth", map[bool]string{true: "emulator " + cfg.authEmulatorHost, false: "Firebase Auth"}[cfg.authEmulatorHost != ""]))
 	return nil
 }

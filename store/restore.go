@@ -1,0 +1,346 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/savesync/savesync/save"
+)
+
+// MaxRewind bounds how many ledger entries one time-travel read undoes.
+// A save is reconstructed by undoing entries from the current version
+// back, so a version further back than this is refused rather than read
+// for minutes.
+const MaxRewind = 20000
+
+// SaveAtVersion is a save as it was after a version committed.
+type SaveAtVersion struct {
+	UserID  int64 `json:"userId"`
+	Version int64 `json:"version"`
+	// CurrentVersion is the player's version when the save was reconstructed.
+	CurrentVersion int64 `json:"currentVersion"`
+	// CommittedAt is when the version committed (absent for version 0).
+	CommittedAt *time.Time     `json:"committedAt,omitempty"`
+	Save        map[string]any `json:"save"`
+}
+
+// VersionDiff is the field-level difference between two versions of a save.
+type VersionDiff struct {
+	UserID  int64         `json:"userId"`
+	From    int64         `json:"from"`
+	To      int64         `json:"to"`
+	Changes []save.Change `json:"changes"`
+}
+
+// SaveAt reconstructs a player's save as it was at version, by undoing the
+// recorded changes of every later ledger entry on the current save, all
+// read from one snapshot. Version 0 is the starting save.
+// Errors: INVALID_ARGUMENT (negative version), NOT_FOUND (no such version
+// yet, or an entry it needs has expired under the retention policy),
+// LIMIT_EXCEEDED (more than MaxRewind entries back), SAVE_MIGRATION_FAILED.
+func (s *Store) SaveAt(ctx context.Context, userID, version int64) (SaveAtVersion, error) {
+	states, current, times, err := s.statesAt(ctx, userID, version)
+	if err != nil {
+		return SaveAtVersion{}, err
+	}
+	out := SaveAtVersion{UserID: userID, Version: version, CurrentVersion: current, Save: states[version].View()}
+	if t, ok := times[version]; ok {
+		out.CommittedAt = &t
+	}
+	return out, nil
+}
+
+// DiffVersions compares a player's save at two versions, field by field:
+// each change's old value is at from and its new value at to (from may be
+// after to, which shows what going back would change).
+// Errors: those of SaveAt.
+func (s *Store) DiffVersions(ctx context.Context, userID, from, to int64) (VersionDiff, error) {
+	states, _, _, err := s.statesAt(ctx, userID, from, to)
+	if err != nil {
+		return VersionDiff{}, err
+	}
+	return VersionDiff{UserID: userID, From: from, To: to, Changes: save.Diff(states[from], states[to])}, nil
+}
+
+// statesAt reconstructs the save at each of versions from one read-only
+// snapshot of the player and their later ledger entries. It also returns
+// the current version and the commit time of each requested version.
+func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (map[int64]save.State, int64, map[int64]time.Time, error) {
+	if userID <= 0 {
+		return nil, 0, nil, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
+	}
+	oldest := slices.Min(versions)
+	if oldest < 0 {
+		return nil, 0, nil, save.Errorf(save.CodeInvalidArgument, "versions start at 0, got %d", oldest).WithDetail("field", "version")
+	}
+	var p Player
+	var entries []LedgerEntry
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		entries = entries[:0]
+		snap, err := tx.Get(s.fs.Doc(playerPath(userID)))
+		switch {
+		case status.Code(err) == codes.NotFound:
+			p = s.decodePlayer(userID, nil)
+		case err != nil:
+			return err
+		default:
+			fields, err := encodeFields(snap.Data())
+			if err != nil {
+				return err
+			}
+			p = s.decodePlayer(userID, docOf(fields))
+		}
+		q := s.fs.Collection(playerPath(userID)+"/ledger").Where("version", ">=", max(oldest, 1)).
+			OrderBy("version", firestore.Desc).Limit(MaxRewind + 2)
+		it := tx.Documents(q)
+		defer it.Stop()
+		for {
+			d, err := it.Next()
+			if err == iterator.Done {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			entries = append(entries, decodeLedgerEntry(d.Ref.ID, d.Data()))
+		}
+	}, firestore.ReadOnly)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if newest := slices.Max(versions); newest > p.Version {
+		return nil, 0, nil, save.Errorf(save.CodeNotFound, "player %d is at version %d; version %d does not exist yet", userID, p.Version, newest).
+			WithDetail("currentVersion", p.Version).WithDetail("field", "version")
+	}
+	if len(entries) > MaxRewind+1 {
+		return nil, 0, nil, save.Errorf(save.CodeLimitExceeded, "version %d is more than %d entries back; ask for a later version", oldest, MaxRewind).
+			WithDetail("limit", MaxRewind)
+	}
+	st, err := s.currentState(p)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	raw := st.Encode()
+	want := make(map[int64]bool, len(versions))
+	for _, v := range versions {
+		want[v] = true
+	}
+	states := make(map[int64]save.State, len(versions))
+	times := make(map[int64]time.Time, len(versions))
+	capture := func(v int64) error {
+		if !want[v] {
+			return nil
+		}
+		decoded, err := s.cfg.DecodeState(cloneTree(raw))
+		if err != nil {
+			return fmt.Errorf("store.SaveAt(%d, %d): the reconstructed save does not decode: %w", userID, v, err)
+		}
+		states[v] = decoded
+		return nil
+	}
+	next := p.Version
+	if err := capture(next); err != nil {
+		return nil, 0, nil, err
+	}
+	for _, e := range entries {
+		if e.Version == oldest {
+			// The entry that made the oldest version: only its time is needed.
+			times[e.Version] = e.CommittedAt
+			break
+		}
+		if e.Version != next || e.VersionBefore != next-1 {
+			return nil, 0, nil, save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, next, oldest).
+				WithDetail("missingVersion", next).WithDetail("field", "version")
+		}
+		if want[e.Version] {
+			times[e.Version] = e.CommittedAt
+		}
+		if err := save.UndoChanges(raw, changesOf(e)); err != nil {
+			return nil, 0, nil, fmt.Errorf("store.SaveAt(%d): entry %s: %w", userID, e.EntryID, err)
+		}
+		next--
+		if err := capture(next); err != nil {
+			return nil, 0, nil, err
+		}
+	}
+	if next != oldest {
+		return nil, 0, nil, save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, next, oldest).
+			WithDetail("missingVersion", next).WithDetail("field", "version")
+	}
+	return states, p.Version, times, nil
+}
+
+// RestoreRequest asks to set a player's save back to an earlier version.
+type RestoreRequest struct {
+	UserID         int64
+	Version        int64
+	Actor          save.Actor
+	IdempotencyKey string
+	// Reason says why, with the ticket; the ledger entry records it.
+	Reason string
+}
+
+// RestoreVersion sets a player's save back to the save at an earlier
+// version with one save.replace mutation, so the ledger stays append-only
+// and the version keeps counting entries. The outcome's changes are what
+// the restore undid (old: the value replaced, new: the value restored).
+// A retry with the same Idempotency-Key replays the first answer.
+// Errors: those of SaveAt and ApplyMutation; VERSION_CONFLICT when the
+// save changed between reading and restoring (retry).
+func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (MutationResult, error) {
+	reason := fmt.Sprintf("restore to version %d: %s", req.Version, req.Reason)
+	return s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, func() (save.Mutation, error) {
+		at, err := s.SaveAt(ctx, req.UserID, req.Version)
+		if err != nil {
+			return save.Mutation{}, err
+		}
+		tree, err := jsonTree(at.Save)
+		if err != nil {
+			return save.Mutation{}, err
+		}
+		current := at.CurrentVersion
+		return save.Mutation{
+			ExpectedVersion: &current,
+			Ops:             []save.Op{{Kind: save.OpSaveReplace, Save: tree.(map[string]any)}},
+			Reason:          reason,
+		}, nil
+	})
+}
+
+// RefundRequest asks to reverse a committed purchase.
+type RefundRequest struct {
+	UserID         int64
+	EntryID        string
+	Actor          save.Actor
+	IdempotencyKey string
+	// Reason says why, with the ticket; the ledger entry records it.
+	Reason string
+}
+
+// RefundResult is a committed (or replayed) refund and what it could not
+// take back.
+type RefundResult struct {
+	MutationResult
+	Unrecovered []save.Shortfall
+}
+
+// RefundPurchase reverses the purchase recorded in a ledger entry with one
+// compensating mutation (see save.Config.PlanRefund): the price comes back
+// in full, the grants go back as far as the player still holds them.
+// A retry with the same Idempotency-Key replays the first answer.
+// Errors: NOT_FOUND (no such entry), INVALID_ARGUMENT (the entry holds no
+// purchase), and those of ApplyMutation.
+func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundResult, error) {
+	entry, ok, err := s.LedgerEntryByID(ctx, req.UserID, req.EntryID)
+	if err != nil {
+		return RefundResult{}, err
+	}
+	if !ok {
+		return RefundResult{}, save.Errorf(save.CodeNotFound, "player %d has no ledger entry %q", req.UserID, req.EntryID).WithDetail("field", "refundEntryId")
+	}
+	if !hasOp(entry.Ops, save.OpPurchase) {
+		return RefundResult{}, save.Errorf(save.CodeInvalidArgument, "entry %s holds no purchase; compensate with explicit ops instead", req.EntryID).WithDetail("field", "refundEntryId")
+	}
+	purchase := changesOf(entry.LedgerEntry)
+	reason := fmt.Sprintf("refund of entry %s (version %d): %s", req.EntryID, entry.Version, req.Reason)
+	res, err := s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, func() (save.Mutation, error) {
+		p, err := s.readPlayer(ctx, req.UserID)
+		if err != nil {
+			return save.Mutation{}, err
+		}
+		now, err := s.currentState(p)
+		if err != nil {
+			return save.Mutation{}, err
+		}
+		plan, err := s.cfg.PlanRefund(purchase, now)
+		if err != nil {
+			return save.Mutation{}, err
+		}
+		return save.Mutation{Ops: plan.Ops, Reason: reason}, nil
+	})
+	if err != nil {
+		return RefundResult{}, err
+	}
+	return RefundResult{MutationResult: res, Unrecovered: save.RefundShortfall(purchase, res.Outcome.Changes)}, nil
+}
+
+// applyDerived applies a mutation that is computed from the save as it is
+// now (a restore, a refund). Its ops may differ between attempts, so the
+// request hash cannot tell a retry from a new request; the reason, which
+// names everything the caller asked for, does: an entry under the same
+// key and reason is replayed, under another reason it is
+// IDEMPOTENCY_KEY_REUSED.
+func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor, key, reason string, build func() (save.Mutation, error)) (MutationResult, error) {
+	if err := CheckIdempotencyKey(key); err != nil {
+		return MutationResult{}, err
+	}
+	if e, ok, err := s.LedgerEntryByID(ctx, userID, EntryID(actor, key)); err != nil {
+		return MutationResult{}, err
+	} else if ok {
+		if e.Reason != reason {
+			return MutationResult{}, save.Errorf(save.CodeIdempotencyKeyReused,
+				"this Idempotency-Key was already used for a different request; use a new key for a new request").
+				WithDetail("entryId", e.EntryID).WithDetail("committedVersion", e.Version)
+		}
+		var out Outcome
+		if err := json.Unmarshal([]byte(e.Response), &out); err != nil {
+			return MutationResult{}, fmt.Errorf("store: entry %s has no readable response: %w", e.EntryID, err)
+		}
+		s.metrics.replays.Add(1)
+		return MutationResult{Outcome: out, Body: []byte(e.Response), Replayed: true}, nil
+	}
+	m, err := build()
+	if err != nil {
+		return MutationResult{}, err
+	}
+	return s.ApplyMutation(ctx, MutationRequest{UserID: userID, Actor: actor, IdempotencyKey: key, Mutation: m})
+}
+
+// hasOp reports whether stored ops include one of kind.
+func hasOp(ops any, kind string) bool {
+	list, _ := ops.([]any)
+	for _, op := range list {
+		if m, ok := op.(map[string]any); ok && m["op"] == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// docOf wraps decoded fields as a document for decodePlayer.
+func docOf(fields map[string]*firestorepb.Value) *firestorepb.Document {
+	return &firestorepb.Document{Fields: fields}
+}
+
+// cloneTree deep-copies a JSON-like tree of maps and slices.
+func cloneTree(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = cloneValue(v)
+	}
+	return out
+}
+
+func cloneValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return cloneTree(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = cloneValue(e)
+		}
+		return out
+	default:
+		return v
+	}
+}
