@@ -1,0 +1,1400 @@
+--[[
+SaveSync: keeps each player's save in sync with a savesync service.
+
+The service (backed by Firestore) is the one authority. This module is the
+game server's cache of it: it loads a player's save on Join, applies every
+Mutate optimistically and writes it through in the background, refetches a
+save when someone else (the companion app, support) changed it, and releases
+the player's session on Leave. See README.md beside this file.
+
+Written in the part of Luau that is also Lua 5.1 (no compound assignment,
+no continue, no string interpolation, no type annotations), and it never
+yields inside pcall, so it also runs under a Lua 5.1 interpreter in tests.
+]]
+
+local SaveSync = {}
+SaveSync.__index = SaveSync
+
+SaveSync.VERSION = "1.0.0"
+
+-- Ops whose mutation must carry expectedVersion (the service's versioned
+-- strategy). They are sent only at the head of a player's queue, so the
+-- version they carry is the one the player's earlier writes produced.
+local VERSIONED = {
+	["loadout.set"] = true,
+	["inventory.swap"] = true,
+	["save.replace"] = true,
+}
+
+-- Ops that need the confirmed version at send time: the versioned ones and
+-- collection.remove (its observedVersion).
+local NEEDS_HEAD = {
+	["loadout.set"] = true,
+	["inventory.swap"] = true,
+	["save.replace"] = true,
+	["collection.remove"] = true,
+}
+
+local DEFAULTS = {
+	baseUrl = nil, -- required: "https://savesync-xxxx.a.run.app"
+	secretName = "savesync_server_key", -- the Roblox Secret holding the server key
+	schemaVersion = nil, -- the save schema this game code reads (recommended)
+	jobId = nil, -- game.JobId
+	placeId = nil, -- game.PlaceId
+	maxAttempts = 3, -- attempts per mutation before it is dead-lettered
+	backoffBase = 1, -- seconds before the 2nd attempt; doubles per attempt
+	backoffMax = 8, -- ceiling of one backoff, in seconds
+	requestsPerMinute = 400, -- this module's share of Roblox's 500 HTTP requests/min
+	flushInterval = 0.2, -- how often queued mutations are gathered into one request
+	maxBatch = 100, -- mutations per batch request (the service's limit)
+	maxBatchBytes = 48 * 1024, -- body bytes per batch request (the service takes 64 KiB)
+	joinAttempts = 3, -- attempts of the join request when the service is unavailable
+	sessionHeldWait = 10, -- seconds Join waits for another server to release the player
+	joinReplayTimeout = 10, -- seconds Join waits for recovered mutations to settle
+	leaveTimeout = 15, -- seconds Leave waits for the player's queue to drain
+	closeBudget = 25, -- seconds BindToClose spends (Roblox allows 30)
+	bindToClose = true, -- flush everything when the server shuts down
+	topic = "savesync", -- the MessagingService topic the invalidation forwarder publishes on
+	longPoll = true, -- poll GET /v1/servers/{jobId}/changes as well
+	longPollSeconds = 25, -- how long one long-poll may wait on the service
+	pollGap = 1, -- seconds between polls while MessagingService is not subscribed
+	safetyPollGap = 60, -- seconds between polls while it is (messages are best effort)
+	cacheStore = "SaveSyncSession", -- DataStore of the session cache
+	deadLetterStore = "SaveSyncDeadLetter", -- DataStore of the dead-letter queue
+	cacheUnsentInterval = 12, -- seconds between cache writes of a player with unsent mutations
+	cacheInterval = 60, -- seconds between cache writes of a player whose save changed
+	dataStoreReserve = 20, -- DataStore budget left untouched for the game's own use
+	random = nil, -- function returning a number in [0, 1) (math.random)
+	clock = nil, -- function returning seconds (os.clock)
+}
+
+-- DataStore keys may not be written more than once per this many seconds.
+local KEY_WRITE_SPACING = 6
+
+--------------------------------------------------------------------------
+-- Small helpers
+--------------------------------------------------------------------------
+
+local function deepCopy(v)
+	if type(v) ~= "table" then
+		return v
+	end
+	local out = {}
+	for k, x in pairs(v) do
+		out[k] = deepCopy(x)
+	end
+	return out
+end
+
+local function deepEqual(a, b)
+	if type(a) ~= type(b) then
+		return false
+	end
+	if type(a) ~= "table" then
+		return a == b
+	end
+	for k, v in pairs(a) do
+		if not deepEqual(v, b[k]) then
+			return false
+		end
+	end
+	for k in pairs(b) do
+		if a[k] == nil then
+			return false
+		end
+	end
+	return true
+end
+
+local function idString(n)
+	return string.format("%d", n)
+end
+
+local ErrorMeta = {}
+ErrorMeta.__index = ErrorMeta
+ErrorMeta.__tostring = function(e)
+	return e.code .. ": " .. e.message
+end
+
+-- makeError builds the error value the module returns and passes to
+-- signals: {code, message, details, status}. code is the service's error
+-- code, or NOT_JOINED / INVALID_ARGUMENT / UNAVAILABLE raised locally.
+local function makeError(code, message, details, status)
+	return setmetatable({ code = code, message = message, details = details or {}, status = status }, ErrorMeta)
+end
+
+-- Signal is a minimal RBXScriptSignal: Connect returns a connection with
+-- Disconnect; every handler runs in its own thread.
+local Signal = {}
+Signal.__index = Signal
+
+function Signal.new()
+	return setmetatable({ _handlers = {} }, Signal)
+end
+
+function Signal:Connect(fn)
+	local handler = { fn = fn, connected = true }
+	table.insert(self._handlers, handler)
+	local connection = { Connected = true }
+	function connection:Disconnect()
+		handler.connected = false
+		self.Connected = false
+	end
+	return connection
+end
+
+function Signal:Fire(...)
+	local handlers = {}
+	for _, h in ipairs(self._handlers) do
+		table.insert(handlers, h)
+	end
+	for _, h in ipairs(handlers) do
+		if h.connected then
+			task.spawn(h.fn, ...)
+		end
+	end
+end
+
+-- parseTime reads an RFC 3339 UTC timestamp into seconds since the epoch.
+local function parseTime(s)
+	if type(s) ~= "string" then
+		return nil
+	end
+	local y, mo, d, h, mi, sec = string.match(s, "^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+%.?%d*)")
+	if not y then
+		return nil
+	end
+	y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+	-- days from civil (proleptic Gregorian)
+	if mo <= 2 then
+		y = y - 1
+	end
+	local era = math.floor(y / 400)
+	local yoe = y - era * 400
+	local mp = (mo + 9) % 12
+	local doy = math.floor((153 * mp + 2) / 5) + d - 1
+	local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+	local days = era * 146097 + doe - 719468
+	return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+--------------------------------------------------------------------------
+-- Local application of ops (the optimistic view)
+--------------------------------------------------------------------------
+
+local function section(save, name)
+	local s = save[name]
+	if type(s) ~= "table" then
+		s = {}
+		save[name] = s
+	end
+	return s
+end
+
+local function addTo(map, key, delta)
+	local v = (map[key] or 0) + delta
+	if v == 0 then
+		map[key] = nil
+	else
+		map[key] = v
+	end
+end
+
+local function collectionAdd(list, element)
+	for _, e in ipairs(list) do
+		if e == element then
+			return
+		end
+	end
+	table.insert(list, element)
+	table.sort(list)
+end
+
+local function collectionRemove(list, element)
+	for i, e in ipairs(list) do
+		if e == element then
+			table.remove(list, i)
+			return
+		end
+	end
+end
+
+-- applyOp changes a save view as the service will, as far as the game can
+-- know without the config: a purchase changes nothing until it commits
+-- (its price and grants live on the service).
+local function applyOp(save, op)
+	local kind = op.op
+	if kind == "currency.add" then
+		addTo(section(save, "currencies"), op.currency, op.amount or 0)
+	elseif kind == "xp.add" then
+		addTo(section(save, "stats"), "xp", op.amount or 0)
+	elseif kind == "stat.add" then
+		addTo(section(save, "stats"), op.stat, op.amount or 0)
+	elseif kind == "item.grant" then
+		addTo(section(save, "items"), op.item, op.count or 0)
+	elseif kind == "item.consume" then
+		addTo(section(save, "items"), op.item, -(op.count or 0))
+	elseif kind == "loadout.set" then
+		local loadout = section(save, "loadout")
+		if op.item == nil or op.item == "" then
+			loadout[op.slot] = nil
+		else
+			loadout[op.slot] = op.item
+		end
+	elseif kind == "settings.set" then
+		section(save, "settings")[op.key] = op.value
+	elseif kind == "collection.add" then
+		local cols = section(save, "collections")
+		cols[op.collection] = cols[op.collection] or {}
+		collectionAdd(cols[op.collection], op.element)
+	elseif kind == "collection.remove" then
+		local cols = section(save, "collections")
+		if cols[op.collection] then
+			collectionRemove(cols[op.collection], op.element)
+		end
+	elseif kind == "inventory.swap" then
+		local items = section(save, "items")
+		for item, n in pairs(op.remove or {}) do
+			addTo(items, item, -n)
+		end
+		for item, n in pairs(op.add or {}) do
+			addTo(items, item, n)
+		end
+	elseif kind == "save.replace" and type(op.save) == "table" then
+		for k in pairs(save) do
+			save[k] = nil
+		end
+		for k, v in pairs(deepCopy(op.save)) do
+			save[k] = v
+		end
+	end
+end
+
+-- applyChange writes one committed change ({path, old, new}) into a save
+-- view. Collection changes name one element ("collections.badges.gold")
+-- valued by its dots; nil means absent.
+local function applyChange(save, change)
+	local path = change.path
+	if type(path) ~= "string" then
+		return
+	end
+	local dot = string.find(path, ".", 1, true)
+	if not dot then
+		return
+	end
+	local name = string.sub(path, 1, dot - 1)
+	local rest = string.sub(path, dot + 1)
+	if name == "collections" then
+		local dot2 = string.find(rest, ".", 1, true)
+		if not dot2 then
+			return
+		end
+		local id = string.sub(rest, 1, dot2 - 1)
+		local element = string.sub(rest, dot2 + 1)
+		local cols = section(save, "collections")
+		cols[id] = cols[id] or {}
+		if change.new == nil then
+			collectionRemove(cols[id], element)
+		else
+			collectionAdd(cols[id], element)
+		end
+		return
+	end
+	section(save, name)[rest] = change.new
+end
+
+--------------------------------------------------------------------------
+-- Construction
+--------------------------------------------------------------------------
+
+--[[
+SaveSync.new(config) starts the module for this game server. config.baseUrl
+is required; everything else has a default (see DEFAULTS above). It
+subscribes to invalidations, starts the write-through and cache loops and,
+unless config.bindToClose is false, flushes everything on shutdown.
+]]
+function SaveSync.new(config)
+	assert(type(config) == "table", "SaveSync.new: pass a config table")
+	assert(type(config.baseUrl) == "string" and config.baseUrl ~= "", "SaveSync.new: config.baseUrl is required")
+	local cfg = {}
+	for k, v in pairs(DEFAULTS) do
+		cfg[k] = v
+	end
+	for k, v in pairs(config) do
+		cfg[k] = v
+	end
+	cfg.baseUrl = string.gsub(cfg.baseUrl, "/+$", "")
+	cfg.jobId = cfg.jobId or game.JobId
+	cfg.placeId = cfg.placeId or game.PlaceId
+	if cfg.jobId == nil or cfg.jobId == "" then
+		cfg.jobId = "studio"
+	end
+
+	local self = setmetatable({}, SaveSync)
+	self._config = cfg
+	self._http = game:GetService("HttpService")
+	self._dataStores = game:GetService("DataStoreService")
+	self._messaging = game:GetService("MessagingService")
+	self._clock = cfg.clock or os.clock
+	self._random = cfg.random or math.random
+	self._auth = self._http:GetSecret(cfg.secretName):AddPrefix("Bearer ")
+	self._cache = self._dataStores:GetDataStore(cfg.cacheStore)
+	self._deadLetters = self._dataStores:GetDataStore(cfg.deadLetterStore)
+	self._players = {} -- userId -> player state
+	self._joining = {} -- userId -> true while a Join runs
+	self._deadLetterOut = {} -- userId -> entries waiting for their DataStore write
+	self._deadLetterSettled = {} -- userId -> keys replayed from the DLQ and now settled
+	self._obsoleteCacheKeys = {} -- cache keys to remove once their spacing allows
+	self._lastKeyWrite = {} -- DataStore key -> clock of its last write
+	self._tokens = cfg.requestsPerMinute
+	self._tokensAt = self._clock()
+	self._subscribed = false
+	self._cursor = ""
+	self._stopped = false
+	self._closing = false
+
+	--[[ Signals:
+	Changed(player, save, info): the player's save view changed; info.reason is
+	  "mutate", "commit", "rollback" or "refetch".
+	MutationCommitted(player, mutationId, outcome): the service applied a mutation.
+	MutationRefused(player, mutationId, err): the service refused a mutation;
+	  its optimistic change was rolled back.
+	MutationDeadLettered(player, mutationId, err): a mutation failed maxAttempts
+	  times; it is kept in the dead-letter DataStore and replayed on the player's
+	  next join (its change stays in the view meanwhile).
+	SessionLost(player, err): another server took the player's session over.
+	]]
+	self.Changed = Signal.new()
+	self.MutationCommitted = Signal.new()
+	self.MutationRefused = Signal.new()
+	self.MutationDeadLettered = Signal.new()
+	self.SessionLost = Signal.new()
+
+	self.Stats = { requests = 0, batches = 0, retries = 0, refetches = 0, deadLettered = 0 }
+
+	task.spawn(function()
+		self:_subscribe()
+	end)
+	task.spawn(function()
+		self:_serviceLoop()
+	end)
+	task.spawn(function()
+		self:_cacheLoop()
+	end)
+	if cfg.longPoll then
+		task.spawn(function()
+			self:_pollLoop()
+		end)
+	end
+	if cfg.bindToClose then
+		game:BindToClose(function()
+			self:Close()
+		end)
+	end
+	return self
+end
+
+--------------------------------------------------------------------------
+-- HTTP
+--------------------------------------------------------------------------
+
+-- _takeToken waits for the module's HTTP budget: a bucket of
+-- requestsPerMinute tokens refilled continuously, so a burst never takes
+-- more than a minute's share and the module stays under Roblox's limit.
+function SaveSync:_takeToken()
+	local rate = self._config.requestsPerMinute / 60
+	for _ = 1, 1000 do
+		local now = self._clock()
+		self._tokens = math.min(self._config.requestsPerMinute, self._tokens + (now - self._tokensAt) * rate)
+		self._tokensAt = now
+		if self._tokens >= 1 then
+			self._tokens = self._tokens - 1
+			return
+		end
+		task.wait((1 - self._tokens) / rate)
+	end
+end
+
+-- _request sends one request to the service and returns {ok, status, body,
+-- headers} or {transport = true, err} when no answer came.
+function SaveSync:_request(method, path, body, extraHeaders)
+	self:_takeToken()
+	local headers = {
+		["Authorization"] = self._auth,
+		["Roblox-Job-Id"] = self._config.jobId,
+	}
+	if body ~= nil then
+		headers["Content-Type"] = "application/json"
+	end
+	if self._config.schemaVersion then
+		headers["Savesync-Schema-Version"] = idString(self._config.schemaVersion)
+	end
+	if extraHeaders then
+		for k, v in pairs(extraHeaders) do
+			headers[k] = v
+		end
+	end
+	local request = { Url = self._config.baseUrl .. path, Method = method, Headers = headers, Body = body }
+	self.Stats.requests = self.Stats.requests + 1
+	local ok, response = pcall(self._http.RequestAsync, self._http, request)
+	if not ok then
+		return { transport = true, err = makeError("UNAVAILABLE", "the request did not complete: " .. tostring(response)) }
+	end
+	local decoded = nil
+	if type(response.Body) == "string" and #response.Body > 0 then
+		local okJson, value = pcall(self._http.JSONDecode, self._http, response.Body)
+		if okJson then
+			decoded = value
+		end
+	end
+	local status = response.StatusCode
+	return { ok = status >= 200 and status < 300, status = status, body = decoded, headers = response.Headers or {} }
+end
+
+-- errorOf turns a failed answer into an error value.
+local function errorOf(res)
+	if res.transport then
+		return res.err
+	end
+	if type(res.body) == "table" and type(res.body.error) == "table" then
+		local e = res.body.error
+		return makeError(e.code or "INTERNAL", e.message or "", e.details, res.status)
+	end
+	if res.status and res.status >= 500 then
+		return makeError("UNAVAILABLE", "the service answered HTTP " .. idString(res.status), nil, res.status)
+	end
+	return makeError("INTERNAL", "the service answered HTTP " .. tostring(res.status), nil, res.status)
+end
+
+-- retryable reports whether a failed call may succeed if sent again with
+-- the same idempotency key: no answer, throttling, server faults, and an
+-- unrecognised key (a rotation in progress). Everything else is a refusal.
+local function retryable(res)
+	if res.transport then
+		return true
+	end
+	local s = res.status
+	return s == 401 or s == 408 or s == 429 or s >= 500
+end
+
+-- _backoff is the wait after a failed attempt: exponential, with jitter
+-- (half fixed, half random) so servers that failed together spread out.
+function SaveSync:_backoff(attempt)
+	local ceiling = math.min(self._config.backoffMax, self._config.backoffBase * 2 ^ (attempt - 1))
+	if self._closing then
+		ceiling = math.min(ceiling, 1)
+	end
+	return ceiling / 2 + ceiling / 2 * self._random()
+end
+
+--------------------------------------------------------------------------
+-- Public API
+--------------------------------------------------------------------------
+
+--[[
+SaveSync:Join(player, options) loads the player's save and takes the session.
+It yields until the save is ready and returns a copy of it, or nil and an
+error: SESSION_HELD (another server still holds the player: details.jobId,
+details.expiresAt; join again with options.steal = true for teleports),
+SAVE_MIGRATION_FAILED (details.step, details.field: keep the player on a
+loading screen), SCHEMA_TOO_NEW (this server's code is older than the save),
+UNAVAILABLE (the service could not be reached).
+]]
+function SaveSync:Join(player, options)
+	local userId = player.UserId
+	for _ = 1, 600 do
+		if not self._joining[userId] then
+			break
+		end
+		task.wait(0.1)
+	end
+	local existing = self._players[userId]
+	if existing and not existing.leaving then
+		return deepCopy(existing.view)
+	end
+	self._joining[userId] = true
+	local save, err = self:_join(player, options or {})
+	self._joining[userId] = nil
+	return save, err
+end
+
+function SaveSync:_join(player, options)
+	local cfg = self._config
+	local userId = player.UserId
+	local body = self._http:JSONEncode({
+		userId = userId,
+		jobId = cfg.jobId,
+		placeId = cfg.placeId,
+		schemaVersion = cfg.schemaVersion,
+		steal = options.steal == true,
+	})
+	local heldUntil = self._clock() + cfg.sessionHeldWait
+	local attempt = 0
+	local res
+	for _ = 1, 100 do
+		attempt = attempt + 1
+		res = self:_request("POST", "/v1/sessions", body)
+		if res.ok then
+			break
+		end
+		local err = errorOf(res)
+		if err.code == "SESSION_HELD" and self._clock() + 2 <= heldUntil then
+			task.wait(2)
+		elseif retryable(res) and attempt < cfg.joinAttempts then
+			task.wait(self:_backoff(attempt))
+		else
+			return nil, err
+		end
+	end
+	if not res.ok then
+		return nil, errorOf(res)
+	end
+	local joined = res.body
+	local lease = joined.session or {}
+	local ttl = 90
+	local acquired, expires = parseTime(lease.acquiredAt), parseTime(lease.expiresAt)
+	if acquired and expires and expires > acquired then
+		ttl = expires - acquired
+	end
+	local st = {
+		player = player,
+		userId = userId,
+		session = lease,
+		renewEvery = ttl / 3,
+		renewAt = self._clock() + ttl / 3,
+		version = joined.player.version or 0,
+		schemaVersion = joined.player.schemaVersion,
+		confirmed = joined.player.save or {},
+		view = nil,
+		pending = {},
+		parked = {},
+		refetchTarget = 0,
+		dirtyAt = nil,
+		hasUnsent = false,
+		leaving = false,
+	}
+	st.view = deepCopy(st.confirmed)
+	self._players[userId] = st
+	local replaced = joined.replaced
+	self:_recover(st, replaced and replaced.id)
+	local deadline = self._clock() + cfg.joinReplayTimeout
+	for _ = 1, 10000 do
+		if not self:_hasReplaying(st) or self._clock() >= deadline then
+			break
+		end
+		task.wait(cfg.flushInterval)
+	end
+	return deepCopy(st.view)
+end
+
+-- Get returns a copy of the player's save as the game should show it:
+-- the service's last confirmed save with this server's unconfirmed
+-- mutations applied. nil when the player has not joined.
+function SaveSync:Get(player)
+	local st = self._players[player.UserId]
+	if not st then
+		return nil
+	end
+	return deepCopy(st.view)
+end
+
+-- Version returns the service version of the player's confirmed save.
+function SaveSync:Version(player)
+	local st = self._players[player.UserId]
+	return st and st.version
+end
+
+--[[
+SaveSync:Mutate(player, ops) applies ops to the player's save at once and
+writes them through in the background; it never yields. It returns the
+mutation id (its idempotency key), or nil and an error (NOT_JOINED,
+INVALID_ARGUMENT). Ops are the service's: {op = "currency.add", currency =
+"coins", amount = 25}, {op = "item.grant", item = "potion", count = 2}, ...
+A refusal rolls the change back and fires MutationRefused.
+]]
+function SaveSync:Mutate(player, ops)
+	local st = self._players[player.UserId]
+	if not st or st.left then
+		return nil, makeError("NOT_JOINED", "Join the player before mutating their save")
+	end
+	if type(ops) ~= "table" or #ops == 0 then
+		return nil, makeError("INVALID_ARGUMENT", "ops must be a non-empty list of ops")
+	end
+	local needsHead = false
+	for i, op in ipairs(ops) do
+		if type(op) ~= "table" or type(op.op) ~= "string" then
+			return nil, makeError("INVALID_ARGUMENT", "ops[" .. i .. "] must be a table with an op field")
+		end
+		if NEEDS_HEAD[op.op] then
+			needsHead = true
+		end
+	end
+	local entry = {
+		key = self._http:GenerateGUID(false),
+		mutation = { ops = deepCopy(ops) },
+		attempts = 0,
+		nextAt = 0,
+		needsHead = needsHead,
+		source = "live",
+	}
+	table.insert(st.pending, entry)
+	for _, op in ipairs(entry.mutation.ops) do
+		applyOp(st.view, op)
+	end
+	self:_markDirty(st, true)
+	self.Changed:Fire(st.player, deepCopy(st.view), { reason = "mutate", mutationId = entry.key })
+	return entry.key
+end
+
+--[[
+SaveSync:Leave(player) waits (up to config.leaveTimeout) for the player's
+mutations to be written, dead-letters any that could not be, and releases
+the session. It yields; it returns true when the lease was released.
+]]
+function SaveSync:Leave(player)
+	return self:_leave(player.UserId, self._config.leaveTimeout)
+end
+
+function SaveSync:_leave(userId, timeout)
+	local st = self._players[userId]
+	if not st then
+		return true
+	end
+	if st.leaving then
+		for _ = 1, 10000 do
+			if st.left then
+				break
+			end
+			task.wait(0.1)
+		end
+		return st.released == true
+	end
+	st.leaving = true
+	local deadline = self._clock() + timeout
+	for _ = 1, 100000 do
+		if #st.pending == 0 or self._clock() >= deadline then
+			break
+		end
+		task.wait(self._config.flushInterval)
+	end
+	while #st.pending > 0 do
+		self:_park(st, st.pending[1], makeError("UNAVAILABLE", "the mutation was not written before the player left"))
+	end
+	self:_writeDeadLetters(userId, true)
+	local res = self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(st.session.id or "") .. "/leave", "{}")
+	st.released = res.ok and type(res.body) == "table" and res.body.released == true
+	st.left = true
+	self._players[userId] = nil
+	local key = self:_cacheKey(st)
+	if #st.parked == 0 then
+		table.insert(self._obsoleteCacheKeys, key)
+	end
+	return st.released
+end
+
+--[[
+SaveSync:Close() flushes every player's mutations and leaves every player
+within config.closeBudget seconds; what cannot be written by then is
+dead-lettered. new() binds it to game:BindToClose.
+]]
+function SaveSync:Close()
+	if self._closing then
+		return
+	end
+	self._closing = true
+	local cfg = self._config
+	local started = self._clock()
+	local flushUntil = started + cfg.closeBudget * 0.6
+	for _, st in pairs(self._players) do
+		for _, e in ipairs(st.pending) do
+			e.nextAt = math.min(e.nextAt, started)
+		end
+	end
+	for _ = 1, 100000 do
+		local busy = false
+		for _, st in pairs(self._players) do
+			if #st.pending > 0 then
+				busy = true
+			end
+		end
+		if not busy or self._clock() >= flushUntil then
+			break
+		end
+		task.wait(cfg.flushInterval)
+	end
+	local remaining = 0
+	local leaveTimeout = math.max(0, started + cfg.closeBudget * 0.6 - self._clock())
+	for userId in pairs(self._players) do
+		remaining = remaining + 1
+		task.spawn(function()
+			self:_leave(userId, leaveTimeout)
+			remaining = remaining - 1
+		end)
+	end
+	local closeBy = started + cfg.closeBudget
+	for _ = 1, 100000 do
+		if remaining <= 0 or self._clock() >= closeBy then
+			break
+		end
+		task.wait(0.1)
+	end
+	self._stopped = true
+end
+
+--------------------------------------------------------------------------
+-- Write-through
+--------------------------------------------------------------------------
+
+-- _serviceLoop is the one thread that writes mutations (batched across
+-- players), refetches invalidated saves and renews leases, in turn, so
+-- every HTTP request passes the same budget.
+function SaveSync:_serviceLoop()
+	for _ = 1, 100000000 do
+		if self._stopped then
+			return
+		end
+		local batch = self:_collect()
+		if #batch > 0 then
+			self:_send(batch)
+		end
+		self:_refetchDue()
+		self:_renewDue()
+		if #batch == 0 then
+			task.wait(self._config.flushInterval)
+		end
+	end
+end
+
+-- _collect gathers the mutations due now, across players, in each
+-- player's order: a player's later mutations never overtake an earlier
+-- one waiting for its retry.
+function SaveSync:_collect()
+	local cfg = self._config
+	local now = self._clock()
+	local batch = {}
+	local bytes = 0
+	local ids = {}
+	for userId in pairs(self._players) do
+		table.insert(ids, userId)
+	end
+	table.sort(ids)
+	for _, userId in ipairs(ids) do
+		local st = self._players[userId]
+		for i, e in ipairs(st.pending) do
+			if e.nextAt > now or (e.needsHead and i > 1) or #batch >= cfg.maxBatch then
+				break
+			end
+			if e.attempts == 0 and e.source == "live" then
+				self:_stampVersion(st, e)
+			end
+			local size = #self._http:JSONEncode(e.mutation) + #e.key + 64
+			if #batch > 0 and bytes + size > cfg.maxBatchBytes then
+				break
+			end
+			bytes = bytes + size
+			table.insert(batch, { st = st, entry = e })
+		end
+	end
+	return batch
+end
+
+-- _stampVersion fixes the versions a mutation carries at its first send;
+-- retries send the identical body, as idempotency requires.
+function SaveSync:_stampVersion(st, e)
+	local versioned = false
+	for _, op in ipairs(e.mutation.ops) do
+		if VERSIONED[op.op] then
+			versioned = true
+		end
+		if op.op == "collection.remove" and op.observedVersion == nil then
+			op.observedVersion = st.version
+		end
+	end
+	if versioned and e.mutation.expectedVersion == nil then
+		e.mutation.expectedVersion = st.version
+	end
+end
+
+-- _send writes a batch: one mutation through the single route, several
+-- through the batch route. A request that fails as a whole counts as a
+-- failed attempt of each of its mutations.
+function SaveSync:_send(batch)
+	for _, item in ipairs(batch) do
+		item.entry.attempts = item.entry.attempts + 1
+		if item.entry.attempts > 1 then
+			self.Stats.retries = self.Stats.retries + 1
+		end
+	end
+	local solo = nil
+	for _, item in ipairs(batch) do
+		if item.entry.solo then
+			solo = item
+			break
+		end
+	end
+	if #batch == 1 or solo then
+		local item = solo or batch[1]
+		for _, other in ipairs(batch) do
+			if other ~= item then
+				other.entry.attempts = other.entry.attempts - 1
+			end
+		end
+		local res = self:_request(
+			"POST",
+			"/v1/players/" .. idString(item.st.userId) .. "/mutations",
+			self._http:JSONEncode(item.entry.mutation),
+			{ ["Idempotency-Key"] = item.entry.key }
+		)
+		if res.ok then
+			self:_settleCommitted(item.st, item.entry, res.body)
+		elseif retryable(res) then
+			self:_settleFailed(item.st, item.entry, errorOf(res))
+		else
+			self:_settleRefused(item.st, item.entry, errorOf(res))
+		end
+		return
+	end
+	local mutations = {}
+	for _, item in ipairs(batch) do
+		table.insert(mutations, { userId = item.st.userId, idempotencyKey = item.entry.key, mutation = item.entry.mutation })
+	end
+	self.Stats.batches = self.Stats.batches + 1
+	local res = self:_request("POST", "/v1/batch/mutations", self._http:JSONEncode({ mutations = mutations }))
+	if not res.ok then
+		local err = errorOf(res)
+		for _, item in ipairs(batch) do
+			if retryable(res) then
+				self:_settleFailed(item.st, item.entry, err)
+			else
+				-- The batch as a whole was refused (one malformed mutation, or
+				-- too large): send each on its own so only the bad one fails.
+				item.entry.attempts = item.entry.attempts - 1
+				item.entry.solo = true
+			end
+		end
+		return
+	end
+	local byKey = {}
+	for _, item in ipairs(batch) do
+		byKey[item.entry.key] = item
+	end
+	for _, r in ipairs(res.body.results or {}) do
+		local item = byKey[r.idempotencyKey]
+		if item then
+			byKey[r.idempotencyKey] = nil
+			if r.status == 200 then
+				self:_settleCommitted(item.st, item.entry, r.result)
+			else
+				local e = r.error or {}
+				local err = makeError(e.code or "INTERNAL", e.message or "", e.details, r.status)
+				if r.status == 401 or r.status == 408 or r.status == 429 or r.status >= 500 then
+					self:_settleFailed(item.st, item.entry, err)
+				else
+					self:_settleRefused(item.st, item.entry, err)
+				end
+			end
+		end
+	end
+	for _, item in pairs(byKey) do
+		self:_settleFailed(item.st, item.entry, makeError("INTERNAL", "the batch answer had no result for this mutation"))
+	end
+end
+
+local function removeEntry(list, entry)
+	for i, e in ipairs(list) do
+		if e == entry then
+			table.remove(list, i)
+			return true
+		end
+	end
+	return false
+end
+
+-- _recompute rebuilds the view from the confirmed save and the mutations
+-- not yet confirmed, and fires Changed when it differs.
+function SaveSync:_recompute(st, reason, mutationId)
+	local view = deepCopy(st.confirmed)
+	for _, e in ipairs(st.pending) do
+		for _, op in ipairs(e.mutation.ops) do
+			applyOp(view, op)
+		end
+	end
+	for _, e in ipairs(st.parked) do
+		for _, op in ipairs(e.mutation.ops) do
+			applyOp(view, op)
+		end
+	end
+	local changed = not deepEqual(view, st.view)
+	st.view = view
+	if changed and not st.left then
+		self.Changed:Fire(st.player, deepCopy(view), { reason = reason, mutationId = mutationId })
+	end
+end
+
+function SaveSync:_settleCommitted(st, entry, outcome)
+	removeEntry(st.pending, entry)
+	outcome = outcome or {}
+	local before, after = outcome.versionBefore or 0, outcome.version or 0
+	if before == st.version then
+		for _, change in ipairs(outcome.changes or {}) do
+			applyChange(st.confirmed, change)
+		end
+		st.version = after
+	elseif after > st.version then
+		-- Someone else wrote in between: these paths are right, the rest may
+		-- not be, so refetch.
+		for _, change in ipairs(outcome.changes or {}) do
+			applyChange(st.confirmed, change)
+		end
+		st.refetchTarget = math.max(st.refetchTarget, after)
+	end
+	-- after <= st.version: the confirmed save already holds this commit
+	-- (a replay of a mutation recovered from a cache or the DLQ).
+	self:_settledFromDeadLetter(st, entry)
+	self:_markDirty(st, false)
+	self:_recompute(st, "commit", entry.key)
+	self.MutationCommitted:Fire(st.player, entry.key, outcome)
+end
+
+function SaveSync:_settleRefused(st, entry, err)
+	removeEntry(st.pending, entry)
+	local d = err.details or {}
+	if err.code == "VERSION_CONFLICT" and type(d.save) == "table" and type(d.currentVersion) == "number" then
+		if d.currentVersion > st.version then
+			st.confirmed = d.save
+			st.version = d.currentVersion
+		end
+	end
+	self:_settledFromDeadLetter(st, entry)
+	self:_markDirty(st, false)
+	self:_recompute(st, "rollback", entry.key)
+	self.MutationRefused:Fire(st.player, entry.key, err)
+end
+
+function SaveSync:_settleFailed(st, entry, err)
+	entry.lastError = err
+	if entry.attempts >= self._config.maxAttempts then
+		self:_park(st, entry, err)
+		return
+	end
+	entry.nextAt = self._clock() + self:_backoff(entry.attempts)
+end
+
+-- _park moves a mutation that failed every attempt to the dead-letter
+-- queue. Its change stays in the view: it is not refused, only late, and
+-- the player's next join writes it.
+function SaveSync:_park(st, entry, err)
+	removeEntry(st.pending, entry)
+	table.insert(st.parked, entry)
+	self.Stats.deadLettered = self.Stats.deadLettered + 1
+	if entry.source ~= "deadletter" then
+		local out = self._deadLetterOut[st.userId] or {}
+		table.insert(out, entry)
+		self._deadLetterOut[st.userId] = out
+	end
+	self:_markDirty(st, true)
+	self.MutationDeadLettered:Fire(st.player, entry.key, err)
+end
+
+function SaveSync:_hasReplaying(st)
+	for _, e in ipairs(st.pending) do
+		if e.source ~= "live" then
+			return true
+		end
+	end
+	return false
+end
+
+--------------------------------------------------------------------------
+-- Invalidation and refetch
+--------------------------------------------------------------------------
+
+-- _invalidate asks for a refetch of a held player whose save reached
+-- version elsewhere (nil: unknown version).
+function SaveSync:_invalidate(userId, version)
+	local st = self._players[tonumber(userId)]
+	if not st then
+		return
+	end
+	if version == nil then
+		version = st.version + 1
+	end
+	if version > st.version then
+		st.refetchTarget = math.max(st.refetchTarget, version)
+	end
+end
+
+function SaveSync:_refetchDue()
+	for userId, st in pairs(self._players) do
+		if st.refetchTarget > st.version and not st.left then
+			self.Stats.refetches = self.Stats.refetches + 1
+			local res = self:_request("GET", "/v1/players/" .. idString(userId))
+			if res.ok and type(res.body) == "table" then
+				local fetched = res.body.version or 0
+				if fetched > st.version then
+					st.confirmed = res.body.save or {}
+					st.version = fetched
+					self:_markDirty(st, false)
+					self:_recompute(st, "refetch")
+				end
+				st.refetchTarget = 0
+			end
+		end
+	end
+end
+
+function SaveSync:_renewDue()
+	local now = self._clock()
+	for _, st in pairs(self._players) do
+		if st.renewAt <= now and not st.left and not st.lost then
+			local res = self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(st.session.id or "") .. "/renew", "{}")
+			if res.ok then
+				st.renewAt = now + st.renewEvery
+			elseif not retryable(res) then
+				st.lost = true
+				self.SessionLost:Fire(st.player, errorOf(res))
+			else
+				st.renewAt = now + math.min(5, st.renewEvery)
+			end
+		end
+	end
+end
+
+-- _onMessage reads a forwarder message: {"t":"inv","u":[ids],"v":[versions]}.
+function SaveSync:_onMessage(message)
+	local data = message and message.Data
+	if type(data) == "string" then
+		local ok, decoded = pcall(self._http.JSONDecode, self._http, data)
+		if not ok then
+			return
+		end
+		data = decoded
+	end
+	if type(data) ~= "table" or data.t ~= "inv" or type(data.u) ~= "table" then
+		return
+	end
+	local versions = data.v or {}
+	for i, userId in ipairs(data.u) do
+		self:_invalidate(userId, versions[i])
+	end
+end
+
+function SaveSync:_subscribe()
+	local ok = pcall(self._messaging.SubscribeAsync, self._messaging, self._config.topic, function(message)
+		self:_onMessage(message)
+	end)
+	self._subscribed = ok
+end
+
+-- _pollLoop long-polls the changes route while the server holds players:
+-- the only invalidation path when MessagingService could not subscribe,
+-- and a slower safety net for lost messages when it could.
+function SaveSync:_pollLoop()
+	local cfg = self._config
+	local failures = 0
+	for _ = 1, 100000000 do
+		if self._stopped then
+			return
+		end
+		if next(self._players) ~= nil then
+			local path = "/v1/servers/"
+				.. self._http:UrlEncode(cfg.jobId)
+				.. "/changes?timeout="
+				.. idString(cfg.longPollSeconds)
+				.. "&cursor="
+				.. self._http:UrlEncode(self._cursor)
+			local res = self:_request("GET", path)
+			if res.ok and type(res.body) == "table" then
+				failures = 0
+				self._cursor = res.body.cursor or self._cursor
+				for _, change in ipairs(res.body.changes or {}) do
+					self:_invalidate(change.userId, change.version)
+				end
+			else
+				failures = failures + 1
+				task.wait(self:_backoff(math.min(failures, 6)))
+			end
+		end
+		if self._subscribed then
+			task.wait(cfg.safetyPollGap)
+		else
+			task.wait(cfg.pollGap)
+		end
+	end
+end
+
+--------------------------------------------------------------------------
+-- DataStores: session cache and dead-letter queue
+--------------------------------------------------------------------------
+
+-- Every DataStore call checks the server's budget first and leaves
+-- config.dataStoreReserve requests for the game, and no key is written
+-- twice within 6 seconds. A call that cannot go now is left for later:
+-- the cache is for recovery, never the authority, and the dead-letter
+-- queue keeps its entries in memory until their write lands.
+
+function SaveSync:_budget(kind)
+	local ok, n = pcall(self._dataStores.GetRequestBudgetForRequestType, self._dataStores, Enum.DataStoreRequestType[kind])
+	if not ok then
+		return 0
+	end
+	return n
+end
+
+function SaveSync:_canRead()
+	return self:_budget("GetAsync") > self._config.dataStoreReserve
+end
+
+function SaveSync:_canWrite(key)
+	local last = self._lastKeyWrite[key]
+	if last and self._clock() - last < KEY_WRITE_SPACING then
+		return false
+	end
+	return self:_budget("SetIncrementAsync") > self._config.dataStoreReserve
+end
+
+function SaveSync:_canUpdate(key)
+	return self:_canRead() and self:_canWrite(key)
+end
+
+function SaveSync:_cacheKey(st)
+	return "u" .. idString(st.userId) .. "/" .. tostring(st.session.id)
+end
+
+local function indexKey(userId)
+	return "u" .. idString(userId)
+end
+
+function SaveSync:_markDirty(st, unsent)
+	if st.dirtyAt == nil then
+		st.dirtyAt = self._clock()
+	end
+	st.hasUnsent = st.hasUnsent or unsent
+end
+
+-- _recover runs on join: it reads the mutations an earlier session of this
+-- player left unsent (a crashed server, a restarted module) and the
+-- player's dead-letter queue, and queues them ahead of anything new. They
+-- carry their original idempotency keys, so one that did commit replays.
+function SaveSync:_recover(st, replacedSessionId)
+	local userId = st.userId
+	local known = {}
+	local recovered = {}
+	local function take(list, source)
+		for _, m in ipairs(list or {}) do
+			if type(m) == "table" and known[m.key] and source == "deadletter" then
+				-- Left unsent by a session and dead-lettered too: settling it
+				-- must clear the dead-letter queue.
+				known[m.key].source = source
+			elseif type(m) == "table" and type(m.key) == "string" and type(m.mutation) == "table" and not known[m.key] then
+				local needsHead = false
+				for _, op in ipairs(m.mutation.ops or {}) do
+					if NEEDS_HEAD[op.op] then
+						needsHead = true
+					end
+				end
+				local entry = {
+					key = m.key,
+					mutation = m.mutation,
+					attempts = 0,
+					nextAt = 0,
+					needsHead = needsHead,
+					source = source,
+				}
+				known[m.key] = entry
+				table.insert(recovered, entry)
+			end
+		end
+	end
+
+	local previous = {}
+	local iKey = indexKey(userId)
+	if self:_canUpdate(iKey) then
+		self._lastKeyWrite[iKey] = self._clock()
+		local ok = pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
+			previous = {}
+			if type(old) == "table" and type(old.sessions) == "table" then
+				for _, sid in ipairs(old.sessions) do
+					table.insert(previous, sid)
+				end
+			end
+			return { sessions = { st.session.id } }
+		end)
+		if not ok then
+			previous = {}
+		end
+	end
+	if replacedSessionId then
+		table.insert(previous, replacedSessionId)
+	end
+	local seen = {}
+	for _, sid in ipairs(previous) do
+		if sid ~= st.session.id and not seen[sid] and self:_canRead() then
+			seen[sid] = true
+			local key = "u" .. idString(userId) .. "/" .. tostring(sid)
+			local ok, cached = pcall(self._cache.GetAsync, self._cache, key)
+			if ok and type(cached) == "table" then
+				take(cached.pending, "recovered")
+				table.insert(self._obsoleteCacheKeys, key)
+			end
+		end
+	end
+	if self:_canRead() then
+		local ok, dlq = pcall(self._deadLetters.GetAsync, self._deadLetters, indexKey(userId))
+		if ok and type(dlq) == "table" then
+			take(dlq.mutations, "deadletter")
+		end
+	end
+	for i, e in ipairs(recovered) do
+		table.insert(st.pending, i, e)
+		for _, op in ipairs(e.mutation.ops) do
+			applyOp(st.view, op)
+		end
+	end
+	self:_markDirty(st, #recovered > 0)
+	self:_writeCache(st)
+end
+
+function SaveSync:_settledFromDeadLetter(st, entry)
+	if entry.source == "deadletter" then
+		local settled = self._deadLetterSettled[st.userId] or {}
+		settled[entry.key] = true
+		self._deadLetterSettled[st.userId] = settled
+	end
+end
+
+-- _writeCache writes a player's session cache entry: the confirmed save,
+-- its version and every mutation not yet confirmed.
+function SaveSync:_writeCache(st)
+	local key = self:_cacheKey(st)
+	if not self:_canWrite(key) then
+		return false
+	end
+	local unsent = {}
+	for _, e in ipairs(st.pending) do
+		table.insert(unsent, { key = e.key, mutation = e.mutation })
+	end
+	for _, e in ipairs(st.parked) do
+		table.insert(unsent, { key = e.key, mutation = e.mutation })
+	end
+	self._lastKeyWrite[key] = self._clock()
+	local ok = pcall(self._cache.SetAsync, self._cache, key, {
+		v = 1,
+		userId = st.userId,
+		sessionId = st.session.id,
+		version = st.version,
+		schemaVersion = st.schemaVersion,
+		save = st.confirmed,
+		pending = unsent,
+	})
+	if ok then
+		st.dirtyAt = nil
+		st.hasUnsent = #unsent > 0
+	end
+	return ok
+end
+
+-- _writeDeadLetters appends a player's dead-lettered mutations to the
+-- dead-letter DataStore and drops the ones replayed and settled. With
+-- wait, it waits out the key's write spacing (Leave, Close).
+function SaveSync:_writeDeadLetters(userId, wait)
+	local out = self._deadLetterOut[userId]
+	local settled = self._deadLetterSettled[userId]
+	if (out == nil or #out == 0) and settled == nil then
+		return true
+	end
+	local key = indexKey(userId)
+	if wait then
+		local last = self._lastKeyWrite[key]
+		if last and self._clock() - last < KEY_WRITE_SPACING then
+			task.wait(KEY_WRITE_SPACING - (self._clock() - last))
+		end
+	end
+	if not self:_canUpdate(key) then
+		return false
+	end
+	self._lastKeyWrite[key] = self._clock()
+	local ok = pcall(self._deadLetters.UpdateAsync, self._deadLetters, key, function(old)
+		local value = { v = 1, userId = userId, mutations = {} }
+		local present = {}
+		if type(old) == "table" and type(old.mutations) == "table" then
+			for _, m in ipairs(old.mutations) do
+				if not (settled and settled[m.key]) then
+					table.insert(value.mutations, m)
+					present[m.key] = true
+				end
+			end
+		end
+		for _, e in ipairs(out or {}) do
+			if not present[e.key] then
+				local err = e.lastError or {}
+				table.insert(value.mutations, {
+					key = e.key,
+					mutation = e.mutation,
+					error = err.code,
+					at = os.time(),
+				})
+			end
+		end
+		return value
+	end)
+	if ok then
+		self._deadLetterOut[userId] = nil
+		self._deadLetterSettled[userId] = nil
+	end
+	return ok
+end
+
+-- _cacheLoop writes dirty cache entries (a player with unsent mutations
+-- every cacheUnsentInterval seconds at most, otherwise every
+-- cacheInterval), the dead-letter queue, and removes obsolete entries.
+function SaveSync:_cacheLoop()
+	local cfg = self._config
+	for _ = 1, 100000000 do
+		if self._stopped then
+			return
+		end
+		local now = self._clock()
+		for userId in pairs(self._deadLetterOut) do
+			self:_writeDeadLetters(userId, false)
+		end
+		for userId in pairs(self._deadLetterSettled) do
+			if not self._players[userId] or not self:_hasReplaying(self._players[userId]) then
+				self:_writeDeadLetters(userId, false)
+			end
+		end
+		for _, st in pairs(self._players) do
+			if st.dirtyAt then
+				local unsent = #st.pending > 0 or #st.parked > 0
+				local interval = cfg.cacheInterval
+				if unsent or st.hasUnsent then
+					interval = cfg.cacheUnsentInterval
+				end
+				local last = self._lastKeyWrite[self:_cacheKey(st)] or 0
+				if now - last >= interval then
+					self:_writeCache(st)
+				end
+			end
+		end
+		local keep = {}
+		for _, key in ipairs(self._obsoleteCacheKeys) do
+			if self:_canWrite(key) then
+				self._lastKeyWrite[key] = self._clock()
+				local ok = pcall(self._cache.RemoveAsync, self._cache, key)
+				if not ok then
+					table.insert(keep, key)
+				end
+			else
+				table.insert(keep, key)
+			end
+		end
+		self._obsoleteCacheKeys = keep
+		task.wait(1)
+	end
+end
+
+SaveSync._applyOp = applyOp
+SaveSync._applyChange = applyChange
+SaveSync._parseTime = parseTime
+
+return SaveSync
