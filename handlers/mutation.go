@@ -68,6 +68,13 @@ type batchResult struct {
 	Error          *ErrorDetail   `json:"error,omitempty"`
 }
 
+// fail records an item's error and the status it maps to.
+func (r *batchResult) fail(e *save.Error) {
+	r.Status = HTTPStatus(e.Code)
+	d := errorBody(e).Error
+	r.Error = &d
+}
+
 // postMutationBatch applies many mutations; each succeeds or fails alone.
 func (a *API) postMutationBatch(c *gin.Context) error {
 	if err := a.checkSchemaHeader(c); err != nil {
@@ -84,30 +91,32 @@ func (a *API) postMutationBatch(c *gin.Context) error {
 	if len(req.Mutations) == 0 || len(req.Mutations) > maxBatch {
 		return badField("mutations", "send between 1 and %d mutations, got %d", maxBatch, len(req.Mutations))
 	}
-	reqs := make([]store.MutationRequest, len(req.Mutations))
+	// An item whose mutation does not decode is answered on its own, like
+	// any other refused item; the rest of the batch still applies.
+	out := make([]batchResult, len(req.Mutations))
+	reqs := make([]store.MutationRequest, 0, len(req.Mutations))
+	index := make([]int, 0, len(req.Mutations))
 	for i, it := range req.Mutations {
+		out[i] = batchResult{UserID: it.UserID, IdempotencyKey: it.IdempotencyKey}
 		m, err := save.DecodeMutation(it.Mutation)
 		if err != nil {
 			e := toDomainError(c.Request.Context(), err)
-			return save.Errorf(e.Code, "mutations[%d].mutation: %s", i, e.Message)
+			out[i].fail(save.Errorf(e.Code, "mutations[%d].mutation: %s", i, e.Message))
+			continue
 		}
-		reqs[i] = store.MutationRequest{
+		reqs = append(reqs, store.MutationRequest{
 			UserID:         it.UserID,
 			Actor:          actorOf(c),
 			JobID:          c.GetHeader(headerJobID),
 			IdempotencyKey: it.IdempotencyKey,
 			Mutation:       m,
-		}
+		})
+		index = append(index, i)
 	}
-	results := a.store.ApplyMutations(c.Request.Context(), reqs)
-	out := make([]batchResult, len(results))
-	for i, r := range results {
-		out[i] = batchResult{UserID: reqs[i].UserID, IdempotencyKey: reqs[i].IdempotencyKey}
+	for j, r := range a.store.ApplyMutations(c.Request.Context(), reqs) {
+		i := index[j]
 		if r.Err != nil {
-			e := toDomainError(c.Request.Context(), r.Err)
-			out[i].Status = HTTPStatus(e.Code)
-			d := errorBody(e).Error
-			out[i].Error = &d
+			out[i].fail(toDomainError(c.Request.Context(), r.Err))
 			continue
 		}
 		outcome := r.Result.Outcome

@@ -273,14 +273,15 @@ func TestBatchAppliesEachMutationAlone(t *testing.T) {
 		{"userId":21,"idempotencyKey":"b-1","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":10}]}},
 		{"userId":22,"idempotencyKey":"b-2","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":-1000}]}},
 		{"userId":21,"idempotencyKey":"b-3","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}},
-		{"userId":23,"idempotencyKey":"","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}}
+		{"userId":23,"idempotencyKey":"","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}},
+		{"userId":24,"idempotencyKey":"b-5","mutation":{"ops":[{"op":"currency.steal","currency":"coins","amount":5}]}}
 	]}`
 	r := e.do("POST", "/v1/batch/mutations", body, nil)
 	if r.status != 200 {
 		t.Fatalf("batch: %d %s", r.status, r.body)
 	}
 	results, _ := r.json(t)["results"].([]any)
-	want := []int64{200, 422, 200, 400}
+	want := []int64{200, 422, 200, 400, 400}
 	if len(results) != len(want) {
 		t.Fatalf("results = %d, want %d: %s", len(results), len(want), r.body)
 	}
