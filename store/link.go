@@ -305,29 +305,10 @@ func (s *Store) linkWrite(l Link) *firestorepb.Write {
 // ownerWrite records the owner on the player, creating the player's
 // document at version 0 with the starting save when it does not exist.
 func (s *Store) ownerWrite(p Player, uid string, now time.Time) *firestorepb.Write {
-	fields := map[string]*firestorepb.Value{
+	return s.upsertPlayer(p, map[string]*firestorepb.Value{
 		"ownerUid": stringValue(uid),
 		"linkedAt": timeValue(now),
-	}
-	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
-	if !p.Exists {
-		saveValue, _ := encodeValue(s.cfg.NewState().Encode())
-		fields["version"] = intValue(0)
-		fields["schemaVersion"] = intValue(int64(s.cfg.SchemaVersion))
-		fields["save"] = saveValue
-		fields["createdAt"] = timeValue(now)
-		fields["updatedAt"] = timeValue(now)
-		fields["userId"] = intValue(p.UserID)
-		return &firestorepb.Write{
-			Operation:       &firestorepb.Write_Update{Update: doc},
-			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
-		}
-	}
-	return &firestorepb.Write{
-		Operation:       &firestorepb.Write_Update{Update: doc},
-		UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"linkedAt", "ownerUid"}},
-		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
-	}
+	}, now)
 }
 
 // newLinkCode draws a code from LinkCodeAlphabet with crypto/rand: a code

@@ -373,26 +373,12 @@ func (s *Store) playerWrite(p Player, st save.State, version int64, now time.Tim
 	if err != nil {
 		return nil, err
 	}
-	fields := map[string]*firestorepb.Value{
+	return s.upsertPlayer(p, map[string]*firestorepb.Value{
 		"version":       intValue(version),
 		"schemaVersion": intValue(int64(s.cfg.SchemaVersion)),
 		"save":          saveValue,
 		"updatedAt":     timeValue(now),
-	}
-	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
-	if !p.Exists {
-		fields["createdAt"] = timeValue(now)
-		fields["userId"] = intValue(p.UserID)
-		return &firestorepb.Write{
-			Operation:       &firestorepb.Write_Update{Update: doc},
-			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
-		}, nil
-	}
-	return &firestorepb.Write{
-		Operation:       &firestorepb.Write_Update{Update: doc},
-		UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"version", "schemaVersion", "save", "updatedAt"}},
-		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
-	}, nil
+	}, now), nil
 }
 
 // ledgerWrite creates a mutation's ledger entry: the audit record, the

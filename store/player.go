@@ -140,6 +140,32 @@ func (s *Store) view(p Player, st save.State) PlayerView {
 	return v
 }
 
+// upsertPlayer writes fields to a player's document: an update of just
+// those fields when the document exists, or its creation when it does not,
+// with version 0 and the starting save unless fields carry their own.
+func (s *Store) upsertPlayer(p Player, fields map[string]*firestorepb.Value, now time.Time) *firestorepb.Write {
+	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
+	if p.Exists {
+		return &firestorepb.Write{
+			Operation:       &firestorepb.Write_Update{Update: doc},
+			UpdateMask:      &firestorepb.DocumentMask{FieldPaths: sortedKeys(fields)},
+			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
+		}
+	}
+	if _, ok := fields["save"]; !ok {
+		fields["save"], _ = encodeValue(s.cfg.NewState().Encode())
+		fields["version"] = intValue(0)
+		fields["schemaVersion"] = intValue(int64(s.cfg.SchemaVersion))
+	}
+	fields["userId"] = intValue(p.UserID)
+	fields["createdAt"] = timeValue(now)
+	fields["updatedAt"] = timeValue(now)
+	return &firestorepb.Write{
+		Operation:       &firestorepb.Write_Update{Update: doc},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+	}
+}
+
 // leaseFields encodes a lease for the player document.
 func leaseFields(l *Lease) *firestorepb.Value {
 	if l == nil {

@@ -150,28 +150,10 @@ func (s *Store) RenewSession(ctx context.Context, sessionID string) (Lease, erro
 // document (version 0, no ledger entry: nothing about the save changed)
 // when a new player joins.
 func (s *Store) sessionWrite(p Player, lease *Lease, now time.Time) *firestorepb.Write {
-	fields := map[string]*firestorepb.Value{
+	return s.upsertPlayer(p, map[string]*firestorepb.Value{
 		"session":   leaseFields(lease),
 		"updatedAt": timeValue(now),
-	}
-	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
-	if !p.Exists {
-		saveValue, _ := encodeValue(s.cfg.NewState().Encode())
-		fields["version"] = intValue(0)
-		fields["schemaVersion"] = intValue(int64(s.cfg.SchemaVersion))
-		fields["save"] = saveValue
-		fields["createdAt"] = timeValue(now)
-		fields["userId"] = intValue(p.UserID)
-		return &firestorepb.Write{
-			Operation:       &firestorepb.Write_Update{Update: doc},
-			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
-		}
-	}
-	return &firestorepb.Write{
-		Operation:       &firestorepb.Write_Update{Update: doc},
-		UpdateMask:      &firestorepb.DocumentMask{FieldPaths: []string{"session", "updatedAt"}},
-		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
-	}
+	}, now)
 }
 
 // CheckClientSchema refuses a game server whose code reads an older schema
