@@ -21,8 +21,10 @@ lint: ## gofmt, go vet and staticcheck
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-bench: ## benchmarks, 200 iterations each
+bench: ## benchmarks, 200 iterations each, then a short load run (report in .data/load.json)
 	go test -run '^$$' -bench . -benchtime 200x -timeout 20m ./...
+	@mkdir -p .data
+	./scripts/auth-emulator.sh go run ./cmd/savesync-load --players 40 --duration 10s --deltas 2000 --faults --out .data/load.json
 
 emulator: ## the Firestore emulator alone, on 127.0.0.1:$(EMULATOR_PORT)
 	go run ./cmd/firestore-emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --data-dir .data/firestore-emulator

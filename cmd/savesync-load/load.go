@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/savesync/savesync/emulator"
+	"github.com/savesync/savesync/store"
+)
+
+// firstPlayerID is the first simulated Roblox user id.
+const firstPlayerID = 1_000_000
+
+// runLoad runs every phase against the stack and checks the invariants.
+func runLoad(ctx context.Context, st *stack, p params) (*Report, error) {
+	w := &world{st: st, p: p, exp: newExpectations()}
+	w.c = newCaller(st.baseURL, p.Attempts, p.Workers+p.HotCallers+p.Servers, p.Seed)
+	w.nextID.Store(firstPlayerID)
+	for i := range p.Servers {
+		w.jobs = append(w.jobs, fmt.Sprintf("load-job-%d", i+1))
+	}
+	rep := &Report{Machine: describeMachine(), Params: p, Stack: describeStack(st)}
+
+	setup := newRecorder()
+	if err := w.populate(ctx, setup); err != nil {
+		return nil, err
+	}
+
+	probe, err := w.probe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Probe = probe
+
+	if rep.Comparison, err = w.compare(ctx); err != nil {
+		return nil, err
+	}
+
+	var pl *poller
+	pollRec := newRecorder()
+	if st.changes {
+		pl = w.startPolling(ctx, pollRec)
+	}
+
+	mixed := w.measure(ctx, "mixed", func(rec *recorder) time.Duration { return w.mixed(ctx, rec, p.Duration, p.Seed) })
+	rep.Mixed = &mixed
+	hot, err := w.measureHot(ctx, "hot player")
+	if err != nil {
+		return nil, err
+	}
+	rep.Hot = hot
+
+	if p.Faults {
+		injected := map[string]int64{}
+		stop := w.injectFaults(ctx, injected)
+		fault := w.measure(ctx, "mixed with faults", func(rec *recorder) time.Duration { return w.mixed(ctx, rec, p.Duration, p.Seed+1) })
+		faultHot, herr := w.measureHot(ctx, "hot player with faults")
+		stop()
+		if err := st.clearFaults(ctx); err != nil {
+			return nil, err
+		}
+		if herr != nil {
+			return nil, herr
+		}
+		fault.Faults = injected
+		rep.Fault, rep.FaultHot = &fault, faultHot
+	}
+
+	if pl != nil {
+		pl.stop(ctx)
+		rep.LongPolls = pollRec.requestCount()
+	}
+
+	inv, err := checkInvariants(ctx, st.clients.Firestore, st.project, st.cfg, w.exp, st.changes)
+	if err != nil {
+		return nil, err
+	}
+	rep.Invariants = inv
+	rep.Coverage = coverage(st)
+	rep.exp = w.exp
+	return rep, nil
+}
+
+// populate joins every player to a game server and links the companions.
+func (w *world) populate(ctx context.Context, rec *recorder) error {
+	w.players = make([]*player, w.p.Players)
+	for i := range w.players {
+		w.players[i] = &player{id: w.newPlayerID()}
+	}
+	errs := make([]error, len(w.players))
+	sem := make(chan struct{}, w.p.Workers)
+	var wg sync.WaitGroup
+	for i, pl := range w.players {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			pl.mu.Lock()
+			errs[i] = w.join(ctx, rec, pl, w.jobs[i%len(w.jobs)], false)
+			pl.mu.Unlock()
+			if errs[i] == nil && i < w.p.Companions && w.st.companions {
+				errs[i] = w.linkCompanion(ctx, rec, pl)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("set up players: %w", err)
+	}
+	return nil
+}
+
+// measure runs a phase and reports it with the Firestore work it caused.
+func (w *world) measure(ctx context.Context, name string, phase func(*recorder) time.Duration) PhaseReport {
+	rec := newRecorder()
+	before, berr := w.st.counters(ctx)
+	sm := w.storeMetrics()
+	took := phase(rec)
+	after, aerr := w.st.counters(ctx)
+	r := phaseReport(name, rec, took)
+	if berr == nil && aerr == nil {
+		r.Firestore = firestoreReport(before, after, r.Mutations)
+	}
+	r.Firestore.addStore(sm, w.storeMetrics(), r.Mutations)
+	return r
+}
+
+// storeMetrics reads the in-process store's counters (nil with --url).
+func (w *world) storeMetrics() *store.Metrics {
+	if w.st.store == nil {
+		return nil
+	}
+	m := w.st.store.Metrics()
+	return &m
+}
+
+// probe sends sequential single mutations to one held player: with no
+// concurrency and no grouping, the counters give the exact Firestore work
+// of one write-through mutation.
+func (w *world) probe(ctx context.Context) (PhaseReport, error) {
+	p := &player{id: w.newPlayerID()}
+	setup := newRecorder()
+	if err := w.join(ctx, setup, p, w.jobs[0], false); err != nil {
+		return PhaseReport{}, err
+	}
+	rng := rand.New(rand.NewPCG(w.p.Seed, 0x9806e))
+	r := w.measure(ctx, "probe (sequential)", func(rec *recorder) time.Duration {
+		start := time.Now()
+		for range w.p.Probe {
+			_, _ = w.mutate(ctx, rec, p, deltaOps(rng), nil)
+		}
+		return time.Since(start)
+	})
+	return r, nil
+}
+
+// compare sends the same planned mutations through the service and then
+// directly through the Firestore client.
+func (w *world) compare(ctx context.Context) (*Comparison, error) {
+	muts := plan(w.p.Deltas, len(w.players), w.p.Seed)
+	svc := w.measure(ctx, "service deltas", func(rec *recorder) time.Duration { return w.runPlanned(ctx, rec, muts) })
+
+	ceilingProject := w.st.project + "-ceiling"
+	ids := make([]int64, len(w.players))
+	for i, p := range w.players {
+		ids[i] = p.id
+	}
+	before, err := w.st.countersOf(ctx, ceilingProject)
+	if err != nil {
+		return nil, err
+	}
+	took, lat, failed, err := runCeiling(ctx, w.st.emuAddr, ceilingProject, w.st.cfg, ids, muts, w.p.Workers)
+	if err != nil {
+		return nil, err
+	}
+	after, err := w.st.countersOf(ctx, ceilingProject)
+	if err != nil {
+		return nil, err
+	}
+	done := int64(len(muts)) - failed
+	ceil := SideReport{
+		Seconds:   took.Seconds(),
+		Mutations: done,
+		PerSecond: float64(done) / took.Seconds(),
+		Latency:   routeStats("Firestore RunTransaction", lat),
+		Firestore: firestoreReport(before, after, done),
+	}
+
+	ceilClients, err := store.Dial(ctx, ceilingProject, w.st.emuAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer ceilClients.Close()
+	ceilInv, err := checkInvariants(ctx, ceilClients.Firestore, ceilingProject, w.st.cfg, nil, false)
+	if err != nil {
+		return nil, err
+	}
+
+	var svcLat RouteStats
+	for _, r := range svc.Routes {
+		if r.Route == routeMutation {
+			svcLat = r
+		}
+	}
+	side := SideReport{Seconds: svc.Seconds, Mutations: svc.Mutations, PerSecond: svc.MutationsPerSecond, Latency: svcLat, Firestore: svc.Firestore}
+	c := &Comparison{Mutations: len(muts), Workers: w.p.Workers, Service: side, Ceiling: ceil, CeilingInvariants: ceilInv, ServicePhase: svc}
+	c.ThroughputRatio = ratio(side.PerSecond, ceil.PerSecond)
+	c.P50Ratio = ratio(side.Latency.P50ms, ceil.Latency.P50ms)
+	c.P99Ratio = ratio(side.Latency.P99ms, ceil.Latency.P99ms)
+	return c, nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// measureHot runs the hot-player phase.
+func (w *world) measureHot(ctx context.Context, name string) (*HotReport, error) {
+	var hotErr error
+	var hp *player
+	r := w.measure(ctx, name, func(rec *recorder) time.Duration {
+		var took time.Duration
+		hp, took, hotErr = w.hotPlayer(ctx, rec)
+		return took
+	})
+	if hotErr != nil {
+		return nil, hotErr
+	}
+	visible := int64(0)
+	for code, n := range r.Codes {
+		if code != "" {
+			visible += n
+		}
+	}
+	h := &HotReport{
+		UserID:              hp.id,
+		Callers:             w.p.HotCallers,
+		Each:                w.p.HotEach,
+		Phase:               r,
+		ErrorsSeenByCallers: visible,
+		FailedAfterRetries:  r.CallerFailures,
+	}
+	return h, nil
+}
+
+// injectFaults arms one fault every FaultEvery, rotating through ABORTED,
+// UNAVAILABLE and lost commit responses, until the returned stop is called.
+// injected counts the faults armed; the next matching call takes each.
+func (w *world) injectFaults(ctx context.Context, injected map[string]int64) (stop func()) {
+	kinds := []struct {
+		name  string
+		fault emulator.Fault
+	}{
+		{"Commit ABORTED", emulator.Fault{Method: "Commit", Code: codes.Aborted}},
+		{"BatchGetDocuments UNAVAILABLE", emulator.Fault{Method: "BatchGetDocuments", Code: codes.Unavailable}},
+		{"Commit response lost", emulator.Fault{Method: "Commit", DropResponse: true}},
+		{"Commit UNAVAILABLE", emulator.Fault{Method: "Commit", Code: codes.Unavailable}},
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(w.p.FaultEvery)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-fctx.Done():
+				return
+			case <-t.C:
+			}
+			// At most one fault waits at a time: the previous one is
+			// dropped if no call took it, so faults cannot pile up when
+			// calls are slower than the injection interval.
+			k := kinds[i%len(kinds)]
+			if err := w.st.clearFaults(fctx); err != nil {
+				continue
+			}
+			if err := w.st.injectFault(fctx, k.fault); err == nil {
+				mu.Lock()
+				injected[k.name]++
+				mu.Unlock()
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// coverage says plainly what this run did not exercise.
+func coverage(st *stack) []string {
+	var out []string
+	if !st.companions {
+		out = append(out, "companions: not run (no Firebase Auth emulator: set FIREBASE_AUTH_EMULATOR_HOST or --auth-emulator); the companion invalidation invariant was not exercised")
+	}
+	if !st.changes {
+		out = append(out, "changes long-poll: the service does not serve it; invalidation delivery was not checked")
+	}
+	if st.store == nil {
+		out = append(out, "store retries: not available with --url (the emulator's abort count is reported instead)")
+	} else {
+		out = append(out, "the service ran in this process (same store, routes and middleware as cmd/savesync, over loopback HTTP); the Pub/Sub outbox relay and the Open Cloud forwarder were not running, so invalidations were checked in the ledger's outbox and through the long-poll only")
+	}
+	return out
+}

@@ -1,0 +1,210 @@
+// Command savesync-load drives savesync the way Roblox game servers and
+// companion apps do, reports throughput, latency and Firestore work, and
+// proves afterwards that nothing was lost or applied twice. It compares the
+// service with the same transactions issued directly through the Firestore
+// client (the ceiling) in the same run, and can inject Firestore faults.
+//
+// By default it starts everything itself on loopback: the Firestore
+// emulator and the service's store and routes, in this process, over real
+// HTTP. With --url it drives a running service instead and reads counters,
+// faults and the data for the invariant checks from --emulator.
+//
+//	savesync-load --players 50 --duration 20s --faults --out load.json
+//
+// It exits non-zero when any invariant is violated.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Getenv)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "savesync-load:", err)
+		os.Exit(1)
+	}
+}
+
+// errViolations is returned when the run finished but an invariant failed.
+var errViolations = errors.New("invariant violations: see the report")
+
+// params are the knobs of one run, from the command line.
+type params struct {
+	URL          string        `json:"url,omitempty"`
+	Emulator     string        `json:"emulator,omitempty"`
+	Project      string        `json:"project"`
+	ServerKey    string        `json:"-"`
+	AuthEmulator string        `json:"authEmulator,omitempty"`
+	GameConfig   string        `json:"gameConfig"`
+	Players      int           `json:"players"`
+	Servers      int           `json:"servers"`
+	Companions   int           `json:"companions"`
+	Workers      int           `json:"workers"`
+	Duration     time.Duration `json:"duration"`
+	Rate         float64       `json:"rate"`
+	MaxRequests  int           `json:"maxRequests"`
+	Deltas       int           `json:"deltas"`
+	HotCallers   int           `json:"hotCallers"`
+	HotEach      int           `json:"hotEach"`
+	Probe        int           `json:"probe"`
+	Faults       bool          `json:"faults"`
+	FaultEvery   time.Duration `json:"faultEvery"`
+	Attempts     int           `json:"attempts"`
+	Seed         uint64        `json:"seed"`
+	Out          string        `json:"-"`
+}
+
+// Bounds keep every run finite whatever the flags say.
+const (
+	maxPlayers     = 10000
+	maxWorkers     = 256
+	maxDuration    = 10 * time.Minute
+	maxRequestsCap = 1_000_000
+	maxHotCallers  = 500
+	maxHotEach     = 1000
+)
+
+// parseParams reads the command line; getenv supplies defaults for the
+// Firebase Auth emulator.
+func parseParams(args []string, getenv func(string) string) (params, error) {
+	var p params
+	fs := flag.NewFlagSet("savesync-load", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&p.URL, "url", "", "drive a running service at this loopback URL instead of starting one (needs --emulator)")
+	fs.StringVar(&p.Emulator, "emulator", "", "host:port of the Firestore emulator the --url service uses (counters, faults, invariants)")
+	fs.StringVar(&p.Project, "project", "demo-savesync", "Google Cloud project id in the emulator (and of the Auth emulator's tokens)")
+	fs.StringVar(&p.ServerKey, "server-key", "", "game-server key of the --url service (default: one is generated for the in-process service)")
+	fs.StringVar(&p.AuthEmulator, "auth-emulator", getenv("FIREBASE_AUTH_EMULATOR_HOST"), "host:port of the Firebase Auth emulator; companions run only with it")
+	fs.StringVar(&p.GameConfig, "game-config", "config/sample-game.json", "game config (the same file the service runs with)")
+	fs.IntVar(&p.Players, "players", 40, "players in the mixed workload")
+	fs.IntVar(&p.Servers, "servers", 4, "simulated game servers (job ids)")
+	fs.IntVar(&p.Companions, "companions", 8, "players that also have a linked companion app (needs --auth-emulator; at most --players)")
+	fs.IntVar(&p.Workers, "workers", 16, "concurrent callers")
+	fs.DurationVar(&p.Duration, "duration", 10*time.Second, "length of the mixed workload (and of the fault run)")
+	fs.Float64Var(&p.Rate, "rate", 0, "requests per second across callers in the mixed workload; 0 = as fast as answered")
+	fs.IntVar(&p.MaxRequests, "max-requests", 50000, "stop the mixed workload after this many requests")
+	fs.IntVar(&p.Deltas, "deltas", 2000, "mutations of the service-versus-ceiling comparison")
+	fs.IntVar(&p.HotCallers, "hot-callers", 32, "concurrent callers mutating the one hot player")
+	fs.IntVar(&p.HotEach, "hot-each", 5, "mutations each hot caller sends, one after another")
+	fs.IntVar(&p.Probe, "probe", 20, "sequential mutations that measure Firestore round trips per mutation")
+	fs.BoolVar(&p.Faults, "faults", false, "add a fault run: ABORTED, UNAVAILABLE and lost commit responses")
+	fs.DurationVar(&p.FaultEvery, "fault-every", 100*time.Millisecond, "interval between injected faults in the fault run")
+	fs.IntVar(&p.Attempts, "attempts", 6, "attempts per request on 5xx or transport errors, with the same Idempotency-Key")
+	fs.Uint64Var(&p.Seed, "seed", 1, "seed of the workload's choices")
+	fs.StringVar(&p.Out, "out", "", "write the report as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return params{}, fmt.Errorf("%w\nflags:\n%s", err, flagUsage(fs))
+	}
+	if fs.NArg() > 0 {
+		return params{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var problems []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			problems = append(problems, fmt.Errorf(format, args...))
+		}
+	}
+	check(p.Players >= 1 && p.Players <= maxPlayers, "--players must be 1..%d", maxPlayers)
+	check(p.Servers >= 2 && p.Servers <= 100, "--servers must be 2..100 (teleports need two)")
+	check(p.Companions >= 0, "--companions must not be negative")
+	p.Companions = min(p.Companions, p.Players)
+	check(p.Workers >= 1 && p.Workers <= maxWorkers, "--workers must be 1..%d", maxWorkers)
+	check(p.Duration > 0 && p.Duration <= maxDuration, "--duration must be above 0 and at most %s", maxDuration)
+	check(p.Rate >= 0, "--rate must not be negative")
+	check(p.MaxRequests >= 1 && p.MaxRequests <= maxRequestsCap, "--max-requests must be 1..%d", maxRequestsCap)
+	check(p.Deltas >= 1 && p.Deltas <= maxRequestsCap, "--deltas must be 1..%d", maxRequestsCap)
+	check(p.HotCallers >= 1 && p.HotCallers <= maxHotCallers, "--hot-callers must be 1..%d", maxHotCallers)
+	check(p.HotEach >= 1 && p.HotEach <= maxHotEach, "--hot-each must be 1..%d", maxHotEach)
+	check(p.Probe >= 1 && p.Probe <= 1000, "--probe must be 1..1000")
+	check(p.FaultEvery >= time.Millisecond, "--fault-every must be at least 1ms")
+	check(p.Attempts >= 1 && p.Attempts <= 20, "--attempts must be 1..20")
+	if p.URL != "" {
+		check(p.Emulator != "", "--url needs --emulator (the Firestore emulator the service uses)")
+		check(p.ServerKey != "", "--url needs --server-key")
+		check(isLoopbackURL(p.URL), "--url must be on loopback (127.0.0.1, ::1 or localhost)")
+	}
+	if p.Emulator != "" {
+		check(isLoopbackHost(p.Emulator), "--emulator must be on loopback")
+	}
+	if p.AuthEmulator != "" {
+		check(isLoopbackHost(p.AuthEmulator), "--auth-emulator must be on loopback")
+	}
+	if len(problems) > 0 {
+		return params{}, errors.Join(problems...)
+	}
+	return p, nil
+}
+
+// flagUsage lists the flags with their defaults.
+func flagUsage(fs *flag.FlagSet) string {
+	var out string
+	fs.VisitAll(func(f *flag.Flag) {
+		out += fmt.Sprintf("  --%s (default %q)\n      %s\n", f.Name, f.DefValue, f.Usage)
+	})
+	return out
+}
+
+func isLoopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "http" && isLoopbackHost(u.Host)
+}
+
+func isLoopbackHost(hostPort string) bool {
+	host := hostPort
+	if h, _, err := net.SplitHostPort(hostPort); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// run parses args, runs the load and writes the report. It returns
+// errViolations when an invariant failed.
+func run(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	p, err := parseParams(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stdout, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st, err := startStack(ctx, p)
+	if err != nil {
+		return err
+	}
+	rep, err := runLoad(ctx, st, p)
+	cerr := st.Close()
+	if err != nil {
+		return errors.Join(err, cerr)
+	}
+	writeTable(stdout, rep)
+	if p.Out != "" {
+		if err := writeJSON(p.Out, rep); err != nil {
+			return err
+		}
+	}
+	if cerr != nil {
+		return cerr
+	}
+	if len(rep.Invariants.Violations) > 0 || len(ceilingViolations(rep)) > 0 {
+		return errViolations
+	}
+	return nil
+}

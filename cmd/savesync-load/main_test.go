@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/google/go-cmp/cmp"
+)
+
+const authHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
+
+// authProcess is the Auth emulator this test binary started, if any.
+var authProcess *exec.Cmd
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopAuthEmulator()
+	os.Exit(code)
+}
+
+// TestRunSmoke runs the whole tool on a tiny bounded workload, companions
+// and fault run included, and checks its JSON report.
+func TestRunSmoke(t *testing.T) {
+	auth := authEmulator(t)
+	out := filepath.Join(t.TempDir(), "load.json")
+	args := []string{
+		"--game-config", "../../config/sample-game.json",
+		"--auth-emulator", auth,
+		"--players", "6", "--servers", "3", "--companions", "3", "--workers", "6",
+		"--duration", "1500ms", "--deltas", "80", "--probe", "5",
+		"--hot-callers", "24", "--hot-each", "2",
+		"--faults", "--fault-every", "20ms",
+		"--out", out,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout bytes.Buffer
+	if err := run(ctx, args, &stdout, func(string) string { return "" }); err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "PASS: no violations") {
+		t.Errorf("stdout lacks the PASS line:\n%s", stdout.String())
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+
+	if diff := cmp.Diff([]Violation{}, rep.Invariants.Violations); diff != "" {
+		t.Errorf("violations (-want +got):\n%s", diff)
+	}
+	// The probe is sequential: its Firestore work per mutation is exact.
+	gotProbe := map[string]float64{
+		"roundTrips": rep.Probe.Firestore.RoundTripsPerMutation,
+		"writes":     rep.Probe.Firestore.WritesPerMutation,
+		"mutations":  float64(rep.Probe.Mutations),
+	}
+	if diff := cmp.Diff(map[string]float64{"roundTrips": 2, "writes": 2, "mutations": 5}, gotProbe); diff != "" {
+		t.Errorf("probe (-want +got):\n%s", diff)
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"the comparison committed every planned mutation on both sides", rep.Comparison.Service.Mutations == 80 && rep.Comparison.Ceiling.Mutations == 80},
+		{"the ceiling data passes the same invariants", len(rep.Comparison.CeilingInvariants.Violations) == 0 && rep.Comparison.CeilingInvariants.LedgerEntries == 80},
+		{"the mixed workload committed mutations", rep.Mixed.Mutations > 0},
+		{"every hot delta was acknowledged", rep.Hot.Phase.Mutations == 48 && rep.Hot.FailedAfterRetries == 0},
+		{"faults were injected", rep.Fault != nil && len(rep.Fault.Faults) == 4},
+		{"the fault run committed mutations", rep.Fault != nil && rep.Fault.Mutations > 0},
+		{"every hot delta under faults was acknowledged", rep.FaultHot != nil && rep.FaultHot.Phase.Mutations == 48},
+		{"companions wrote to held players", rep.Invariants.CompanionHeld > 0},
+		{"every held companion write was delivered", rep.Invariants.DeliveryChecked && rep.Invariants.Delivered == rep.Invariants.CompanionHeld},
+		{"every acknowledged mutation was checked", rep.Invariants.AckedChecked > 0 && rep.Invariants.AckedChecked <= rep.Invariants.LedgerEntries},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: no\n%s", c.name, stdout.String())
+		}
+	}
+}
+
+// TestInvariantsDetectCorruption runs a small workload, then damages the
+// data in ways a bug could, and expects each to be reported.
+func TestInvariantsDetectCorruption(t *testing.T) {
+	p, err := parseParams([]string{
+		"--game-config", "../../config/sample-game.json",
+		"--players", "5", "--servers", "2", "--workers", "4",
+		"--duration", "700ms", "--deltas", "40", "--probe", "3",
+		"--hot-callers", "4", "--hot-each", "2",
+	}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := startStack(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	rep, err := runLoad(ctx, st, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Invariants.AckedChecked == 0 {
+		t.Fatal("the run acknowledged nothing")
+	}
+	if len(rep.Invariants.Violations) != 0 {
+		t.Fatalf("violations before any corruption: %+v", rep.Invariants.Violations)
+	}
+	fs := st.clients.Firestore
+
+	players := []int64{firstPlayerID + 1, firstPlayerID + 2, firstPlayerID + 3, firstPlayerID + 4}
+	tests := []struct {
+		name    string
+		userID  int64
+		corrupt func(t *testing.T, ref *firestore.DocumentRef)
+		want    []string
+	}{
+		{
+			name:   "balance edited outside a mutation",
+			userID: players[0],
+			corrupt: func(t *testing.T, ref *firestore.DocumentRef) {
+				update(t, ref, firestore.Update{Path: "save.currencies.coins", Value: firestore.Increment(7)})
+			},
+			want: []string{ruleBalanceChanges, ruleBalanceOps},
+		},
+		{
+			name:   "ledger entry lost",
+			userID: players[1],
+			corrupt: func(t *testing.T, ref *firestore.DocumentRef) {
+				e := ledgerAt(t, ref, 1)
+				if _, err := e.Ref.Delete(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{ruleAcked, ruleVersionChain, ruleVersionCount},
+		},
+		{
+			name:   "idempotency key applied twice",
+			userID: players[2],
+			corrupt: func(t *testing.T, ref *firestore.DocumentRef) {
+				version := playerVersion(t, ref)
+				e := ledgerAt(t, ref, version)
+				dup := e.Data()
+				dup["versionBefore"], dup["version"] = version, version+1
+				dup["changes"] = []any{}
+				if _, err := ref.Collection("ledger").Doc("duplicate").Create(context.Background(), dup); err != nil {
+					t.Fatal(err)
+				}
+				update(t, ref, firestore.Update{Path: "version", Value: version + 1})
+			},
+			want: []string{ruleKeyOnce},
+		},
+		{
+			name:   "version bumped without a ledger entry",
+			userID: players[3],
+			corrupt: func(t *testing.T, ref *firestore.DocumentRef) {
+				update(t, ref, firestore.Update{Path: "version", Value: firestore.Increment(1)})
+			},
+			want: []string{ruleVersionCount},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.corrupt(t, fs.Collection("players").Doc(strconv.FormatInt(tc.userID, 10)))
+			inv, err := checkInvariants(ctx, fs, st.project, st.cfg, rep.exp, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Other rules may fire too, depending on the ops the run chose.
+			want := map[string]bool{}
+			for _, r := range tc.want {
+				want[r] = true
+			}
+			got := map[string]bool{}
+			for _, v := range inv.Violations {
+				if v.UserID == tc.userID && want[v.Rule] {
+					got[v.Rule] = true
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("rules violated for player %d (-want +got):\n%s", tc.userID, diff)
+			}
+		})
+	}
+}
+
+func update(t *testing.T, ref *firestore.DocumentRef, u firestore.Update) {
+	t.Helper()
+	if _, err := ref.Update(context.Background(), []firestore.Update{u}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func playerVersion(t *testing.T, ref *firestore.DocumentRef) int64 {
+	t.Helper()
+	snap, err := ref.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := snap.Data()["version"].(int64)
+	if v < 2 {
+		t.Fatalf("player %s has version %d; the corruption needs at least 2", ref.ID, v)
+	}
+	return v
+}
+
+func ledgerAt(t *testing.T, ref *firestore.DocumentRef, version int64) *firestore.DocumentSnapshot {
+	t.Helper()
+	docs, err := ref.Collection("ledger").Where("version", "==", version).Documents(context.Background()).GetAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 1 {
+		t.Fatalf("player %s: %d ledger entries at version %d", ref.ID, len(docs), version)
+	}
+	return docs[0]
+}
+
+// authEmulator returns the Firebase Auth emulator's host:port: the one in
+// the environment, or one started from scripts/auth-emulator.sh.
+func authEmulator(t *testing.T) string {
+	t.Helper()
+	if h := os.Getenv(authHostEnv); h != "" {
+		return h
+	}
+	cmd := exec.Command("bash", "../../scripts/auth-emulator.sh")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("AUTH_EMULATOR_WATCH_PID=%d", os.Getpid()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start scripts/auth-emulator.sh (run `npm ci` once): %v", err)
+	}
+	authProcess = cmd
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if h, ok := strings.CutPrefix(sc.Text(), authHostEnv+"="); ok {
+				found <- h
+			}
+		}
+		close(found)
+	}()
+	select {
+	case h, ok := <-found:
+		if !ok {
+			t.Fatalf("scripts/auth-emulator.sh exited (run `npm ci` once): %s", strings.TrimSpace(stderr.String()))
+		}
+		return h
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("scripts/auth-emulator.sh printed no address within 3 minutes: %s", strings.TrimSpace(stderr.String()))
+	}
+	return ""
+}
+
+// stopAuthEmulator stops the emulator this test binary started, if any.
+func stopAuthEmulator() {
+	if authProcess == nil || authProcess.Process == nil {
+		return
+	}
+	pgid := authProcess.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		_ = authProcess.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+	}
+	authProcess = nil
+}
