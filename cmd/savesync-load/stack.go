@@ -9,17 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
+	"github.com/savesync/savesync/cmd/internal/app"
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/logging"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -42,7 +38,6 @@ type stack struct {
 	store *store.Store
 
 	emu     *emulator.Server
-	httpSrv *http.Server
 	closers []func() error
 }
 
@@ -90,59 +85,61 @@ func startStack(ctx context.Context, p params) (_ *stack, err error) {
 	return s, waitReady(ctx, s.baseURL)
 }
 
-// serveInProcess wires the service's store and routes as cmd/savesync does
-// (same middleware, same handlers) and serves them on 127.0.0.1.
+// serveInProcess runs the service itself, with the same wiring as the
+// savesync command (cmd/internal/app), pointed at the run's emulator and
+// listening on 127.0.0.1 only.
 func (s *stack) serveInProcess(ctx context.Context, p params) error {
 	key := make([]byte, 24)
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
 	s.serverKey = hex.EncodeToString(key)
-	keys, err := handlers.ParseServerKeys(fmt.Sprintf("7:%s", handlers.HashKey(s.serverKey)))
-	if err != nil {
-		return err
+	vars := map[string]string{
+		"PORT":                    "0",
+		"GOOGLE_CLOUD_PROJECT":    p.Project,
+		"FIRESTORE_EMULATOR_HOST": s.emuAddr,
+		"SAVESYNC_SERVER_KEYS":    "7:" + handlers.HashKey(s.serverKey),
+		"SAVESYNC_GAME_CONFIG":    p.GameConfig,
+		// The relay's queries and marks would mix with the mutations'
+		// round trips in the emulator's counters; invalidations are
+		// checked through the ledger outbox and the long-poll instead.
+		"SAVESYNC_OUTBOX_RELAY": "off",
 	}
-	s.store = store.New(s.clients.Firestore, s.clients.GAPIC, p.Project, s.cfg, store.Options{LedgerRetention: 9600 * time.Hour})
-
-	gin.SetMode(gin.ReleaseMode)
-	// Request logs are formatted as in production and then discarded, so
-	// their cost is in the figures without flooding the terminal.
-	logger := logging.New(io.Discard, slog.LevelInfo)
-	r := gin.New()
-	r.ContextWithFallback = true
-	r.Use(handlers.RequestID(), handlers.RequestLogger(logger, p.Project), handlers.Recover(), handlers.LimitBody(1<<20))
-	r.NoRoute(handlers.NoRoute)
-	r.GET("/healthz", handlers.Healthz)
-	r.GET("/readyz", handlers.Readyz(s.store.Ping))
-	handlers.NewAPI(s.store, keys).Register(r)
-	handlers.NewChangesAPI(store.NewChanges(s.store, store.ChangesOptions{PollInterval: 100 * time.Millisecond, MaxWait: 5 * time.Second})).
-		Register(r, keys.RequireServerKey())
-	s.changes = true
 	if p.AuthEmulator != "" {
-		// The Admin SDK finds the Auth emulator through the environment.
+		// The Admin SDK finds the Auth emulator through the process environment.
 		if err := os.Setenv("FIREBASE_AUTH_EMULATOR_HOST", p.AuthEmulator); err != nil {
 			return err
 		}
-		auth, err := handlers.NewFirebaseAuth(ctx, p.Project)
-		if err != nil {
-			return fmt.Errorf("Firebase Auth emulator at %s: %w", p.AuthEmulator, err)
-		}
-		handlers.NewCompanionAPI(s.store, auth, keys, handlers.CompanionOptions{}).Register(r)
+		vars["FIREBASE_AUTH_EMULATOR_HOST"] = p.AuthEmulator
 		s.companions = true
 	}
+	s.changes = true
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		// Request logs are formatted as in production and then discarded,
+		// so their cost is in the figures without flooding the terminal.
+		done <- app.Run(runCtx, func(k string) string { return vars[k] }, io.Discard,
+			app.WithHost("127.0.0.1"),
+			app.WithStarted(func(a *app.App) { s.store = a.Store() }),
+			app.WithListening(func(addr string) { listening <- addr }))
+	}()
+	select {
+	case addr := <-listening:
+		s.baseURL = "http://" + addr
+	case err := <-done:
+		cancel()
+		return fmt.Errorf("start the service: %w", err)
+	case <-ctx.Done():
+		cancel()
+		return ctx.Err()
 	}
-	s.httpSrv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.httpSrv.Serve(ln) }()
 	s.closers = append(s.closers, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return s.httpSrv.Shutdown(ctx)
+		cancel()
+		return <-done
 	})
-	s.baseURL = "http://" + ln.Addr().String()
 	return nil
 }
 

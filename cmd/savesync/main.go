@@ -11,13 +11,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/savesync/savesync/cmd/internal/app"
 )
 
 func main() {
 	// Cloud Run sends SIGTERM and kills the instance 10 s later.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+	if err := app.Run(ctx, os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "savesync:", err)
 		stop()
 		os.Exit(1)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"log/slog"
@@ -141,6 +141,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"same topic twice", map[string]string{envInvalidationTopic: "events", envAuditTopic: "events"}, envAuditTopic},
 		{"universe id not a number", map[string]string{envRobloxUniverseID: "abc"}, envRobloxUniverseID},
 		{"api key without universe", map[string]string{envRobloxAPIKey: "secret"}, envRobloxUniverseID},
+		{"outbox relay neither on nor off", map[string]string{envOutboxRelay: "yes"}, envOutboxRelay},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +175,7 @@ func TestLoadConfigReportsAllProblems(t *testing.T) {
 // TestREADMEListsEveryVariable keeps the README's table in step with the
 // variables the service reads and their defaults.
 func TestREADMEListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatalf("read README: %v", err)
 	}

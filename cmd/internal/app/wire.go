@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -28,9 +28,9 @@ import (
 	"github.com/savesync/savesync/store"
 )
 
-// app is the wired service: its clients, the servers it embeds, and the
+// App is the wired service: its clients, the servers it embeds, and the
 // HTTP engine. It is the one place that picks concrete implementations.
-type app struct {
+type App struct {
 	// firestore and firestoreAPI talk to the same Firestore database: the
 	// first for ordinary reads and writes, the second for calls the
 	// high-level client does not offer.
@@ -58,8 +58,8 @@ type app struct {
 // newApp connects the service's dependencies as cfg says and builds the gin
 // engine with the middleware chain and the routes. On error, whatever was
 // already started is closed again.
-func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err error) {
-	a := &app{}
+func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err error) {
+	a := &App{}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, a.close())
@@ -118,7 +118,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *app, err e
 
 // connectFirestore starts the embedded emulator when no Firestore is
 // configured and dials the chosen one.
-func (a *app) connectFirestore(ctx context.Context, cfg config, logger *slog.Logger) error {
+func (a *App) connectFirestore(ctx context.Context, cfg config, logger *slog.Logger) error {
 	host := cfg.firestoreEmulatorHost
 	if cfg.firestoreBackend() == backendEmbedded {
 		if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
@@ -152,7 +152,7 @@ func (a *app) connectFirestore(ctx context.Context, cfg config, logger *slog.Log
 // connectPubSub starts pstest in-process when no Pub/Sub is configured,
 // dials the chosen one, and outside Google Cloud creates the topics, which
 // in Google Cloud are provisioned with the deployment.
-func (a *app) connectPubSub(ctx context.Context, cfg config, logger *slog.Logger) error {
+func (a *App) connectPubSub(ctx context.Context, cfg config, logger *slog.Logger) error {
 	var opts []option.ClientOption
 	host := cfg.pubsubEmulatorHost
 	if cfg.pubsubBackend() == backendEmbedded {
@@ -188,7 +188,7 @@ func (a *app) connectPubSub(ctx context.Context, cfg config, logger *slog.Logger
 
 // checkFirestore is the readiness check: a read of one document that need
 // not exist proves Firestore answers and the credentials work.
-func (a *app) checkFirestore(ctx context.Context) error {
+func (a *App) checkFirestore(ctx context.Context) error {
 	_, err := a.firestore.Collection("_health").Doc("ping").Get(ctx)
 	if err != nil && status.Code(err) != codes.NotFound {
 		return fmt.Errorf("firestore readiness read: %w", err)
@@ -198,12 +198,12 @@ func (a *app) checkFirestore(ctx context.Context) error {
 
 // onClose registers f to run when the app is closed, in reverse order of
 // registration, so clients close before the servers they talk to.
-func (a *app) onClose(f func() error) {
+func (a *App) onClose(f func() error) {
 	a.closers = append(a.closers, f)
 }
 
 // close releases everything newApp started. It is safe to call twice.
-func (a *app) close() error {
+func (a *App) close() error {
 	var errs []error
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		if err := a.closers[i](); err != nil {
@@ -220,7 +220,7 @@ func (a *app) close() error {
 // Cloud. On the embedded defaults without an Auth emulator there is no way
 // to verify an ID token, so the companion routes are left out and a log
 // line says how to turn them on.
-func (a *app) registerCompanion(ctx context.Context, cfg config, logger *slog.Logger, r gin.IRouter) error {
+func (a *App) registerCompanion(ctx context.Context, cfg config, logger *slog.Logger, r gin.IRouter) error {
 	admin := handlers.AdminOptions{ErasureKey: []byte(cfg.erasureKey), RobloxWebhookSecret: cfg.webhookSecret}
 	if cfg.webhookSecret == "" {
 		logger.Warn("the Roblox erasure webhook refuses every call: set " + envWebhookSecret + " to the webhook's secret")
@@ -242,7 +242,7 @@ func (a *app) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 }
 
 // StopStreams ends the long-lived requests; run calls it as shutdown begins.
-func (a *app) StopStreams() {
+func (a *App) StopStreams() {
 	a.stopStreams.Do(func() { close(a.streamsStopped) })
 }
 
@@ -250,7 +250,7 @@ func (a *app) StopStreams() {
 // where the service owns them, and starts the outbox relay and, when an Open
 // Cloud key is configured, the forwarder to Roblox. They stop when the app
 // closes.
-func (a *app) startEvents(ctx context.Context, cfg config, logger *slog.Logger, notify <-chan struct{}) error {
+func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger, notify <-chan struct{}) error {
 	topics := []string{cfg.invalidationTopic, cfg.auditTopic, ssevents.DefaultDeadLetterTopic}
 	subscription := ssevents.SubscriptionConfig{Name: ssevents.DefaultInvalidationSubscription, Topic: cfg.invalidationTopic, Ordered: true}
 	if cfg.pubsubBackend() != backendCloud {
@@ -268,6 +268,10 @@ func (a *app) startEvents(ctx context.Context, cfg config, logger *slog.Logger, 
 		return nil
 	})
 
+	if !cfg.outboxRelay {
+		logger.Info("outbox relay off on this instance (" + envOutboxRelay + "=off); another instance or job must run it")
+		return a.startForwarder(workCtx, cfg, logger, subscription.Name)
+	}
 	relay := ssevents.NewRelay(a.store, a.pubsub, ssevents.RelayOptions{
 		InvalidationTopic: cfg.invalidationTopic,
 		AuditTopic:        cfg.auditTopic,
@@ -284,12 +288,18 @@ func (a *app) startEvents(ctx context.Context, cfg config, logger *slog.Logger, 
 		}
 	})
 
+	return a.startForwarder(workCtx, cfg, logger, subscription.Name)
+}
+
+// startForwarder starts the forwarder to Roblox Open Cloud messaging when
+// an Open Cloud key is configured.
+func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.Logger, subscription string) error {
 	if cfg.robloxAPIKey == "" {
 		logger.Info("Roblox Open Cloud forwarder off: set " + envRobloxAPIKey + " and " + envRobloxUniverseID + " to deliver invalidations through MessagingService; game servers can long-poll /v1/servers/{jobId}/changes")
 		return nil
 	}
 	fwd, err := ssevents.NewForwarder(a.pubsub, ssevents.ForwarderOptions{
-		Subscription:      subscription.Name,
+		Subscription:      subscription,
 		UniverseID:        cfg.robloxUniverseID,
 		APIKey:            cfg.robloxAPIKey,
 		ConcurrentPlayers: cfg.robloxConcurrentPlayers,
@@ -303,7 +313,7 @@ func (a *app) startEvents(ctx context.Context, cfg config, logger *slog.Logger, 
 }
 
 // goWork runs a background loop until ctx ends, logging how it ended.
-func (a *app) goWork(ctx context.Context, logger *slog.Logger, name string, run func(context.Context) error) {
+func (a *App) goWork(ctx context.Context, logger *slog.Logger, name string, run func(context.Context) error) {
 	a.workers.Add(1)
 	go func() {
 		defer a.workers.Done()
@@ -321,3 +331,6 @@ func (a *app) goWork(ctx context.Context, logger *slog.Logger, name string, run 
 		}
 	}()
 }
+
+// Store is the service's store, for in-process callers that read its counters.
+func (a *App) Store() *store.Store { return a.store }

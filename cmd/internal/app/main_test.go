@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ func embeddedEnv(t *testing.T) map[string]string {
 	return map[string]string{
 		envPort:       "0",
 		envDataDir:    t.TempDir(),
-		envGameConfig: "../../config/sample-game.json",
+		envGameConfig: "../../../config/sample-game.json",
 	}
 }
 
@@ -56,7 +56,7 @@ func startRun(t *testing.T, ctx context.Context, vars map[string]string, stdout 
 	addrs := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, env(vars), stdout, withHost("127.0.0.1"), withListening(func(addr string) { addrs <- addr }))
+		done <- Run(ctx, env(vars), stdout, WithHost("127.0.0.1"), WithListening(func(addr string) { addrs <- addr }))
 	}()
 	select {
 	case addr := <-addrs:
@@ -139,7 +139,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	vars := embeddedEnv(t)
 	vars[envShutdownTimeout] = "30s"
 	var logs lockedBuffer
-	err := run(context.Background(), env(vars), &logs, withHost("127.0.0.1"))
+	err := Run(context.Background(), env(vars), &logs, WithHost("127.0.0.1"))
 	if err == nil || !strings.Contains(err.Error(), envShutdownTimeout) {
 		t.Fatalf("run = %v, want an error naming %s", err, envShutdownTimeout)
 	}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	}
 	sort.Strings(served)
 
-	spec, err := os.ReadFile("../../openapi.yaml")
+	spec, err := os.ReadFile("../../../openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

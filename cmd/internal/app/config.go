@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -38,6 +38,7 @@ const (
 	envRobloxPlayers         = "ROBLOX_CONCURRENT_PLAYERS"
 	envWebhookSecret         = "SAVESYNC_ROBLOX_WEBHOOK_SECRET"
 	envErasureKey            = "SAVESYNC_ERASURE_KEY"
+	envOutboxRelay           = "SAVESYNC_OUTBOX_RELAY"
 )
 
 // defaults holds the value used when a variable is unset or empty. Variables
@@ -52,6 +53,7 @@ var defaults = map[string]string{
 	envShutdownTimeout:   "8s",
 	envLedgerRetention:   "9600h",
 	envRobloxPlayers:     "0",
+	envOutboxRelay:       "on",
 	envInvalidationTopic: "savesync-invalidations",
 	envAuditTopic:        "savesync-audit",
 }
@@ -62,7 +64,7 @@ var allEnvVars = []string{
 	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost,
 	envServerKeys, envMaxBodyBytes, envLogLevel, envLeaseTTL, envShutdownTimeout,
 	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID, envRobloxPlayers,
-	envWebhookSecret, envErasureKey,
+	envWebhookSecret, envErasureKey, envOutboxRelay,
 }
 
 // embeddedProject is the project id used when GOOGLE_CLOUD_PROJECT is unset.
@@ -135,6 +137,8 @@ type config struct {
 	webhookSecret string
 	// erasureKey keys the hash that names erasure records.
 	erasureKey string
+	// outboxRelay runs the outbox relay on this instance.
+	outboxRelay bool
 }
 
 // firestoreBackend says which Firestore the service uses.
@@ -195,6 +199,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.devServerKey = true
 	}
 	c.serverKeys = keys
+
+	switch v := r.get(envOutboxRelay); v {
+	case "on":
+		c.outboxRelay = true
+	case "off":
+	default:
+		r.bad(envOutboxRelay, v, "set on or off")
+	}
 
 	c.webhookSecret = r.get(envWebhookSecret)
 	c.erasureKey = r.get(envErasureKey)

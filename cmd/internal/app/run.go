@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -16,36 +16,45 @@ import (
 	"github.com/savesync/savesync/logging"
 )
 
-// runOptions are the knobs of run that only tests turn.
-type runOptions struct {
+// RunOptions are the knobs of Run that tests and the load tool turn.
+type RunOptions struct {
 	// host is the interface to listen on; "" means all of them, as Cloud
 	// Run requires.
 	host string
 	// onListening, when set, receives the bound address once the server
 	// accepts connections (useful with PORT=0).
 	onListening func(addr string)
+	// onStarted, when set, receives the wired service.
+	onStarted func(*App)
 }
 
-// runOption changes runOptions.
-type runOption func(*runOptions)
+// RunOption changes RunOptions.
+type RunOption func(*RunOptions)
 
-// withHost listens on host only, e.g. 127.0.0.1 in tests.
-func withHost(host string) runOption {
-	return func(o *runOptions) { o.host = host }
+// WithHost listens on host only, e.g. 127.0.0.1 in tests.
+func WithHost(host string) RunOption {
+	return func(o *RunOptions) { o.host = host }
 }
 
-// withListening calls f with the bound address once the server is listening.
-func withListening(f func(addr string)) runOption {
-	return func(o *runOptions) { o.onListening = f }
+// WithStarted calls f with the wired service before it starts listening,
+// so a caller in the same process (the load tool) can read the store's
+// counters.
+func WithStarted(f func(*App)) RunOption {
+	return func(o *RunOptions) { o.onStarted = f }
 }
 
-// run loads the configuration through getenv, builds the service, serves
+// WithListening calls f with the bound address once the server is listening.
+func WithListening(f func(addr string)) RunOption {
+	return func(o *RunOptions) { o.onListening = f }
+}
+
+// Run loads the configuration through getenv, builds the service, serves
 // HTTP until ctx is done, then shuts down gracefully: in-flight requests get
 // the configured shutdown timeout (under Cloud Run's 10 s), after which the
 // clients and the embedded emulator are closed. Logs go to stdout as JSON.
 // It returns nil after a clean shutdown.
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts ...runOption) (err error) {
-	var o runOptions
+func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts ...RunOption) (err error) {
+	var o RunOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -70,6 +79,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 	a, err := newApp(ctx, cfg, logger)
 	if err != nil {
 		return err
+	}
+	if o.onStarted != nil {
+		o.onStarted(a)
 	}
 	defer func() {
 		start := time.Now()
