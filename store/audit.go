@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -123,7 +121,7 @@ func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (A
 		snap, err := it.Next()
 		if err == iterator.Done {
 			if scanned == maxAuditScan {
-				page.NextCursor = encodeAuditCursor(last)
+				page.NextCursor = encodeCursor(last)
 			}
 			return page, nil
 		}
@@ -139,7 +137,7 @@ func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (A
 		if len(page.Entries) == q.Limit {
 			// One more match exists: the page is full and a next one is not empty.
 			p := page.Entries[len(page.Entries)-1]
-			page.NextCursor = encodeAuditCursor(auditCursor{At: p.CommittedAt.UnixMicro(), Version: p.Version})
+			page.NextCursor = encodeCursor(auditCursor{At: p.CommittedAt.UnixMicro(), Version: p.Version})
 			return page, nil
 		}
 		page.Entries = append(page.Entries, e)
@@ -228,19 +226,10 @@ func changesOf(e LedgerEntry) []save.Change {
 	return out
 }
 
-func encodeAuditCursor(c auditCursor) string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 func decodeAuditCursor(s string) (auditCursor, error) {
-	bad := save.Errorf(save.CodeInvalidArgument, "cursor is not one this service returned: pass nextCursor from the previous page unchanged").WithDetail("field", "cursor")
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return auditCursor{}, bad
-	}
 	var c auditCursor
-	if err := json.Unmarshal(b, &c); err != nil || c.Version <= 0 {
+	bad := save.Errorf(save.CodeInvalidArgument, "cursor is not one this service returned: pass nextCursor from the previous page unchanged").WithDetail("field", "cursor")
+	if err := decodeCursor(s, &c, bad); err != nil || c.Version <= 0 {
 		return auditCursor{}, bad
 	}
 	return c, nil

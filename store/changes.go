@@ -2,11 +2,8 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -132,24 +129,15 @@ type changesCursor struct {
 // for the few entries of one settle window.
 const seenPrefix = 12
 
-func (c changesCursor) encode() string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+func (c changesCursor) encode() string { return encodeCursor(c) }
 
 func (c *Changes) decodeCursor(s string) (changesCursor, error) {
 	if s == "" {
 		return changesCursor{From: c.st.now().Add(-c.settle).UnixMicro()}, nil
 	}
 	bad := save.Errorf(save.CodeInvalidArgument, "the cursor is not one this service issued; pass the cursor of the previous answer, or none to start from now")
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) > 4096 {
-		return changesCursor{}, bad
-	}
 	var cur changesCursor
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cur); err != nil || cur.From <= 0 {
+	if err := decodeCursor(s, &cur, bad); err != nil || cur.From <= 0 {
 		return changesCursor{}, bad
 	}
 	for _, id := range cur.Seen {

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -85,7 +83,7 @@ func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, lim
 		}
 		if len(page.Entries) == limit {
 			last := page.Entries[len(page.Entries)-1]
-			page.NextCursor = encodeLedgerCursor(ledgerCursor{Before: last.Version})
+			page.NextCursor = encodeCursor(ledgerCursor{Before: last.Version})
 			break
 		}
 		page.Entries = append(page.Entries, decodeLedgerEntry(snap.Ref.ID, snap.Data()))
@@ -165,19 +163,10 @@ func asInt(v any) int64 {
 	return 0
 }
 
-func encodeLedgerCursor(c ledgerCursor) string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 func decodeLedgerCursor(s string) (ledgerCursor, error) {
-	bad := save.Errorf(save.CodeInvalidArgument, "cursor is not one this service returned: pass nextCursor from the previous page unchanged").WithDetail("field", "cursor")
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return ledgerCursor{}, bad
-	}
 	var c ledgerCursor
-	if err := json.Unmarshal(b, &c); err != nil || c.Before <= 0 {
+	bad := save.Errorf(save.CodeInvalidArgument, "cursor is not one this service returned: pass nextCursor from the previous page unchanged").WithDetail("field", "cursor")
+	if err := decodeCursor(s, &c, bad); err != nil || c.Before <= 0 {
 		return ledgerCursor{}, bad
 	}
 	return c, nil
