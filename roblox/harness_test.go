@@ -550,16 +550,6 @@ func (h *harness) do(code string) []any {
 	return out
 }
 
-// eval returns the value of a Lua expression.
-func (h *harness) eval(expr string) any {
-	h.t.Helper()
-	r := h.do("return " + expr)
-	if len(r) == 0 {
-		return nil
-	}
-	return r[0]
-}
-
 // close runs the game's BindToClose handlers as Roblox does at shutdown:
 // the server stops after 30 seconds whatever they are doing. It reports
 // how many virtual seconds they took and whether they finished.

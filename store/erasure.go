@@ -253,12 +253,21 @@ func (s *Store) deleteAll(ctx context.Context, q firestore.Query) (int, error) {
 		if len(docs) == 0 {
 			return n, nil
 		}
-		b := s.fs.Batch()
+		bw := s.fs.BulkWriter(ctx)
+		jobs := make([]*firestore.BulkWriterJob, 0, len(docs))
 		for _, d := range docs {
-			b.Delete(d.Ref)
+			job, err := bw.Delete(d.Ref)
+			if err != nil {
+				bw.End()
+				return n, err
+			}
+			jobs = append(jobs, job)
 		}
-		if _, err := b.Commit(ctx); err != nil {
-			return n, err
+		bw.End()
+		for _, job := range jobs {
+			if _, err := job.Results(); err != nil {
+				return n, err
+			}
 		}
 		n += len(docs)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"strconv"
 	"time"
 	"unicode"
 
@@ -464,10 +463,4 @@ func dedupe(names []string) []string {
 		}
 	}
 	return out
-}
-
-// parseUserID parses a Roblox user id from a path segment.
-func parseUserID(s string) (int64, bool) {
-	id, err := strconv.ParseInt(s, 10, 64)
-	return id, err == nil && id > 0
 }

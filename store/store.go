@@ -66,11 +66,10 @@ type Options struct {
 
 // storeMetrics counts what the load tool and benchmarks report.
 type storeMetrics struct {
-	retries      atomic.Int64
-	commits      atomic.Int64
-	groupedMuts  atomic.Int64
-	replays      atomic.Int64
-	transactions atomic.Int64
+	retries     atomic.Int64
+	commits     atomic.Int64
+	groupedMuts atomic.Int64
+	replays     atomic.Int64
 }
 
 // Metrics is a snapshot of the store's counters.

@@ -75,7 +75,7 @@ func (w *world) identityToolkit(ctx context.Context, method string, body, out an
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := w.c.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("Auth emulator %s: %w", method, err)
+		return fmt.Errorf("the Auth emulator's %s: %w", method, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -83,7 +83,7 @@ func (w *world) identityToolkit(ctx context.Context, method string, body, out an
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("Auth emulator %s: %s %s", method, strconv.Itoa(resp.StatusCode), bytes.TrimSpace(b))
+		return fmt.Errorf("the Auth emulator's %s: %s %s", method, strconv.Itoa(resp.StatusCode), bytes.TrimSpace(b))
 	}
 	return json.Unmarshal(b, out)
 }
