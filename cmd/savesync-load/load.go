@@ -308,7 +308,7 @@ func coverage(st *stack) []string {
 	if st.store == nil {
 		out = append(out, "store retries: not available with --url (the emulator's abort count is reported instead)")
 	} else {
-		out = append(out, "the service ran in this process (same store, routes and middleware as cmd/savesync, over loopback HTTP); the Pub/Sub outbox relay and the Open Cloud forwarder were not running, so invalidations were checked in the ledger's outbox and through the long-poll only")
+		out = append(out, "the service ran in this process with the wiring of cmd/savesync (cmd/internal/app), over loopback HTTP; its outbox relay was off (SAVESYNC_OUTBOX_RELAY=off) and the Open Cloud forwarder had no key, so invalidations were checked in the ledger's outbox and through the long-poll only")
 	}
 	return out
 }
