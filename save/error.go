@@ -33,6 +33,10 @@ const (
 	// CodeIdempotencyKeyReused means an Idempotency-Key was sent again with a
 	// different request body.
 	CodeIdempotencyKeyReused Code = "IDEMPOTENCY_KEY_REUSED"
+	// CodeAlreadyApplied means the mutation does something that may happen
+	// only once per player (refunding one purchase) and it has been done;
+	// details name the ledger entry that did it.
+	CodeAlreadyApplied Code = "ALREADY_APPLIED"
 	// CodeSaveMigrationFailed means the stored save could not be migrated to the
 	// current schema; details name the step and field. The stored save is untouched.
 	CodeSaveMigrationFailed Code = "SAVE_MIGRATION_FAILED"

@@ -20,6 +20,11 @@ type MutationRequest struct {
 	JobID          string // the game server's job id, when the caller is one
 	IdempotencyKey string
 	Mutation       save.Mutation
+	// Once, when set, names something this mutation may do only once for
+	// the player, whoever asks and under whatever key (the refund of one
+	// purchase). The transaction records it beside the ledger entry; a later
+	// mutation naming it is refused with ALREADY_APPLIED.
+	Once string
 }
 
 // Outcome is what a committed mutation answers. Its JSON is stored in the
@@ -215,6 +220,9 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 	names := []string{s.playerName(userID)}
 	for _, pm := range group {
 		names = append(names, s.ledgerName(userID, pm.entryID))
+		if pm.req.Once != "" {
+			names = append(names, s.onceName(userID, pm.req.Once))
+		}
 	}
 	var results []groupResult
 	var committed int64
@@ -222,7 +230,6 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 		var writes []*firestorepb.Write
 		var err error
 		results, writes, err = s.applyGroup(userID, group, docs)
-		committed = int64(len(writes))
 		return writes, err
 	})
 	for i, pm := range group {
@@ -231,14 +238,18 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 			pm.err = err
 		default:
 			pm.res, pm.err = results[i].res, results[i].err
-			if pm.res.Replayed {
+			switch {
+			case pm.err != nil:
+			case pm.res.Replayed:
 				s.metrics.replays.Add(1)
+			default:
+				committed++
 			}
 		}
 	}
 	if err == nil && committed > 0 {
 		s.metrics.commits.Add(1)
-		s.metrics.groupedMuts.Add(committed - 1)
+		s.metrics.groupedMuts.Add(committed)
 		if s.onCommit != nil {
 			s.onCommit()
 		}
@@ -276,11 +287,19 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 	version := p.Version
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var ledger []*firestorepb.Write
+	onceDone := make(map[string]string)
 	for _, i := range fresh {
 		pm := group[i]
 		if j, dup := inGroup[pm.entryID]; dup {
 			results[i] = replayInGroup(pm, group[j], results[j])
 			continue
+		}
+		if pm.req.Once != "" {
+			if by := onceEntry(docs[s.onceName(userID, pm.req.Once)], onceDone[pm.req.Once]); by != "" {
+				results[i].err = save.Errorf(save.CodeAlreadyApplied, "%s was already done for this player, by ledger entry %s", pm.req.Once, by).
+					WithDetail("once", pm.req.Once).WithDetail("entryId", by)
+				continue
+			}
 		}
 		applied, err := s.cfg.Apply(st, version, pm.req.Mutation, pm.req.Actor)
 		if err != nil {
@@ -312,6 +331,10 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 			return nil, nil, err
 		}
 		ledger = append(ledger, w)
+		if pm.req.Once != "" {
+			ledger = append(ledger, s.onceWrite(userID, pm.req.Once, out))
+			onceDone[pm.req.Once] = out.EntryID
+		}
 		inGroup[pm.entryID] = i
 		results[i] = groupResult{res: MutationResult{Outcome: out, Body: body}}
 		st = applied.State
@@ -325,6 +348,34 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 		return nil, nil, err
 	}
 	return results, append([]*firestorepb.Write{pw}, ledger...), nil
+}
+
+// onceName is the document that records a once-only mutation of a player.
+func (s *Store) onceName(userID int64, once string) string {
+	sum := sha256.Sum256([]byte(once))
+	return s.playerName(userID) + "/once/" + hex.EncodeToString(sum[:20])
+}
+
+// onceWrite records that a once-only mutation was done, by which entry.
+func (s *Store) onceWrite(userID int64, once string, out Outcome) *firestorepb.Write {
+	return &firestorepb.Write{
+		Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.onceName(userID, once), Fields: map[string]*firestorepb.Value{
+			"once":        stringValue(once),
+			"entryId":     stringValue(out.EntryID),
+			"version":     intValue(out.Version),
+			"committedAt": timeValue(out.CommittedAt),
+		}}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+	}
+}
+
+// onceEntry is the ledger entry that already did a once-only mutation:
+// from its record, or from earlier in the same group; "" when none did.
+func onceEntry(record *firestorepb.Document, inGroup string) string {
+	if record != nil {
+		return fieldString(record.GetFields(), "entryId")
+	}
+	return inGroup
 }
 
 // explain adds what a caller needs to recover from a rejected mutation: a

@@ -198,7 +198,7 @@ type RestoreRequest struct {
 // save changed between reading and restoring (retry).
 func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (MutationResult, error) {
 	reason := fmt.Sprintf("restore to version %d: %s", req.Version, req.Reason)
-	return s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, func() (save.Mutation, error) {
+	return s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, "", func() (save.Mutation, error) {
 		at, err := s.SaveAt(ctx, req.UserID, req.Version)
 		if err != nil {
 			return save.Mutation{}, err
@@ -252,7 +252,10 @@ func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundRe
 	}
 	purchase := changesOf(entry.LedgerEntry)
 	reason := fmt.Sprintf("refund of entry %s (version %d): %s", req.EntryID, entry.Version, req.Reason)
-	res, err := s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, func() (save.Mutation, error) {
+	// One purchase is refunded once, whichever operator asks and under
+	// whatever key: the refund records itself as done in its transaction.
+	once := "refund of entry " + req.EntryID
+	res, err := s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, once, func() (save.Mutation, error) {
 		p, err := s.readPlayer(ctx, req.UserID)
 		if err != nil {
 			return save.Mutation{}, err
@@ -279,7 +282,7 @@ func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundRe
 // names everything the caller asked for, does: an entry under the same
 // key and reason is replayed, under another reason it is
 // IDEMPOTENCY_KEY_REUSED.
-func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor, key, reason string, build func() (save.Mutation, error)) (MutationResult, error) {
+func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor, key, reason, once string, build func() (save.Mutation, error)) (MutationResult, error) {
 	if err := CheckIdempotencyKey(key); err != nil {
 		return MutationResult{}, err
 	}
@@ -302,7 +305,7 @@ func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor
 	if err != nil {
 		return MutationResult{}, err
 	}
-	return s.ApplyMutation(ctx, MutationRequest{UserID: userID, Actor: actor, IdempotencyKey: key, Mutation: m})
+	return s.ApplyMutation(ctx, MutationRequest{UserID: userID, Actor: actor, IdempotencyKey: key, Mutation: m, Once: once})
 }
 
 // hasOp reports whether stored ops include one of kind.

@@ -199,6 +199,24 @@ func TestRefundPurchase(t *testing.T) {
 	}
 	ledgerSums(t, st, userID)
 
+	// Another operator, or the same one under a new key, cannot refund the
+	// same purchase a second time.
+	for _, second := range []store.RefundRequest{
+		{UserID: userID, EntryID: bought.EntryID, Actor: save.Actor{Kind: save.ActorAdmin, ID: "uid-other"}, IdempotencyKey: "refund-9", Reason: "customer wrote again [ticket T-3]"},
+		{UserID: userID, EntryID: bought.EntryID, Actor: op, IdempotencyKey: "refund-2", Reason: "double charge [ticket T-2]"},
+	} {
+		_, err := st.RefundPurchase(ctx, second)
+		if save.ErrorCode(err) != save.CodeAlreadyApplied {
+			t.Errorf("second refund by %s under %s = %v, want ALREADY_APPLIED", second.Actor.ID, second.IdempotencyKey, err)
+		}
+	}
+	if p, err := st.GetPlayer(ctx, userID); err != nil {
+		t.Fatal(err)
+	} else if coins, _ := save.ChangeInt(p.Save["currencies"].(map[string]any)["coins"]); coins != 100 {
+		t.Errorf("coins after refused second refunds = %d, want 100", coins)
+	}
+	ledgerSums(t, st, userID)
+
 	tests := []struct {
 		name  string
 		entry string
