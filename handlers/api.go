@@ -37,6 +37,7 @@ func (a *API) Register(r gin.IRouter) {
 	srv.GET("/players/:userId", handle(a.getPlayer))
 	srv.POST("/players/:userId/mutations", handle(a.postMutation))
 	srv.POST("/batch/mutations", handle(a.postMutationBatch))
+	srv.POST("/batch/sessions/renew", handle(a.renewSessions))
 }
 
 // Headers of the mutation protocol.

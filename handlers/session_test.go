@@ -181,3 +181,46 @@ func TestSchemaTooNew(t *testing.T) {
 		t.Errorf("mutation from old game code: %d %s, want 409 SCHEMA_TOO_NEW", m.status, m.body)
 	}
 }
+
+func TestBatchRenewEachLeaseAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sessionOf := func(r response) string {
+		t.Helper()
+		if r.status != 200 {
+			t.Fatalf("join: %d %s", r.status, r.body)
+		}
+		return r.json(t)["session"].(map[string]any)["id"].(string)
+	}
+	kept := sessionOf(e.join(60, "job-a", false))
+	stolen := sessionOf(e.join(61, "job-a", false))
+	sessionOf(e.join(61, "job-b", true))
+	e.clock.Advance(60 * time.Second)
+
+	r := e.do("POST", "/v1/batch/sessions/renew", map[string]any{"sessionIds": []string{kept, stolen, "not-a-session"}}, nil)
+	if r.status != 200 {
+		t.Fatalf("batch renew: %d %s", r.status, r.body)
+	}
+	results := r.json(t)["results"].([]any)
+	want := []struct {
+		status int64
+		code   string
+	}{{200, ""}, {409, "SESSION_HELD"}, {400, "INVALID_ARGUMENT"}}
+	for i, w := range want {
+		res := results[i].(map[string]any)
+		code := ""
+		if errObj, ok := res["error"].(map[string]any); ok {
+			code, _ = errObj["code"].(string)
+		}
+		if num(res["status"]) != w.status || code != w.code {
+			t.Errorf("result %d = %v, want status %d code %q", i, res, w.status, w.code)
+		}
+	}
+	p := e.player(60)
+	if want := e.clock.Now().Add(90 * time.Second); p.Session == nil || !p.Session.ExpiresAt.Equal(want) {
+		t.Errorf("renewed lease = %+v, want it to expire at %v", p.Session, want)
+	}
+	if r := e.do("POST", "/v1/batch/sessions/renew", `{"sessionIds":[]}`, nil); r.status != 400 {
+		t.Errorf("empty batch: %d %s, want 400", r.status, r.body)
+	}
+}

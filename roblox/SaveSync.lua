@@ -1043,14 +1043,38 @@ function SaveSync:_refetchDue()
 	end
 end
 
+-- _renewDue renews every lease that is due in one request per 100
+-- players (POST /v1/batch/sessions/renew), so renewals cost a server a few
+-- requests a minute however many players it holds. Each lease's answer
+-- stands alone: a lease taken over elsewhere reports SessionLost, a
+-- transient failure is tried again in a few seconds.
 function SaveSync:_renewDue()
 	local now = self._clock()
+	local due = {}
 	for _, st in pairs(self._players) do
 		if st.renewAt <= now and not st.left and not st.lost then
-			local res = self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(st.session.id or "") .. "/renew", "{}")
-			if res.ok then
+			table.insert(due, st)
+		end
+	end
+	local first = 1
+	while first <= #due do
+		local chunk, ids = {}, {}
+		for i = first, math.min(first + 99, #due) do
+			table.insert(chunk, due[i])
+			table.insert(ids, due[i].session.id or "")
+		end
+		first = first + #chunk
+		local res = self:_request("POST", "/v1/batch/sessions/renew", self._http:JSONEncode({ sessionIds = ids }))
+		local results = res.ok and type(res.body) == "table" and res.body.results or nil
+		for i, st in ipairs(chunk) do
+			local item = type(results) == "table" and results[i] or nil
+			if type(item) == "table" and item.status == 200 then
 				st.renewAt = now + st.renewEvery
-			elseif not retryable(res) then
+			elseif type(item) == "table" and not retryable({ status = item.status }) then
+				st.lost = true
+				local e = item.error or {}
+				self.SessionLost:Fire(st.player, makeError(e.code or "INTERNAL", e.message or "", e.details, item.status))
+			elseif not res.ok and not retryable(res) then
 				st.lost = true
 				self.SessionLost:Fire(st.player, errorOf(res))
 			else

@@ -589,8 +589,9 @@ func TestLeaseRenewedAndLossReported(t *testing.T) {
 	h := newHarness(t, svc, newDataStoreBackend(), "job-renew")
 	h.startGame("longPoll = false")
 	h.mustJoin(901)
-	h.runFor(35) // the 90 s lease is renewed after 30 s
-	renews := svc.proxy.exchanges("/v1/sessions/")
+	h.mustJoin(902)
+	h.runFor(35) // the 90 s leases are renewed after 30 s, both in one request
+	renews := svc.proxy.exchanges("/v1/batch/sessions/renew")
 	ok := 0
 	for _, e := range renews {
 		if e.status == 200 {

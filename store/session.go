@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -144,6 +145,35 @@ func (s *Store) RenewSession(ctx context.Context, sessionID string) (Lease, erro
 		return []*firestorepb.Write{s.sessionWrite(p, &lease, now)}, nil
 	})
 	return lease, err
+}
+
+// RenewResult is one lease's answer within RenewSessions.
+type RenewResult struct {
+	Lease Lease
+	Err   error
+}
+
+// maxConcurrentRenewals bounds the transactions one RenewSessions runs at once.
+const maxConcurrentRenewals = 8
+
+// RenewSessions renews many leases, each in its own transaction (they are
+// different players), so a game server renews all its players in one
+// request instead of one request per player. Each result stands alone.
+func (s *Store) RenewSessions(ctx context.Context, sessionIDs []string) []RenewResult {
+	out := make([]RenewResult, len(sessionIDs))
+	sem := make(chan struct{}, maxConcurrentRenewals)
+	var wg sync.WaitGroup
+	for i, id := range sessionIDs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i].Lease, out[i].Err = s.RenewSession(ctx, id)
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // sessionWrite sets or clears the session lease, creating the player
