@@ -72,10 +72,14 @@ type SettingDef struct {
 
 // CollectionDef declares a set of strings a player collects (badges, pets).
 // Collections are observed-remove sets, so devices may add and remove
-// concurrently without a version check.
+// concurrently without a version check. Only a CompanionEditable
+// collection (a wishlist, favourites) may be edited from the companion;
+// the others change through the game, the catalog or support, so a
+// companion cannot add for free what is earned or sold.
 type CollectionDef struct {
-	MaxElements      int `json:"maxElements"`
-	MaxElementLength int `json:"maxElementLength"`
+	MaxElements       int  `json:"maxElements"`
+	MaxElementLength  int  `json:"maxElementLength"`
+	CompanionEditable bool `json:"companionEditable,omitempty"`
 }
 
 // SKU is one catalog entry: what it costs and what it grants. Prices and
@@ -229,6 +233,9 @@ func ParseConfig(data []byte) (*Config, error) {
 			return err
 		}
 		if d.MaxElementLength, err = o.integer("maxElementLength"); err != nil {
+			return err
+		}
+		if d.CompanionEditable, err = o.boolean("companionEditable"); err != nil {
 			return err
 		}
 		if c.Collections == nil {
@@ -539,6 +546,9 @@ func (c *Config) validateSKU(id string) error {
 		}
 		if err := c.checkOp(g, p); err != nil {
 			return err
+		}
+		if g.Kind == OpCollectionAdd && c.Collections[g.Collection].CompanionEditable {
+			return invalidf(p+".collection", "collection %q is companionEditable, so the companion could add for free what this SKU sells: make it not companion-editable or grant something else", g.Collection)
 		}
 		if (g.Kind == OpCurrencyAdd || g.Kind == OpStatAdd || g.Kind == OpXPAdd) && g.Amount < 0 {
 			return invalidf(p+".amount", "must be > 0 in a grant, got %d", g.Amount)

@@ -27,8 +27,9 @@ const (
 	// ActorServer is a Roblox game server: every op.
 	ActorServer ActorKind = "server"
 	// ActorCompanion is the companion web app: purchase, settings.set,
-	// collection.add, collection.remove and loadout.set only, so a player can
-	// never grant themselves currency or items.
+	// collection.add, collection.remove (on companion-editable collections)
+	// and loadout.set only, so a player can never grant themselves currency,
+	// items or what the catalog sells.
 	ActorCompanion ActorKind = "companion"
 	// ActorAdmin is support staff: every op.
 	ActorAdmin ActorKind = "admin"
@@ -165,6 +166,10 @@ func (c *Config) CheckMutation(m Mutation, kind ActorKind) error {
 		}
 		if err := c.checkOp(op, path); err != nil {
 			return err
+		}
+		if kind == ActorCompanion && StrategyOf(op.Kind) == StrategyORSet && !c.Collections[op.Collection].CompanionEditable {
+			return fieldError(CodePermissionDenied, path+".collection", "collection %q changes only in game or through the catalog, not from the companion", op.Collection).
+				WithDetail("op", op.Kind).WithDetail("collection", op.Collection).WithDetail("actorKind", string(kind))
 		}
 		if StrategyOf(op.Kind) == StrategyVersioned && m.ExpectedVersion == nil {
 			return invalidf("expectedVersion", "required by %s (%s): versioned ops apply only to the version the caller saw", op.Kind, path)

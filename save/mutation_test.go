@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 
@@ -88,8 +89,8 @@ func validOps() map[string]Op {
 		OpInventorySwap:    {Kind: OpInventorySwap, Remove: map[string]int64{"wood": 1}, Add: map[string]int64{"steel": 1}},
 		OpSaveReplace:      {Kind: OpSaveReplace, Save: map[string]any{}},
 		OpSettingsSet:      {Kind: OpSettingsSet, Key: "music", Value: false},
-		OpCollectionAdd:    {Kind: OpCollectionAdd, Collection: "badges", Element: "b"},
-		OpCollectionRemove: {Kind: OpCollectionRemove, Collection: "badges", Element: "b"},
+		OpCollectionAdd:    {Kind: OpCollectionAdd, Collection: "wishlist", Element: "b"},
+		OpCollectionRemove: {Kind: OpCollectionRemove, Collection: "wishlist", Element: "b"},
 		OpPurchase:         {Kind: OpPurchase, SKU: "speedPotions"},
 	}
 }
@@ -262,21 +263,21 @@ func TestApplyOps(t *testing.T) {
 		},
 		{
 			name:  "collection.add records a dot",
-			ops:   []Op{{Kind: OpCollectionAdd, Collection: "badges", Element: "first_win"}},
+			ops:   []Op{{Kind: OpCollectionAdd, Collection: "wishlist", Element: "first_win"}},
 			actor: companion,
-			want:  func(s *State) { s.Collections["badges"]["first_win"] = []Dot{{Version: 11, Actor: "uid-1"}} },
-			changes: []Change{{Path: "collections.badges.first_win", Old: nil,
+			want:  func(s *State) { s.Collections["wishlist"]["first_win"] = []Dot{{Version: 11, Actor: "uid-1"}} },
+			changes: []Change{{Path: "collections.wishlist.first_win", Old: nil,
 				New: []any{map[string]any{"v": int64(11), "a": "uid-1"}}}},
 		},
 		{
 			name: "collection.add again keeps one dot per actor",
 			setup: func(s *State) {
-				s.Collections["badges"]["first_win"] = []Dot{{Version: 3, Actor: "job-1"}, {Version: 4, Actor: "uid-1"}}
+				s.Collections["wishlist"]["first_win"] = []Dot{{Version: 3, Actor: "job-1"}, {Version: 4, Actor: "uid-1"}}
 			},
-			ops:   []Op{{Kind: OpCollectionAdd, Collection: "badges", Element: "first_win"}},
+			ops:   []Op{{Kind: OpCollectionAdd, Collection: "wishlist", Element: "first_win"}},
 			actor: companion,
 			want: func(s *State) {
-				s.Collections["badges"]["first_win"] = []Dot{{Version: 3, Actor: "job-1"}, {Version: 11, Actor: "uid-1"}}
+				s.Collections["wishlist"]["first_win"] = []Dot{{Version: 3, Actor: "job-1"}, {Version: 11, Actor: "uid-1"}}
 			},
 		},
 		{
@@ -289,7 +290,7 @@ func TestApplyOps(t *testing.T) {
 		},
 		{
 			name:  "collection.remove of an absent element is a no-op",
-			ops:   []Op{{Kind: OpCollectionRemove, Collection: "pets", Element: "dragon"}},
+			ops:   []Op{{Kind: OpCollectionRemove, Collection: "wishlist", Element: "dragon"}},
 			want:  func(s *State) {},
 			actor: companion,
 		},
@@ -523,23 +524,23 @@ func TestORSetAddWinsOverConcurrentRemove(t *testing.T) {
 	phone := Actor{Kind: ActorCompanion, ID: "phone"}
 	st := c.NewState()
 	// v1: the phone adds "cat".
-	a := mustApply(t, c, st, 0, Mutation{Ops: []Op{{Kind: OpCollectionAdd, Collection: "pets", Element: "cat"}}}, phone)
+	a := mustApply(t, c, st, 0, Mutation{Ops: []Op{{Kind: OpCollectionAdd, Collection: "wishlist", Element: "cat"}}}, phone)
 	// v2: the server, unaware of the phone's view, adds "cat" again.
-	a = mustApply(t, c, a.State, 1, Mutation{Ops: []Op{{Kind: OpCollectionAdd, Collection: "pets", Element: "cat"}}}, server)
+	a = mustApply(t, c, a.State, 1, Mutation{Ops: []Op{{Kind: OpCollectionAdd, Collection: "wishlist", Element: "cat"}}}, server)
 	// v3: the phone removes "cat" having observed only version 1.
-	a = mustApply(t, c, a.State, 2, Mutation{Ops: []Op{{Kind: OpCollectionRemove, Collection: "pets", Element: "cat", ObservedVersion: 1}}}, phone)
-	if diff := cmp.Diff(map[string][]Dot{"cat": {{Version: 2, Actor: "job-1"}}}, a.State.Collections["pets"]); diff != "" {
+	a = mustApply(t, c, a.State, 2, Mutation{Ops: []Op{{Kind: OpCollectionRemove, Collection: "wishlist", Element: "cat", ObservedVersion: 1}}}, phone)
+	if diff := cmp.Diff(map[string][]Dot{"cat": {{Version: 2, Actor: "job-1"}}}, a.State.Collections["wishlist"]); diff != "" {
 		t.Errorf("after stale remove, the concurrent add must survive (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"collections.pets"}, a.ChangedPaths); diff != "" {
+	if diff := cmp.Diff([]string{"collections.wishlist"}, a.ChangedPaths); diff != "" {
 		t.Errorf("changed paths (-want +got):\n%s", diff)
 	}
 	// v4: having observed version 3, the phone's remove takes it out.
-	a = mustApply(t, c, a.State, 3, Mutation{Ops: []Op{{Kind: OpCollectionRemove, Collection: "pets", Element: "cat", ObservedVersion: 3}}}, phone)
-	if got := a.State.Elements("pets"); len(got) != 0 {
+	a = mustApply(t, c, a.State, 3, Mutation{Ops: []Op{{Kind: OpCollectionRemove, Collection: "wishlist", Element: "cat", ObservedVersion: 3}}}, phone)
+	if got := a.State.Elements("wishlist"); len(got) != 0 {
 		t.Errorf("elements after up-to-date remove = %v, want none", got)
 	}
-	if diff := cmp.Diff([]Change{{Path: "collections.pets.cat", Old: []any{map[string]any{"v": int64(2), "a": "job-1"}}, New: nil}}, a.Changes); diff != "" {
+	if diff := cmp.Diff([]Change{{Path: "collections.wishlist.cat", Old: []any{map[string]any{"v": int64(2), "a": "job-1"}}, New: nil}}, a.Changes); diff != "" {
 		t.Errorf("changes (-want +got):\n%s", diff)
 	}
 }
@@ -678,5 +679,33 @@ func TestActorWithoutID(t *testing.T) {
 	a := mustApply(t, c, c.NewState(), 0, Mutation{Ops: []Op{{Kind: OpCollectionAdd, Collection: "pets", Element: "cat"}}}, Actor{Kind: ActorSystem})
 	if diff := cmp.Diff([]Dot{{Version: 1, Actor: "system"}}, a.State.Collections["pets"]["cat"]); diff != "" {
 		t.Errorf("dots (-want +got):\n%s", diff)
+	}
+}
+
+// TestCompanionCannotAddWhatTheCatalogSells checks that the companion edits
+// only collections declared companionEditable: a pet the catalog sells
+// cannot be added for free from the companion.
+func TestCompanionCannotAddWhatTheCatalogSells(t *testing.T) {
+	c := sampleConfig(t)
+	for _, op := range []Op{
+		{Kind: OpCollectionAdd, Collection: "pets", Element: "parrot"},
+		{Kind: OpCollectionRemove, Collection: "badges", Element: "starter"},
+	} {
+		err := c.CheckMutation(Mutation{Ops: []Op{op}}, ActorCompanion)
+		wantError(t, err, CodePermissionDenied, "ops[0].collection")
+		if err := c.CheckMutation(Mutation{Ops: []Op{op}}, ActorServer); err != nil {
+			t.Errorf("a game server may still %s %s: %v", op.Kind, op.Collection, err)
+		}
+	}
+	data, err := os.ReadFile(samplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(data), `"pets": {"maxElements": 50, "maxElementLength": 32}`,
+		`"pets": {"maxElements": 50, "maxElementLength": 32, "companionEditable": true}`, 1)
+	_, err = ParseConfig([]byte(cfg))
+	wantError(t, err, CodeInvalidArgument, "")
+	if err == nil || !strings.Contains(err.Error(), "companionEditable") {
+		t.Errorf("a SKU granting into a companion-editable collection: %v, want a config error naming companionEditable", err)
 	}
 }

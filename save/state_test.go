@@ -30,7 +30,7 @@ func TestNewState(t *testing.T) {
 		Items:       map[string]int64{},
 		Loadout:     map[string]string{},
 		Settings:    map[string]any{"music": true, "volume": int64(80), "language": "en", "graphicsQuality": "medium"},
-		Collections: map[string]map[string][]Dot{"badges": {}, "pets": {}},
+		Collections: map[string]map[string][]Dot{"badges": {}, "pets": {}, "wishlist": {}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("NewState (-want +got):\n%s", diff)
@@ -77,7 +77,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 func TestView(t *testing.T) {
 	c := sampleConfig(t)
 	v := richState(t, c).View()
-	if diff := cmp.Diff(map[string]any{"badges": []string{"first_win"}, "pets": []string{"parrot"}}, v["collections"]); diff != "" {
+	if diff := cmp.Diff(map[string]any{"badges": []string{"first_win"}, "pets": []string{"parrot"}, "wishlist": []string{}}, v["collections"]); diff != "" {
 		t.Errorf("view collections (-want +got):\n%s", diff)
 	}
 	if v["currencies"].(map[string]any)["coins"] != int64(12345) {

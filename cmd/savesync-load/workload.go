@@ -359,9 +359,9 @@ func (w *world) companionWrite(ctx context.Context, rec *recorder, p *player, rn
 	case 1:
 		a, err = w.c.call(ctx, rec, routeSetting, "PUT", "/v1/me/settings/volume", h, map[string]any{"value": rng.IntN(101)})
 	case 2:
-		a, err = w.c.call(ctx, rec, routeCollAdd, "POST", "/v1/me/collections/badges", h, map[string]any{"element": fmt.Sprintf("b%d", rng.IntN(20))})
+		a, err = w.c.call(ctx, rec, routeCollAdd, "POST", "/v1/me/collections/wishlist", h, map[string]any{"element": fmt.Sprintf("b%d", rng.IntN(20))})
 	default:
-		path := fmt.Sprintf("/v1/me/collections/badges/b%d?observedVersion=%d", rng.IntN(20), p.version.Load())
+		path := fmt.Sprintf("/v1/me/collections/wishlist/b%d?observedVersion=%d", rng.IntN(20), p.version.Load())
 		a, err = w.c.call(ctx, rec, routeCollRemove, "DELETE", path, h, nil)
 	}
 	if err == nil && a.ok() {
