@@ -60,12 +60,12 @@ type batchItem struct {
 // batchResult is one item's answer: its status and either the committed
 // outcome or the error, exactly as the single-mutation route would answer.
 type batchResult struct {
-	UserID         int64          `json:"userId"`
-	IdempotencyKey string         `json:"idempotencyKey"`
-	Status         int            `json:"status"`
-	Replayed       bool           `json:"replayed,omitempty"`
-	Result         *store.Outcome `json:"result,omitempty"`
-	Error          *ErrorDetail   `json:"error,omitempty"`
+	UserID         int64           `json:"userId"`
+	IdempotencyKey string          `json:"idempotencyKey"`
+	Status         int             `json:"status"`
+	Replayed       bool            `json:"replayed,omitempty"`
+	Result         json.RawMessage `json:"result,omitempty"`
+	Error          *ErrorDetail    `json:"error,omitempty"`
 }
 
 // fail records an item's error and the status it maps to.
@@ -119,10 +119,11 @@ func (a *API) postMutationBatch(c *gin.Context) error {
 			out[i].fail(toDomainError(c.Request.Context(), r.Err))
 			continue
 		}
-		outcome := r.Result.Outcome
+		// The stored bytes, as the single-mutation route answers them:
+		// decoding and re-encoding would turn large integers into floats.
 		out[i].Status = http.StatusOK
 		out[i].Replayed = r.Result.Replayed
-		out[i].Result = &outcome
+		out[i].Result = json.RawMessage(r.Result.Body)
 	}
 	c.JSON(http.StatusOK, gin.H{"results": out})
 	return nil

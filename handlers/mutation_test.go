@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -347,5 +348,47 @@ func TestCompanionPurchaseSurvivesStaleServer(t *testing.T) {
 	}
 	if p.Session != nil {
 		t.Errorf("session still held after leave: %+v", p.Session)
+	}
+}
+
+func TestBatchAndLeaveReplaysAreByteIdentical(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// 2^53 + 1 does not survive a round trip through float64.
+	body := `{"mutations":[{"userId":25,"idempotencyKey":"big-1","mutation":{"ops":[{"op":"currency.add","currency":"gems","amount":9007199254740993}]}}]}`
+	result := func(r response) string {
+		t.Helper()
+		var v struct {
+			Results []struct {
+				Result json.RawMessage `json:"result"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(r.body, &v); err != nil || len(v.Results) != 1 {
+			t.Fatalf("batch answer %s: %v", r.body, err)
+		}
+		return string(v.Results[0].Result)
+	}
+	first := result(e.do("POST", "/v1/batch/mutations", body, nil))
+	again := result(e.do("POST", "/v1/batch/mutations", body, nil))
+	if first != again || !strings.Contains(first, "9007199254740993") {
+		t.Errorf("batch replay differs or lost precision:\nfirst  %s\nreplay %s", first, again)
+	}
+	single := e.mutate(25, "big-1", `{"ops":[{"op":"currency.add","currency":"gems","amount":9007199254740993}]}`)
+	if single.status != 200 || string(single.body) != first {
+		t.Errorf("the same key on the single route: %d %s, want the batch's bytes %s", single.status, single.body, first)
+	}
+
+	sess := e.join(26, "job-1", false).json(t)["session"].(map[string]any)["id"].(string)
+	leave := `{"final":{"ops":[{"op":"currency.add","currency":"gems","amount":9007199254740993}]}}`
+	l1 := e.do("POST", "/v1/sessions/"+sess+"/leave", leave, map[string]string{"Idempotency-Key": "leave-big"})
+	if l1.status != 200 || !strings.Contains(string(l1.body), "9007199254740993") {
+		t.Errorf("leave with a large final flush: %d %s", l1.status, l1.body)
+	}
+	if got := savedOf(t, e.player(26)).Currencies["gems"]; got != 9007199254740993 {
+		t.Errorf("gems after the final flush = %d, want 9007199254740993 exactly", got)
+	}
+	bad := e.do("POST", "/v1/sessions/"+sess+"/leave", `{"final":{"ops":[{"op":"currency.add","currency":"gems","amount":1,"amount":2}]}}`, map[string]string{"Idempotency-Key": "leave-dup"})
+	if bad.status != 400 {
+		t.Errorf("final flush with a duplicate key: %d %s, want 400 from the strict decoder", bad.status, bad.body)
 	}
 }

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -58,7 +59,7 @@ func (a *API) renewSession(c *gin.Context) error {
 // leaveBody is the optional body of POST /v1/sessions/{id}/leave: a final
 // flush applied before the lease is released.
 type leaveBody struct {
-	Final *save.Mutation `json:"final"`
+	Final json.RawMessage `json:"final"`
 }
 
 // leaveSession applies the final flush, if any, then releases the lease.
@@ -81,18 +82,25 @@ func (a *API) leaveSession(c *gin.Context) error {
 		}
 	}
 	resp := gin.H{}
-	if req.Final != nil && len(req.Final.Ops) > 0 {
+	if len(req.Final) > 0 && string(req.Final) != "null" {
+		// The final flush decodes exactly as the write-through route does,
+		// so a retry of either hashes to the same request.
+		final, err := save.DecodeMutation(req.Final)
+		if err != nil {
+			e := toDomainError(c.Request.Context(), err)
+			return save.Errorf(e.Code, "final: %s", e.Message)
+		}
 		res, err := a.store.ApplyMutation(c.Request.Context(), store.MutationRequest{
 			UserID:         userID,
 			Actor:          actorOf(c),
 			JobID:          c.GetHeader(headerJobID),
 			IdempotencyKey: c.GetHeader(headerIdempotencyKey),
-			Mutation:       *req.Final,
+			Mutation:       final,
 		})
 		if err != nil {
 			return err
 		}
-		resp["final"] = res.Outcome
+		resp["final"] = json.RawMessage(res.Body)
 	}
 	released, err := a.store.LeaveSession(c.Request.Context(), sessionID)
 	if err != nil {

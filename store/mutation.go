@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/savesync/savesync/save"
 )
@@ -50,6 +51,11 @@ type MutationResult struct {
 
 // maxKeyLength bounds Idempotency-Key values.
 const maxKeyLength = 128
+
+// maxLedgerEntryBytes keeps a ledger entry (ops, old and new values and the
+// stored response) under Firestore's 1 MiB document limit, with room for
+// the fields Firestore counts beyond the encoded values.
+const maxLedgerEntryBytes = 1<<20 - 16<<10
 
 // ApplyMutation commits one mutation exactly once per idempotency key.
 //
@@ -232,6 +238,16 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 		results, writes, err = s.applyGroup(userID, group, docs)
 		return writes, err
 	})
+	if err != nil && len(group) > 1 && !retryable(err) {
+		if _, domain := save.AsError(err); !domain {
+			// The database refused the group's commit outright: commit the
+			// mutations one by one so one bad mutation cannot fail the others.
+			for _, pm := range group {
+				s.commitGroup(ctx, userID, []*pendingMutation{pm})
+			}
+			return
+		}
+	}
 	for i, pm := range group {
 		switch {
 		case err != nil:
@@ -329,6 +345,12 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 		w, err := s.ledgerWrite(p, pm, out, body, schemaBefore)
 		if err != nil {
 			return nil, nil, err
+		}
+		if size := proto.Size(w.GetUpdate()); size > maxLedgerEntryBytes {
+			results[i].err = save.Errorf(save.CodeLimitExceeded,
+				"this mutation's ledger entry would be %d bytes, over the %d a Firestore document can hold: split it into smaller mutations", size, maxLedgerEntryBytes).
+				WithDetail("entryBytes", size).WithDetail("limit", maxLedgerEntryBytes)
+			continue
 		}
 		ledger = append(ledger, w)
 		if pm.req.Once != "" {
