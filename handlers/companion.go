@@ -292,13 +292,10 @@ func (a *CompanionAPI) removeFromCollection(c *gin.Context) error {
 		return badField("observedVersion", "required query parameter: the save version the user saw when choosing to remove (GET /v1/me/save)")
 	}
 	v, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || v < 0 {
-		return badField("observedVersion", "must be a save version (an integer ≥ 0), got %q", raw)
+	if err != nil || v < 1 {
+		return badField("observedVersion", "must be the save version the user saw (an integer ≥ 1, since an element exists from version 1 on), got %q", raw)
 	}
-	op := map[string]any{"op": save.OpCollectionRemove, "collection": c.Param("collection"), "element": c.Param("element")}
-	if v > 0 {
-		op["observedVersion"] = v
-	}
+	op := map[string]any{"op": save.OpCollectionRemove, "collection": c.Param("collection"), "element": c.Param("element"), "observedVersion": v}
 	return a.applyOps(c, op)
 }
 

@@ -171,6 +171,11 @@ func (c *Config) CheckMutation(m Mutation, kind ActorKind) error {
 			return fieldError(CodePermissionDenied, path+".collection", "collection %q changes only in game or through the catalog, not from the companion", op.Collection).
 				WithDetail("op", op.Kind).WithDetail("collection", op.Collection).WithDetail("actorKind", string(kind))
 		}
+		if kind == ActorCompanion && op.Kind == OpCollectionRemove && op.ObservedVersion < 1 {
+			// "Remove every add" would also remove adds this device never saw,
+			// which the observed-remove set exists to keep.
+			return invalidf(path+".observedVersion", "required from the companion: the save version the user saw when removing (≥ 1)")
+		}
 		if StrategyOf(op.Kind) == StrategyVersioned && m.ExpectedVersion == nil {
 			return invalidf("expectedVersion", "required by %s (%s): versioned ops apply only to the version the caller saw", op.Kind, path)
 		}

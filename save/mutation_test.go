@@ -90,7 +90,7 @@ func validOps() map[string]Op {
 		OpSaveReplace:      {Kind: OpSaveReplace, Save: map[string]any{}},
 		OpSettingsSet:      {Kind: OpSettingsSet, Key: "music", Value: false},
 		OpCollectionAdd:    {Kind: OpCollectionAdd, Collection: "wishlist", Element: "b"},
-		OpCollectionRemove: {Kind: OpCollectionRemove, Collection: "wishlist", Element: "b"},
+		OpCollectionRemove: {Kind: OpCollectionRemove, Collection: "wishlist", Element: "b", ObservedVersion: 1},
 		OpPurchase:         {Kind: OpPurchase, SKU: "speedPotions"},
 	}
 }
@@ -290,7 +290,7 @@ func TestApplyOps(t *testing.T) {
 		},
 		{
 			name:  "collection.remove of an absent element is a no-op",
-			ops:   []Op{{Kind: OpCollectionRemove, Collection: "wishlist", Element: "dragon"}},
+			ops:   []Op{{Kind: OpCollectionRemove, Collection: "wishlist", Element: "dragon", ObservedVersion: 5}},
 			want:  func(s *State) {},
 			actor: companion,
 		},
@@ -697,6 +697,11 @@ func TestCompanionCannotAddWhatTheCatalogSells(t *testing.T) {
 			t.Errorf("a game server may still %s %s: %v", op.Kind, op.Collection, err)
 		}
 	}
+	// From the companion, a remove must say what the user saw: "remove
+	// every add" would take adds made on other devices since.
+	err := c.CheckMutation(Mutation{Ops: []Op{{Kind: OpCollectionRemove, Collection: "wishlist", Element: "x"}}}, ActorCompanion)
+	wantError(t, err, CodeInvalidArgument, "ops[0].observedVersion")
+
 	data, err := os.ReadFile(samplePath)
 	if err != nil {
 		t.Fatal(err)
