@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -62,6 +63,18 @@ func ParseServerKeys(spec string) (*ServerKeys, error) {
 // AddKey accepts a plain key for a universe (development mode only).
 func (k *ServerKeys) AddKey(universe int64, key string) {
 	k.keys = append(k.keys, serverKey{universe: universe, hash: sha256.Sum256([]byte(key))})
+}
+
+// Universes lists the universes the keys belong to, sorted.
+func (k *ServerKeys) Universes() []int64 {
+	var out []int64
+	for _, sk := range k.keys {
+		if !slices.Contains(out, sk.universe) {
+			out = append(out, sk.universe)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Len is the number of configured keys.

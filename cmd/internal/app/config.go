@@ -197,6 +197,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case keys.Len() == 0:
 		keys.AddKey(devServerUniverse, devServerKey)
 		c.devServerKey = true
+	case len(keys.Universes()) > 1:
+		// Saves are keyed by Roblox user id alone: a key of another universe
+		// (a staging place, shared with more people) could change these
+		// players' saves. One deployment serves one universe.
+		r.bad(envServerKeys, shorten(spec), "names universes %v, but one deployment serves one universe: set keys of one universe only and deploy another service (and Firestore database) for the other", keys.Universes())
 	}
 	c.serverKeys = keys
 
@@ -244,6 +249,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.robloxUniverseID = r.intIn(envRobloxUniverseID, 1, math.MaxInt64,
 			"set the numeric universe id of the experience (Creator Hub, experience settings); it is required when "+envRobloxAPIKey+" is set")
 	}
+	if c.serverKeys != nil && c.robloxUniverseID != 0 && !c.devServerKey {
+		if u := c.serverKeys.Universes(); len(u) == 1 && u[0] != c.robloxUniverseID {
+			r.bad(envRobloxUniverseID, strconv.FormatInt(c.robloxUniverseID, 10), "set the universe the server keys belong to (%d), or keys of this universe in %s", u[0], envServerKeys)
+		}
+	}
+
 	c.robloxConcurrentPlayers = int(r.intIn(envRobloxPlayers, 0, 1_000_000,
 		"set the number of players usually online in the universe (0 keeps the forwarder at the 50 a minute floor)"))
 

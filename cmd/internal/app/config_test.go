@@ -142,6 +142,8 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"universe id not a number", map[string]string{envRobloxUniverseID: "abc"}, envRobloxUniverseID},
 		{"api key without universe", map[string]string{envRobloxAPIKey: "secret"}, envRobloxUniverseID},
 		{"outbox relay neither on nor off", map[string]string{envOutboxRelay: "yes"}, envOutboxRelay},
+		{"keys of two universes", map[string]string{envServerKeys: "1:" + validHash + ",2:" + validHash}, envServerKeys},
+		{"universe other than the keys'", map[string]string{envServerKeys: "1:" + validHash, envRobloxUniverseID: "2"}, envRobloxUniverseID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
