@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
 	"unicode"
 
@@ -207,12 +208,26 @@ func (s *Store) drain(userID int64, q *playerQueue) {
 		s.queuesMu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		s.commitGroup(ctx, userID, group)
+		s.commitGroupSafely(ctx, userID, group)
 		cancel()
 		for _, pm := range group {
 			close(pm.done)
 		}
 	}
+}
+
+// commitGroupSafely commits a group; a panic in it fails the group's
+// mutations with INTERNAL instead of taking the process down with callers
+// still waiting; a retry with the same key replays whatever did commit.
+func (s *Store) commitGroupSafely(ctx context.Context, userID int64, group []*pendingMutation) {
+	defer func() {
+		if r := recover(); r != nil {
+			for _, pm := range group {
+				pm.res, pm.err = MutationResult{}, fmt.Errorf("store: committing player %d panicked: %v", userID, r)
+			}
+		}
+	}()
+	s.commitGroup(ctx, userID, group)
 }
 
 // groupResult is one mutation's result within one transaction attempt.

@@ -286,26 +286,44 @@ func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor
 	if err := CheckIdempotencyKey(key); err != nil {
 		return MutationResult{}, err
 	}
-	if e, ok, err := s.LedgerEntryByID(ctx, userID, EntryID(actor, key)); err != nil {
-		return MutationResult{}, err
-	} else if ok {
-		if e.Reason != reason {
-			return MutationResult{}, save.Errorf(save.CodeIdempotencyKeyReused,
-				"this Idempotency-Key was already used for a different request; use a new key for a new request").
-				WithDetail("entryId", e.EntryID).WithDetail("committedVersion", e.Version)
-		}
-		var out Outcome
-		if err := json.Unmarshal([]byte(e.Response), &out); err != nil {
-			return MutationResult{}, fmt.Errorf("store: entry %s has no readable response: %w", e.EntryID, err)
-		}
-		s.metrics.replays.Add(1)
-		return MutationResult{Outcome: out, Body: []byte(e.Response), Replayed: true}, nil
+	if res, done, err := s.replayDerived(ctx, userID, actor, key, reason); done || err != nil {
+		return res, err
 	}
 	m, err := build()
 	if err != nil {
 		return MutationResult{}, err
 	}
-	return s.ApplyMutation(ctx, MutationRequest{UserID: userID, Actor: actor, IdempotencyKey: key, Mutation: m, Once: once})
+	res, err := s.ApplyMutation(ctx, MutationRequest{UserID: userID, Actor: actor, IdempotencyKey: key, Mutation: m, Once: once})
+	if save.ErrorCode(err) == save.CodeIdempotencyKeyReused {
+		// A retry that raced its own first attempt: that attempt committed
+		// between the check above and this commit, from another save, so
+		// the hashes differ; the reason tells whether it is the same request.
+		if res, done, rerr := s.replayDerived(ctx, userID, actor, key, reason); done || rerr != nil {
+			return res, rerr
+		}
+	}
+	return res, err
+}
+
+// replayDerived answers a derived mutation whose key already has a ledger
+// entry: the stored answer under the same reason, IDEMPOTENCY_KEY_REUSED
+// under another. done is false when the key has no entry yet.
+func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Actor, key, reason string) (res MutationResult, done bool, err error) {
+	e, ok, err := s.LedgerEntryByID(ctx, userID, EntryID(actor, key))
+	if err != nil || !ok {
+		return MutationResult{}, false, err
+	}
+	if e.Reason != reason {
+		return MutationResult{}, true, save.Errorf(save.CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used for a different request; use a new key for a new request").
+			WithDetail("entryId", e.EntryID).WithDetail("committedVersion", e.Version)
+	}
+	var out Outcome
+	if err := json.Unmarshal([]byte(e.Response), &out); err != nil {
+		return MutationResult{}, true, fmt.Errorf("store: entry %s has no readable response: %w", e.EntryID, err)
+	}
+	s.metrics.replays.Add(1)
+	return MutationResult{Outcome: out, Body: []byte(e.Response), Replayed: true}, true, nil
 }
 
 // hasOp reports whether stored ops include one of kind.
