@@ -73,6 +73,14 @@ func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (A
 	case q.Limit < 0 || q.Limit > MaxLedgerPage:
 		return AuditPage{}, save.Errorf(save.CodeInvalidArgument, "limit must be between 1 and %d, got %d", MaxLedgerPage, q.Limit).WithDetail("field", "limit")
 	}
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{{"from", q.From}, {"to", q.To}} {
+		if !t.at.IsZero() && !inFirestoreRange(t.at) {
+			return AuditPage{}, save.Errorf(save.CodeInvalidArgument, "%s must be a time between the years 1 and 9999", t.name).WithDetail("field", t.name)
+		}
+	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
 		return AuditPage{}, save.Errorf(save.CodeInvalidArgument, "from must be before to").WithDetail("field", "from")
 	}
@@ -229,7 +237,7 @@ func changesOf(e LedgerEntry) []save.Change {
 func decodeAuditCursor(s string) (auditCursor, error) {
 	var c auditCursor
 	bad := save.Errorf(save.CodeInvalidArgument, "cursor is not one this service returned: pass nextCursor from the previous page unchanged").WithDetail("field", "cursor")
-	if err := decodeCursor(s, &c, bad); err != nil || c.Version <= 0 {
+	if err := decodeCursor(s, &c, bad); err != nil || c.Version <= 0 || !inFirestoreRange(time.UnixMicro(c.At)) {
 		return auditCursor{}, bad
 	}
 	return c, nil

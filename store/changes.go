@@ -137,7 +137,7 @@ func (c *Changes) decodeCursor(s string) (changesCursor, error) {
 	}
 	bad := save.Errorf(save.CodeInvalidArgument, "the cursor is not one this service issued; pass the cursor of the previous answer, or none to start from now")
 	var cur changesCursor
-	if err := decodeCursor(s, &cur, bad); err != nil || cur.From <= 0 {
+	if err := decodeCursor(s, &cur, bad); err != nil || cur.From <= 0 || !inFirestoreRange(time.UnixMicro(cur.From)) {
 		return changesCursor{}, bad
 	}
 	for _, id := range cur.Seen {

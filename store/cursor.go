@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"time"
 
 	"github.com/savesync/savesync/save"
 )
@@ -30,4 +31,15 @@ func decodeCursor(s string, position any, bad *save.Error) error {
 		return bad
 	}
 	return nil
+}
+
+// The times Firestore can store and compare: years 1 to 9999.
+var (
+	minFirestoreTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxFirestoreTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// inFirestoreRange reports whether t can be sent to Firestore in a query.
+func inFirestoreRange(t time.Time) bool {
+	return !t.Before(minFirestoreTime) && !t.After(maxFirestoreTime)
 }
