@@ -53,7 +53,7 @@ func setLeaf(raw map[string]any, path string, value any) error {
 		if path == "schemaVersion" {
 			return nil
 		}
-		return invalidf(path, "not a leaf of a save")
+		return setTreePath(raw, []string{path}, value)
 	}
 	switch section {
 	case keyCurrencies, keyStats, keyItems, keyLoadout, keySettings:
@@ -82,7 +82,79 @@ func setLeaf(raw map[string]any, path string, value any) error {
 		}
 		return nil
 	}
-	return invalidf(path, "not a leaf of a save")
+	// A path of an older schema, recorded by the migration that left it.
+	return setTreePath(raw, strings.Split(path, "."), value)
+}
+
+// setTreePath sets a value at a path of nested maps, creating the maps on
+// the way; nil removes the leaf.
+func setTreePath(tree map[string]any, path []string, value any) error {
+	for i, key := range path[:len(path)-1] {
+		next, ok := tree[key].(map[string]any)
+		if !ok {
+			if _, taken := tree[key]; taken && value != nil {
+				return invalidf(strings.Join(path[:i+1], "."), "is not a map in this save")
+			}
+			if value == nil {
+				return nil
+			}
+			next = make(map[string]any)
+			tree[key] = next
+		}
+		tree = next
+	}
+	if value == nil {
+		delete(tree, path[len(path)-1])
+	} else {
+		tree[path[len(path)-1]] = value
+	}
+	return nil
+}
+
+// DiffTrees lists the leaves that differ between two encoded saves, which
+// may be of different schemas (a migration's before and after): maps are
+// walked, anything else is a leaf, and a collection's element (its list of
+// adds) is one leaf, as Apply records it. Paths join keys with dots.
+func DiffTrees(old, new map[string]any) []Change {
+	var out []Change
+	diffTrees("", old, new, &out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func diffTrees(prefix string, old, new map[string]any, out *[]Change) {
+	keys := make(map[string]bool, len(old)+len(new))
+	for k := range old {
+		keys[k] = true
+	}
+	for k := range new {
+		keys[k] = true
+	}
+	for k := range keys {
+		path := k
+		if prefix != "" {
+			path = prefix + "." + k
+		}
+		o, oOK := old[k]
+		n, nOK := new[k]
+		om, oIsMap := o.(map[string]any)
+		nm, nIsMap := n.(map[string]any)
+		switch {
+		case oIsMap && nIsMap:
+			diffTrees(path, om, nm, out)
+		case oOK != nOK || !sameLeaf(o, n):
+			// A key on one side only is one change, whole, even a map:
+			// undoing it removes or restores the map itself.
+			*out = append(*out, Change{Path: path, Old: o, New: n})
+		}
+	}
+}
+
+// sameLeaf compares two leaves of encoded saves as JSON would.
+func sameLeaf(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
 // sectionMap returns raw[section] as a map, creating it when absent.

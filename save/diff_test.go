@@ -199,3 +199,33 @@ func TestChangeInt(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationChangesUndo diffs a save before and after a migration and
+// undoes the changes on the migrated save: the result is the old save,
+// paths of the older schema included.
+func TestMigrationChangesUndo(t *testing.T) {
+	c := sampleConfig(t)
+	v1 := map[string]any{"coins": int64(70), "inventory": map[string]any{"pirateHat": int64(1)}, "musicOn": false}
+	migrated, err := c.Migrate(v1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := DiffTrees(v1, migrated)
+	if len(changes) == 0 {
+		t.Fatal("no changes recorded for a migration that moves fields")
+	}
+	back := deepCopyMap(migrated)
+	if err := UndoChanges(back, changes); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(v1, back); diff != "" {
+		t.Errorf("undoing the migration's changes (-v1 +got):\n%s", diff)
+	}
+	forward := deepCopyMap(v1)
+	if err := RedoChanges(forward, changes); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(migrated, forward); diff != "" {
+		t.Errorf("redoing the migration's changes (-migrated +got):\n%s", diff)
+	}
+}

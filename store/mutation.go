@@ -311,6 +311,7 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 	if err != nil {
 		return nil, nil, err
 	}
+	migrated := st
 	schemaBefore := p.SchemaVersion
 	if !p.Exists {
 		schemaBefore = s.cfg.SchemaVersion
@@ -351,7 +352,12 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 			out.Changes = []save.Change{}
 		}
 		if len(ledger) == 0 && schemaBefore != s.cfg.SchemaVersion {
-			out.Changes = append([]save.Change{{Path: "schemaVersion", Old: int64(schemaBefore), New: int64(s.cfg.SchemaVersion)}}, out.Changes...)
+			// The first entry after a migration records what the migration
+			// changed, leaf by leaf, so the ledger still explains every value
+			// and time travel can walk back into the older schema.
+			migration := []save.Change{{Path: "schemaVersion", Old: int64(schemaBefore), New: int64(s.cfg.SchemaVersion)}}
+			migration = append(migration, save.DiffTrees(p.Raw, migrated.Encode())...)
+			out.Changes = append(migration, out.Changes...)
 		}
 		body, err := json.Marshal(out)
 		if err != nil {

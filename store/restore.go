@@ -84,8 +84,9 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 	}
 	var p Player
 	var entries []LedgerEntry
+	var schemas []int
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		entries = entries[:0]
+		entries, schemas = entries[:0], schemas[:0]
 		snap, err := tx.Get(s.fs.Doc(playerPath(userID)))
 		switch {
 		case status.Code(err) == codes.NotFound:
@@ -112,6 +113,8 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 				return err
 			}
 			entries = append(entries, decodeLedgerEntry(d.Ref.ID, d.Data()))
+			schemaBefore, _ := save.ChangeInt(d.Data()["schemaBefore"])
+			schemas = append(schemas, int(schemaBefore))
 		}
 	}, firestore.ReadOnly)
 	if err != nil {
@@ -125,11 +128,17 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		return nil, 0, nil, save.Errorf(save.CodeLimitExceeded, "version %d is more than %d entries back; ask for a later version", oldest, MaxRewind).
 			WithDetail("limit", MaxRewind)
 	}
-	st, err := s.currentState(p)
-	if err != nil {
+	if _, err := s.currentState(p); err != nil {
 		return nil, 0, nil, err
 	}
-	raw := st.Encode()
+	// Walk back from the save as stored, in the schema it was written
+	// with: entries record their changes in that schema, and the entry that
+	// migrated a save records the migration's changes too. Each version is
+	// migrated in memory to the current schema when captured.
+	raw, schemaAt := s.cfg.NewState().Encode(), s.cfg.SchemaVersion
+	if p.Exists && p.Raw != nil {
+		raw, schemaAt = cloneTree(p.Raw), p.SchemaVersion
+	}
 	want := make(map[int64]bool, len(versions))
 	for _, v := range versions {
 		want[v] = true
@@ -140,7 +149,7 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		if !want[v] {
 			return nil
 		}
-		decoded, err := s.cfg.DecodeState(cloneTree(raw))
+		decoded, err := s.cfg.LoadState(cloneTree(raw), schemaAt)
 		if err != nil {
 			return fmt.Errorf("store.SaveAt(%d, %d): the reconstructed save does not decode: %w", userID, v, err)
 		}
@@ -151,7 +160,7 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 	if err := capture(next); err != nil {
 		return nil, 0, nil, err
 	}
-	for _, e := range entries {
+	for i, e := range entries {
 		if e.Version == oldest {
 			// The entry that made the oldest version: only its time is needed.
 			times[e.Version] = e.CommittedAt
@@ -166,6 +175,9 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		}
 		if err := save.UndoChanges(raw, changesOf(e)); err != nil {
 			return nil, 0, nil, fmt.Errorf("store.SaveAt(%d): entry %s: %w", userID, e.EntryID, err)
+		}
+		if schemas[i] > 0 {
+			schemaAt = schemas[i]
 		}
 		next--
 		if err := capture(next); err != nil {

@@ -1,8 +1,13 @@
 package store_test
 
 import (
+	"os"
+	"slices"
+	"strings"
+
 	"context"
 	"fmt"
+	"github.com/savesync/savesync/internal/fstest"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -233,5 +238,77 @@ func TestRefundPurchase(t *testing.T) {
 				t.Fatalf("RefundPurchase(%s) = %v, want %s", tt.entry, err, tt.code)
 			}
 		})
+	}
+}
+
+// TestTimeTravelAcrossAMigration writes two versions under schema 2, then
+// one under schema 3 (which migrates the save and records what the
+// migration changed): every version is still shown, in today's schema.
+func TestTimeTravelAcrossAMigration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	data, err := os.ReadFile("../internal/fstest/game.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2json := strings.Replace(string(data), `"schemaVersion": 3`, `"schemaVersion": 2`, 1)
+	v2json = strings.Replace(v2json, `"music": {"type": "bool", "default": true},`, ``, 1)
+	v2json = v2json[:strings.Index(v2json, `    {"from": 2`)] + "  ]\n}\n"
+	v2json = strings.Replace(v2json, `"to": "currencies.coins"}}]},`, `"to": "currencies.coins"}}]}`, 1)
+	cfg2, err := save.ParseConfig([]byte(v2json))
+	if err != nil {
+		t.Fatalf("schema 2 config: %v", err)
+	}
+	// Schema 3 renames the xp stat: a migration that is not idempotent,
+	// so walking back must know which schema each version was in.
+	v3json := strings.Replace(string(data), `"xp": {`, `"experience": {`, 1)
+	v3json = strings.Replace(v3json, `{"from": 2, "steps": [`, `{"from": 2, "steps": [
+      {"renameKey": {"in": "stats", "from": "xp", "to": "experience"}},`, 1)
+	cfg3, err := save.ParseConfig([]byte(v3json))
+	if err != nil {
+		t.Fatalf("schema 3 config: %v", err)
+	}
+	project := fstest.Project(t)
+	c := fstest.Dial(t, project)
+	old := store.New(c.Firestore, c.GAPIC, project, cfg2, store.Options{})
+	now := store.New(c.Firestore, c.GAPIC, project, cfg3, store.Options{})
+	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}
+	add := func(st *store.Store, key, stat string, n int64) {
+		t.Helper()
+		if _, err := st.ApplyMutation(ctx, store.MutationRequest{UserID: 9301, Actor: server, IdempotencyKey: key,
+			Mutation: save.Mutation{Ops: []save.Op{{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: n}, {Kind: save.OpStatAdd, Stat: stat, Amount: n}}}}); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+	}
+	add(old, "v1", "xp", 5)
+	add(old, "v2", "xp", 10)
+	add(now, "v3", "experience", 1) // migrates the save from schema 2 to 3
+
+	entry, ok, err := now.LedgerEntryByID(ctx, 9301, store.EntryID(server, "v3"))
+	if err != nil || !ok {
+		t.Fatalf("entry v3: %v %v", ok, err)
+	}
+	var recorded []string
+	for _, ch := range entry.Changes.([]any) {
+		recorded = append(recorded, ch.(map[string]any)["path"].(string))
+	}
+	if !slices.Contains(recorded, "settings.music") || !slices.Contains(recorded, "stats.xp") || !slices.Contains(recorded, "schemaVersion") {
+		t.Errorf("the migrating entry records %v, want the schema change, settings.music and stats.xp", recorded)
+	}
+	for v, coins := range map[int64]int64{0: 100, 1: 105, 2: 115, 3: 116} {
+		got, err := now.SaveAt(ctx, 9301, v)
+		if err != nil {
+			t.Errorf("SaveAt(%d): %v", v, err)
+			continue
+		}
+		if n, _ := save.ChangeInt(got.Save["currencies"].(map[string]any)["coins"]); n != coins {
+			t.Errorf("SaveAt(%d) coins = %d, want %d", v, n, coins)
+		}
+		if n, _ := save.ChangeInt(got.Save["stats"].(map[string]any)["experience"]); n != coins-100 {
+			t.Errorf("SaveAt(%d) experience = %d, want %d (the xp of then, renamed)", v, n, coins-100)
+		}
+		if got.Save["settings"].(map[string]any)["music"] != true {
+			t.Errorf("SaveAt(%d) is not shown in today's schema: settings %v", v, got.Save["settings"])
+		}
 	}
 }
