@@ -73,17 +73,26 @@ func TestUndoAndRedoWalkThroughVersions(t *testing.T) {
 	}
 }
 
-func TestUndoChangesRefusesUnknownPaths(t *testing.T) {
-	for _, path := range []string{"coins", "wallet.coins", "collections.badges"} {
-		t.Run(path, func(t *testing.T) {
-			raw := map[string]any{}
-			err := UndoChanges(raw, []Change{{Path: path, Old: int64(1), New: int64(2)}})
-			if ErrorCode(err) != CodeInvalidArgument {
-				t.Fatalf("UndoChanges(%q) = %v, want INVALID_ARGUMENT", path, err)
-			}
-		})
+func TestUndoChangesPaths(t *testing.T) {
+	// A collection change names the collection and the element.
+	if err := UndoChanges(map[string]any{}, []Change{{Path: "collections.badges", Old: int64(1), New: int64(2)}}); ErrorCode(err) != CodeInvalidArgument {
+		t.Fatalf("UndoChanges(collections.badges) = %v, want INVALID_ARGUMENT", err)
 	}
-	raw := map[string]any{}
+	// A path through a value that is not a map cannot be set.
+	if err := UndoChanges(map[string]any{"wallet": int64(3)}, []Change{{Path: "wallet.coins", Old: int64(1)}}); ErrorCode(err) != CodeInvalidArgument {
+		t.Fatalf("UndoChanges(wallet.coins) through a number = %v, want INVALID_ARGUMENT", err)
+	}
+	// Paths of an older schema (recorded by the entry that migrated the
+	// save) are set in the tree as they were.
+	raw := map[string]any{"currencies": map[string]any{"coins": int64(2)}}
+	changes := []Change{{Path: "coins", Old: int64(2), New: nil}, {Path: "currencies", Old: nil, New: map[string]any{"coins": int64(2)}}}
+	if err := UndoChanges(raw, changes); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]any{"coins": int64(2)}, raw); diff != "" {
+		t.Errorf("undoing a migration's move (-want +got):\n%s", diff)
+	}
+	raw = map[string]any{}
 	if err := UndoChanges(raw, []Change{{Path: "schemaVersion", Old: int64(2), New: int64(3)}}); err != nil || len(raw) != 0 {
 		t.Fatalf("UndoChanges(schemaVersion) = %v, raw %v; want it skipped", err, raw)
 	}
