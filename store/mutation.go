@@ -27,6 +27,10 @@ type MutationRequest struct {
 	// purchase). The transaction records it beside the ledger entry; a later
 	// mutation naming it is refused with ALREADY_APPLIED.
 	Once string
+	// Settles names once-only things this mutation makes moot without
+	// doing them (a restore to before a purchase settles its refund): they
+	// are recorded as done by this entry unless already done.
+	Settles []string
 }
 
 // Outcome is what a committed mutation answers. Its JSON is stored in the
@@ -244,6 +248,9 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 		if pm.req.Once != "" {
 			names = append(names, s.onceName(userID, pm.req.Once))
 		}
+		for _, once := range pm.req.Settles {
+			names = append(names, s.onceName(userID, once))
+		}
 	}
 	var results []groupResult
 	var committed int64
@@ -377,6 +384,12 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 		if pm.req.Once != "" {
 			ledger = append(ledger, s.onceWrite(userID, pm.req.Once, out))
 			onceDone[pm.req.Once] = out.EntryID
+		}
+		for _, once := range pm.req.Settles {
+			if onceEntry(docs[s.onceName(userID, once)], onceDone[once]) == "" {
+				ledger = append(ledger, s.onceWrite(userID, once, out))
+				onceDone[once] = out.EntryID
+			}
 		}
 		inGroup[pm.entryID] = i
 		results[i] = groupResult{res: MutationResult{Outcome: out, Body: body}}

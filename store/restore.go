@@ -210,23 +210,52 @@ type RestoreRequest struct {
 // save changed between reading and restoring (retry).
 func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (MutationResult, error) {
 	reason := fmt.Sprintf("restore to version %d: %s", req.Version, req.Reason)
-	return s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, "", func() (save.Mutation, error) {
+	return s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, "", func() (MutationRequest, error) {
 		at, err := s.SaveAt(ctx, req.UserID, req.Version)
 		if err != nil {
-			return save.Mutation{}, err
+			return MutationRequest{}, err
 		}
 		tree, err := jsonTree(at.Save)
 		if err != nil {
-			return save.Mutation{}, err
+			return MutationRequest{}, err
+		}
+		// The purchases the restore undoes are settled: refunding one
+		// later would pay its price back a second time.
+		undone, err := s.purchasesAfter(ctx, req.UserID, req.Version, at.CurrentVersion)
+		if err != nil {
+			return MutationRequest{}, err
 		}
 		current := at.CurrentVersion
-		return save.Mutation{
-			ExpectedVersion: &current,
-			Ops:             []save.Op{{Kind: save.OpSaveReplace, Save: tree.(map[string]any)}},
-			Reason:          reason,
+		return MutationRequest{
+			Mutation: save.Mutation{
+				ExpectedVersion: &current,
+				Ops:             []save.Op{{Kind: save.OpSaveReplace, Save: tree.(map[string]any)}},
+				Reason:          reason,
+			},
+			Settles: undone,
 		}, nil
 	})
 }
+
+// purchasesAfter names the refunds of the purchases committed after
+// version from, up to version to.
+func (s *Store) purchasesAfter(ctx context.Context, userID, from, to int64) ([]string, error) {
+	docs, err := s.fs.Collection(playerPath(userID)+"/ledger").Where("version", ">", from).Where("version", "<=", to).
+		Select("ops").Documents(ctx).GetAll()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range docs {
+		if hasOp(d.Data()["ops"], save.OpPurchase) {
+			out = append(out, refundOnce(d.Ref.ID))
+		}
+	}
+	return out, nil
+}
+
+// refundOnce is the once-only name of refunding a purchase entry.
+func refundOnce(entryID string) string { return "refund of entry " + entryID }
 
 // RefundRequest asks to reverse a committed purchase.
 type RefundRequest struct {
@@ -266,21 +295,21 @@ func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundRe
 	reason := fmt.Sprintf("refund of entry %s (version %d): %s", req.EntryID, entry.Version, req.Reason)
 	// One purchase is refunded once, whichever operator asks and under
 	// whatever key: the refund records itself as done in its transaction.
-	once := "refund of entry " + req.EntryID
-	res, err := s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, once, func() (save.Mutation, error) {
+	once := refundOnce(req.EntryID)
+	res, err := s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, once, func() (MutationRequest, error) {
 		p, err := s.readPlayer(ctx, req.UserID)
 		if err != nil {
-			return save.Mutation{}, err
+			return MutationRequest{}, err
 		}
 		now, err := s.currentState(p)
 		if err != nil {
-			return save.Mutation{}, err
+			return MutationRequest{}, err
 		}
 		plan, err := s.cfg.PlanRefund(purchase, now)
 		if err != nil {
-			return save.Mutation{}, err
+			return MutationRequest{}, err
 		}
-		return save.Mutation{Ops: plan.Ops, Reason: reason}, nil
+		return MutationRequest{Mutation: save.Mutation{Ops: plan.Ops, Reason: reason}}, nil
 	})
 	if err != nil {
 		return RefundResult{}, err
@@ -294,18 +323,19 @@ func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundRe
 // names everything the caller asked for, does: an entry under the same
 // key and reason is replayed, under another reason it is
 // IDEMPOTENCY_KEY_REUSED.
-func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor, key, reason, once string, build func() (save.Mutation, error)) (MutationResult, error) {
+func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor, key, reason, once string, build func() (MutationRequest, error)) (MutationResult, error) {
 	if err := CheckIdempotencyKey(key); err != nil {
 		return MutationResult{}, err
 	}
 	if res, done, err := s.replayDerived(ctx, userID, actor, key, reason); done || err != nil {
 		return res, err
 	}
-	m, err := build()
+	req, err := build()
 	if err != nil {
 		return MutationResult{}, err
 	}
-	res, err := s.ApplyMutation(ctx, MutationRequest{UserID: userID, Actor: actor, IdempotencyKey: key, Mutation: m, Once: once})
+	req.UserID, req.Actor, req.IdempotencyKey, req.Once = userID, actor, key, once
+	res, err := s.ApplyMutation(ctx, req)
 	if save.ErrorCode(err) == save.CodeIdempotencyKeyReused {
 		// A retry that raced its own first attempt: that attempt committed
 		// between the check above and this commit, from another save, so

@@ -312,3 +312,49 @@ func TestTimeTravelAcrossAMigration(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreSettlesRefunds checks that a restore to before a purchase and a
+// refund of that purchase never both pay its price back, in either order.
+func TestRestoreSettlesRefunds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newAuditStore(t)
+	fan := save.Actor{Kind: save.ActorCompanion, ID: "uid-f"}
+	op := save.Actor{Kind: save.ActorAdmin, ID: "uid-op"}
+	coins := func(userID int64) int64 {
+		t.Helper()
+		p, err := st.GetPlayer(ctx, userID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := save.ChangeInt(p.Save["currencies"].(map[string]any)["coins"])
+		return n
+	}
+
+	// Restore first: the later refund is refused.
+	bought := apply(t, st, 7301, fan, "buy", save.Op{Kind: save.OpPurchase, SKU: "starter"})
+	if _, err := st.RestoreVersion(ctx, store.RestoreRequest{UserID: 7301, Version: 0, Actor: op, IdempotencyKey: "restore-1", Reason: "[ticket T-7]"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := st.RefundPurchase(ctx, store.RefundRequest{UserID: 7301, EntryID: bought.EntryID, Actor: op, IdempotencyKey: "refund-1", Reason: "[ticket T-8]"})
+	if save.ErrorCode(err) != save.CodeAlreadyApplied {
+		t.Errorf("refund after a restore that undid the purchase = %v, want ALREADY_APPLIED", err)
+	}
+	if got := coins(7301); got != 100 {
+		t.Errorf("coins = %d, want the 100 from before the purchase, paid back once", got)
+	}
+	ledgerSums(t, st, 7301)
+
+	// Refund first: the restore still applies (it sets the save back).
+	bought = apply(t, st, 7302, fan, "buy", save.Op{Kind: save.OpPurchase, SKU: "starter"})
+	if _, err := st.RefundPurchase(ctx, store.RefundRequest{UserID: 7302, EntryID: bought.EntryID, Actor: op, IdempotencyKey: "refund-2", Reason: "[ticket T-9]"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RestoreVersion(ctx, store.RestoreRequest{UserID: 7302, Version: 0, Actor: op, IdempotencyKey: "restore-2", Reason: "[ticket T-10]"}); err != nil {
+		t.Errorf("restore after a refund: %v, want it applied", err)
+	}
+	if got := coins(7302); got != 100 {
+		t.Errorf("coins = %d, want 100", got)
+	}
+	ledgerSums(t, st, 7302)
+}
