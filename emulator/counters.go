@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Counters counts what the emulator served, so tests and benchmarks can
@@ -279,6 +280,9 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRequestSize(req); err != nil {
+		return nil, err
+	}
 	resp, err := handler(ctx, req)
 	if drop && err == nil {
 		return nil, errDropped
@@ -305,21 +309,21 @@ type faultStream struct {
 	drop   bool
 }
 
-// RecvMsg applies the call's fault when the first request arrives.
+// RecvMsg applies the call's fault when the first request arrives and
+// rejects oversized requests.
 func (w *faultStream) RecvMsg(m any) error {
 	if err := w.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	if w.seen {
-		return nil
+	if !w.seen {
+		w.seen = true
+		drop, err := w.s.beforeCall(w.Context(), projectOf(m), w.method)
+		if err != nil {
+			return err
+		}
+		w.drop = drop
 	}
-	w.seen = true
-	drop, err := w.s.beforeCall(w.Context(), projectOf(m), w.method)
-	if err != nil {
-		return err
-	}
-	w.drop = drop
-	return nil
+	return checkRequestSize(m)
 }
 
 // SendMsg drops responses of a call whose response is to be lost.
@@ -328,4 +332,21 @@ func (w *faultStream) SendMsg(m any) error {
 		return nil
 	}
 	return w.ServerStream.SendMsg(m)
+}
+
+// maxRequestBytes is Cloud Firestore's maximum API request size (10 MiB).
+const maxRequestBytes = 10 << 20
+
+// checkRequestSize answers INVALID_ARGUMENT for a request larger than
+// maxRequestBytes, as Firestore does. (RESOURCE_EXHAUSTED would make the
+// client retry a Commit that can never succeed.)
+func checkRequestSize(req any) error {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	if n := proto.Size(m); n > maxRequestBytes {
+		return status.Errorf(codes.InvalidArgument, "request size %d bytes exceeds the maximum API request size of %d bytes (10 MiB)", n, maxRequestBytes)
+	}
+	return nil
 }

@@ -42,7 +42,7 @@ func (r abortReason) String() string {
 	case abortDeadlock:
 		return "the transaction was aborted to resolve a lock conflict with an older transaction"
 	case abortExpired:
-		return "the transaction has expired (idle for too long)"
+		return "the transaction has expired (idle for too long or open for too long)"
 	case abortRolledBack:
 		return "the transaction was rolled back"
 	case abortReset:
@@ -166,12 +166,23 @@ func (lt *lockTable) acquire(ctx context.Context, o *lockOwner, key string, mode
 	}
 }
 
-// abortedError is the status a request of an aborted owner gets.
+// errTxnInvalid is Cloud Firestore's answer to a request naming a transaction
+// that expired, was rolled back, was replaced by a retry, already committed or
+// never existed. It is INVALID_ARGUMENT, not ABORTED: the client must not
+// retry the same transaction id.
+var errTxnInvalid = status.Error(codes.InvalidArgument, "The referenced transaction has expired or is no longer valid.")
+
+// abortedError is the status a request of an aborted owner gets: ABORTED for
+// a deadlock victim or a reset database (the client retries the whole
+// transaction), INVALID_ARGUMENT for a transaction that is no longer valid.
 func abortedError(r abortReason) error {
-	if r == abortDeadlock {
+	switch r {
+	case abortDeadlock:
 		return errLockDeadlock
+	case abortReset:
+		return status.Errorf(codes.Aborted, "transaction aborted: %s", r)
 	}
-	return status.Errorf(codes.Aborted, "transaction aborted: %s", r)
+	return errTxnInvalid
 }
 
 func (lt *lockTable) grantable(e *lockEntry, o *lockOwner, mode lockMode) bool {

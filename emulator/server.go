@@ -34,6 +34,9 @@ type Options struct {
 	// TransactionIdleTimeout expires transactions idle for this long and
 	// releases their locks; 0 means Firestore's 60 s.
 	TransactionIdleTimeout time.Duration
+	// TransactionMaxLifetime expires transactions open for this long, busy
+	// or not, and releases their locks; 0 means Firestore's 270 s.
+	TransactionMaxLifetime time.Duration
 }
 
 // Server is a running emulator. It serves gRPC (google.firestore.v1) and a
@@ -43,6 +46,7 @@ type Server struct {
 
 	log         *slog.Logger
 	idleTimeout time.Duration
+	maxLifetime time.Duration
 
 	ln       net.Listener
 	grpcSrv  *grpc.Server
@@ -78,6 +82,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		log:         log,
 		idleTimeout: opts.TransactionIdleTimeout,
+		maxLifetime: opts.TransactionMaxLifetime,
 		stop:        make(chan struct{}),
 		dbs:         map[string]*database{},
 		txs:         transactions{byID: map[string]*txn{}},
@@ -85,6 +90,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if s.idleTimeout <= 0 {
 		s.idleTimeout = defaultTransactionIdleTimeout
+	}
+	if s.maxLifetime <= 0 {
+		s.maxLifetime = defaultTransactionMaxLifetime
 	}
 	if opts.DataDir != "" {
 		w, err := openWAL(opts.DataDir, s)
@@ -106,7 +114,9 @@ func Start(opts Options) (*Server, error) {
 	s.grpcSrv = grpc.NewServer(
 		grpc.UnaryInterceptor(s.unaryInterceptor),
 		grpc.StreamInterceptor(s.streamInterceptor),
-		grpc.MaxRecvMsgSize(64<<20),
+		// A little above MaxRequestBytes, so the interceptors see an
+		// oversized request and answer INVALID_ARGUMENT like Firestore.
+		grpc.MaxRecvMsgSize(maxRequestBytes+1<<20),
 		grpc.MaxSendMsgSize(64<<20),
 	)
 	firestorepb.RegisterFirestoreServer(s.grpcSrv, s)
@@ -218,7 +228,7 @@ func (s *Server) databaseFor(name, project string) *database {
 
 // maintain expires idle transactions and drops old versions.
 func (s *Server) maintain() {
-	every := min(time.Second, s.idleTimeout/4)
+	every := min(time.Second, s.idleTimeout/4, s.maxLifetime/4)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	lastGC := time.Now()

@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,12 +216,12 @@ func TestTransactionRollbackAndReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = g.Commit(ctx, &firestorepb.CommitRequest{Database: dbPath(p), Transaction: bt.Transaction})
-	if status.Code(err) != codes.Aborted {
-		t.Errorf("commit of rolled-back transaction: %v, want Aborted", err)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("commit of rolled-back transaction: %v, want InvalidArgument", err)
 	}
 	_, err = g.Commit(ctx, &firestorepb.CommitRequest{Database: dbPath(p), Transaction: []byte("0123456789abcdef")})
-	if status.Code(err) != codes.Aborted {
-		t.Errorf("commit of unknown transaction: %v, want Aborted", err)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("commit of unknown transaction: %v, want InvalidArgument", err)
 	}
 }
 
@@ -339,28 +340,28 @@ func TestIdleTransactionExpires(t *testing.T) {
 		if _, err := tx.Get(doc); err != nil {
 			return err
 		}
-		if attempts == 1 {
-			// Idle past the limit: the lock goes, a plain write gets through.
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if _, err := doc.Set(wctx, map[string]any{"n": int64(10)}); err != nil {
-				return err
-			}
+		// Idle past the limit: the lock goes, a plain write gets through.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := doc.Set(wctx, map[string]any{"n": int64(10)}); err != nil {
+			return err
 		}
 		return tx.Update(doc, []firestore.Update{{Path: "n", Value: firestore.Increment(1)}})
 	}, firestore.MaxAttempts(3))
-	if err != nil {
-		t.Fatalf("RunTransaction: %v", err)
+	// Like Cloud Firestore, an expired transaction is INVALID_ARGUMENT,
+	// which the client does not retry.
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "expired or is no longer valid") {
+		t.Fatalf("RunTransaction: %v, want InvalidArgument (transaction expired)", err)
 	}
-	if attempts != 2 {
-		t.Errorf("attempts = %d, want 2 (the expired attempt is aborted)", attempts)
+	if attempts != 1 {
+		t.Errorf("attempts = %d, want 1 (an expired transaction is not retried)", attempts)
 	}
 	snap, err := doc.Get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := snap.DataAt("n"); n != int64(11) {
-		t.Errorf("n = %v, want 11", n)
+	if n, _ := snap.DataAt("n"); n != int64(10) {
+		t.Errorf("n = %v, want 10 (the expired transaction wrote nothing)", n)
 	}
 	if a := srv.Counters(p).Aborts; a != 1 {
 		t.Errorf("aborts = %d, want 1", a)

@@ -14,6 +14,10 @@ import (
 // defaultTransactionIdleTimeout is Firestore's idle limit for transactions.
 const defaultTransactionIdleTimeout = 60 * time.Second
 
+// defaultTransactionMaxLifetime is Firestore's limit on a transaction's
+// total duration.
+const defaultTransactionMaxLifetime = 270 * time.Second
+
 // txnIDLen is the length of the transaction ids handed out.
 const txnIDLen = 16
 
@@ -30,6 +34,7 @@ type txn struct {
 	opMu sync.Mutex
 
 	// guarded by Server.txMu
+	started  time.Time
 	lastUsed time.Time
 	busy     int
 	ended    time.Time // when it committed, rolled back or aborted; zero while open
@@ -90,28 +95,37 @@ func (s *Server) beginTxn(db *database, opts *firestorepb.TransactionOptions) (*
 		t.owner = newLockOwner(age)
 	}
 	s.txs.mu.Lock()
-	t.lastUsed = time.Now()
+	t.started = time.Now()
+	t.lastUsed = t.started
 	s.txs.byID[t.id] = t
 	s.txs.mu.Unlock()
 	return t, nil
 }
 
 // useTxn finds an open transaction of db and marks it busy; the returned
-// function marks it idle again. Unknown, finished and aborted transactions
-// are ABORTED, like Firestore's "transaction has expired" answers; a
-// malformed id is INVALID_ARGUMENT.
+// function marks it idle again. Unknown, expired, rolled-back, replaced and
+// finished transactions are INVALID_ARGUMENT ("The referenced transaction has
+// expired or is no longer valid."), as in Cloud Firestore; only a deadlock
+// victim or a transaction of a reset database is ABORTED. A malformed id is
+// INVALID_ARGUMENT too.
 func (s *Server) useTxn(db *database, id []byte) (*txn, func(), error) {
 	if len(id) != txnIDLen {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "invalid transaction id")
 	}
+	now := time.Now()
 	s.txs.mu.Lock()
 	t := s.txs.byID[string(id)]
 	if t == nil || t.db != db {
 		s.txs.mu.Unlock()
-		return nil, nil, status.Errorf(codes.Aborted, "transaction not found or expired; retry the transaction")
+		return nil, nil, errTxnInvalid
+	}
+	if t.ended.IsZero() && s.txnExpired(t, now) {
+		s.txs.mu.Unlock()
+		s.endTxn(t, abortExpired)
+		return nil, nil, errTxnInvalid
 	}
 	t.busy++
-	t.lastUsed = time.Now()
+	t.lastUsed = now
 	s.txs.mu.Unlock()
 	done := func() {
 		s.txs.mu.Lock()
@@ -126,14 +140,24 @@ func (s *Server) useTxn(db *database, id []byte) (*txn, func(), error) {
 	return t, done, nil
 }
 
-// txnOpen returns an ABORTED error when t can no longer be used.
+// txnExpired reports whether the open transaction t has been idle longer
+// than the idle timeout or open longer than the maximum lifetime. The caller
+// holds s.txs.mu.
+func (s *Server) txnExpired(t *txn, now time.Time) bool {
+	if now.Sub(t.started) > s.maxLifetime {
+		return true
+	}
+	return t.busy == 0 && now.Sub(t.lastUsed) > s.idleTimeout
+}
+
+// txnOpen returns the error a request of t gets when t can no longer be used.
 func (s *Server) txnOpen(t *txn) error {
 	if t.owner == nil {
 		s.txs.mu.Lock()
 		ended := !t.ended.IsZero()
 		s.txs.mu.Unlock()
 		if ended {
-			return status.Errorf(codes.Aborted, "transaction has ended")
+			return errTxnInvalid
 		}
 		return nil
 	}
@@ -144,7 +168,7 @@ func (s *Server) txnOpen(t *txn) error {
 		return abortedError(t.owner.aborted)
 	}
 	if t.owner.finished {
-		return status.Errorf(codes.Aborted, "transaction has already been committed or rolled back")
+		return errTxnInvalid
 	}
 	return nil
 }
@@ -174,7 +198,8 @@ func (s *Server) finishTxn(t *txn) {
 	s.txs.mu.Unlock()
 }
 
-// sweepTxns expires idle transactions and forgets long-ended ones.
+// sweepTxns expires idle and too old transactions and forgets long-ended
+// ones.
 func (s *Server) sweepTxns(now time.Time) {
 	var expire []*txn
 	s.txs.mu.Lock()
@@ -184,7 +209,7 @@ func (s *Server) sweepTxns(now time.Time) {
 			if now.Sub(t.ended) > 2*time.Minute {
 				delete(s.txs.byID, id)
 			}
-		case t.busy == 0 && now.Sub(t.lastUsed) > s.idleTimeout:
+		case s.txnExpired(t, now):
 			expire = append(expire, t)
 		}
 	}

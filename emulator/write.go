@@ -15,6 +15,10 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
+// maxFieldTransforms is Firestore's limit on field transforms applied to one
+// document in one commit.
+const maxFieldTransforms = 500
+
 // maxPlainWriteAttempts bounds how often a non-transactional write that lost
 // a deadlock is retried inside the server (it keeps its age, so it soon wins).
 const maxPlainWriteAttempts = 50
@@ -51,7 +55,7 @@ func (s *Server) Rollback(ctx context.Context, req *firestorepb.RollbackRequest)
 	t := s.txs.byID[string(req.GetTransaction())]
 	s.txs.mu.Unlock()
 	if t == nil || t.db != db {
-		return nil, status.Errorf(codes.InvalidArgument, "transaction not found or expired")
+		return nil, errTxnInvalid
 	}
 	s.endTxn(t, abortRolledBack)
 	return &emptypb.Empty{}, nil
@@ -183,13 +187,16 @@ func (s *Server) BatchWrite(ctx context.Context, req *firestorepb.BatchWriteRequ
 	return resp, nil
 }
 
-// writeNames checks the target of every write and returns the document
-// names. unique rejects two writes to one document (BatchWrite).
+// writeNames checks the target of every write and the number of field
+// transforms per document (at most 500 in one commit), and returns the
+// document names. unique rejects two writes to one document (BatchWrite).
 func (s *Server) writeNames(db *database, writes []*firestorepb.Write, unique bool) ([]string, error) {
 	names := make([]string, 0, len(writes))
 	seen := map[string]bool{}
+	transforms := map[string]int{}
 	for _, w := range writes {
 		var name string
+		n := len(w.GetUpdateTransforms())
 		switch op := w.GetOperation().(type) {
 		case *firestorepb.Write_Update:
 			name = op.Update.GetName()
@@ -197,6 +204,7 @@ func (s *Server) writeNames(db *database, writes []*firestorepb.Write, unique bo
 			name = op.Delete
 		case *firestorepb.Write_Transform:
 			name = op.Transform.GetDocument()
+			n += len(op.Transform.GetFieldTransforms())
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "write has no operation")
 		}
@@ -208,6 +216,9 @@ func (s *Server) writeNames(db *database, writes []*firestorepb.Write, unique bo
 		}
 		seen[name] = true
 		names = append(names, name)
+		if transforms[name] += n; transforms[name] > maxFieldTransforms {
+			return nil, status.Errorf(codes.InvalidArgument, "document %q: %d field transforms in one commit exceed the maximum of %d", name, transforms[name], maxFieldTransforms)
+		}
 	}
 	return names, nil
 }

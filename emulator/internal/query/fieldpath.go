@@ -67,6 +67,9 @@ func ParseFieldPath(s string) ([]string, error) {
 		}
 		segs = append(segs, seg)
 		if i == len(s) {
+			if n := pathBytes(segs); n > MaxFieldPathBytes {
+				return nil, status.Errorf(codes.InvalidArgument, "invalid field path %.200q...: %d bytes, more than the maximum of %d bytes", s, n, MaxFieldPathBytes)
+			}
 			return segs, nil
 		}
 		if s[i] != '.' {

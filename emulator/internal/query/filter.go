@@ -24,6 +24,10 @@ type matcher func(d *docView) bool
 // cross-filter rules.
 type filterInfo struct {
 	notIn, notEqual, in, arrayContainsAny, or int
+	notNull, notNaN                           int
+	// arrayContainsAnyPerTerm is the most ARRAY_CONTAINS_ANY filters in one
+	// conjunction of the filter's disjunctive normal form.
+	arrayContainsAnyPerTerm int
 	// inequality holds the fields of inequality filters, in order of
 	// appearance, each once.
 	inequality [][]string
@@ -115,6 +119,9 @@ func compileFieldFilter(f *firestorepb.StructuredQuery_FieldFilter, fi *filterIn
 	v := f.GetValue()
 	if v == nil || v.GetValueType() == nil {
 		return nil, 0, status.Errorf(codes.InvalidArgument, "filter on %s (%v) has no value", FormatFieldPath(path), op)
+	}
+	if err := checkTimestamps(v); err != nil {
+		return nil, 0, status.Errorf(codes.InvalidArgument, "filter on %s (%v): %s", FormatFieldPath(path), op, err.Error())
 	}
 	isName := isNamePath(path)
 	terms := 1
@@ -259,12 +266,14 @@ func compileUnary(u *firestorepb.StructuredQuery_UnaryFilter, fi *filterInfo) (m
 			return ok && isNaN(x)
 		}, 1, nil
 	case firestorepb.StructuredQuery_UnaryFilter_IS_NOT_NULL:
+		fi.notNull++
 		fi.addInequality(path)
 		return func(d *docView) bool {
 			x, ok := get(d)
 			return ok && rank(x) != rankNull
 		}, 1, nil
 	case firestorepb.StructuredQuery_UnaryFilter_IS_NOT_NAN:
+		fi.notNaN++
 		fi.addInequality(path)
 		return func(d *docView) bool {
 			x, ok := get(d)
@@ -275,10 +284,14 @@ func compileUnary(u *firestorepb.StructuredQuery_UnaryFilter, fi *filterInfo) (m
 	}
 }
 
-// checkFilterCombination applies the rules that span the whole filter.
+// checkFilterCombination applies the rules that span the whole filter, as
+// the API documents them for each operator.
 func checkFilterCombination(fi *filterInfo, terms int) error {
 	if terms > maxDisjunctions {
 		return status.Errorf(codes.InvalidArgument, "the filter has more than %d disjunctions in disjunctive normal form (IN and ARRAY_CONTAINS_ANY values and OR branches multiply)", maxDisjunctions)
+	}
+	if fi.arrayContainsAnyPerTerm > 1 {
+		return status.Errorf(codes.InvalidArgument, "a query can have at most one ARRAY_CONTAINS_ANY filter per disjunction")
 	}
 	if fi.notIn > 0 {
 		switch {
@@ -292,6 +305,58 @@ func checkFilterCombination(fi *filterInfo, terms int) error {
 			return status.Errorf(codes.InvalidArgument, "NOT_IN cannot be combined with ARRAY_CONTAINS_ANY filters")
 		case fi.notEqual > 0:
 			return status.Errorf(codes.InvalidArgument, "NOT_IN cannot be combined with NOT_EQUAL filters")
+		case fi.notNull > 0:
+			return status.Errorf(codes.InvalidArgument, "NOT_IN cannot be combined with IS_NOT_NULL filters")
+		case fi.notNaN > 0:
+			return status.Errorf(codes.InvalidArgument, "NOT_IN cannot be combined with IS_NOT_NAN filters")
+		}
+	}
+	return nil
+}
+
+// arrayContainsAnyPerTerm returns the most ARRAY_CONTAINS_ANY filters that
+// end up in one conjunction when f is put in disjunctive normal form: the
+// branches of an AND add up, the branches of an OR are alternatives.
+func arrayContainsAnyPerTerm(f *firestorepb.StructuredQuery_Filter) int {
+	switch x := f.GetFilterType().(type) {
+	case *firestorepb.StructuredQuery_Filter_CompositeFilter:
+		n := 0
+		for _, sub := range x.CompositeFilter.GetFilters() {
+			m := arrayContainsAnyPerTerm(sub)
+			if x.CompositeFilter.GetOp() == firestorepb.StructuredQuery_CompositeFilter_OR {
+				n = max(n, m)
+			} else {
+				n += m
+			}
+		}
+		return n
+	case *firestorepb.StructuredQuery_Filter_FieldFilter:
+		if x.FieldFilter.GetOp() == firestorepb.StructuredQuery_FieldFilter_ARRAY_CONTAINS_ANY {
+			return 1
+		}
+	}
+	return 0
+}
+
+// checkTimestamps rejects a query value holding (at any depth) a timestamp
+// outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.999999999Z.
+func checkTimestamps(v *firestorepb.Value) error {
+	switch x := v.GetValueType().(type) {
+	case *firestorepb.Value_TimestampValue:
+		if !validTimestamp(x.TimestampValue) {
+			return idError("timestamp must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z")
+		}
+	case *firestorepb.Value_ArrayValue:
+		for _, e := range x.ArrayValue.GetValues() {
+			if err := checkTimestamps(e); err != nil {
+				return err
+			}
+		}
+	case *firestorepb.Value_MapValue:
+		for _, e := range x.MapValue.GetFields() {
+			if err := checkTimestamps(e); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

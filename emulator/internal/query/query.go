@@ -112,6 +112,7 @@ func compile(parent string, q *firestorepb.StructuredQuery) (*plan, error) {
 		if err != nil {
 			return nil, err
 		}
+		fi.arrayContainsAnyPerTerm = arrayContainsAnyPerTerm(q.GetWhere())
 		if err := checkFilterCombination(fi, terms); err != nil {
 			return nil, err
 		}
@@ -238,6 +239,9 @@ func (p *plan) checkCursor(which string, c *firestorepb.Cursor) error {
 	for i, v := range c.GetValues() {
 		if v.GetValueType() == nil {
 			return status.Errorf(codes.InvalidArgument, "%s cursor value %d has no value", which, i)
+		}
+		if err := checkTimestamps(v); err != nil {
+			return status.Errorf(codes.InvalidArgument, "%s cursor value %d: %s", which, i, err.Error())
 		}
 		if !isNamePath(p.orders[i].path) {
 			continue

@@ -8,6 +8,7 @@ import (
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Firestore limits on documents and names.
@@ -20,13 +21,23 @@ const (
 	MaxDepth = 20
 	// MaxIDBytes is the longest collection id, document id or field name.
 	MaxIDBytes = 1500
+	// MaxNameBytes is the longest document name, counted after
+	// ".../documents/".
+	MaxNameBytes = 6 << 10
+	// MaxCollectionDepth is the most collections on the path to a document
+	// (a top-level collection and its nested subcollections).
+	MaxCollectionDepth = 100
+	// MaxFieldPathBytes is the longest field path: the field names from the
+	// top of the document down to the field, joined with dots.
+	MaxFieldPathBytes = 1500
 )
 
 // ValidateName checks that name is a document name
 // "projects/{project}/databases/{database}/documents/{collection}/{id}[/{collection}/{id}...]"
 // whose collection ids and document ids are valid UTF-8, non-empty, at most
-// 1,500 bytes, not "." or "..", and do not match __.*__. It returns an
-// InvalidArgument status error describing the first problem.
+// 1,500 bytes, not "." or "..", and do not match __.*__; the part after
+// "documents/" is at most 6 KiB and crosses at most 100 collections. It
+// returns an InvalidArgument status error describing the first problem.
 func ValidateName(name string) error {
 	_, path, err := splitName(name)
 	if err != nil {
@@ -48,6 +59,12 @@ func splitName(name string) (root string, path []string, err error) {
 	}
 	root = strings.Join(parts[:5], "/")
 	path = parts[5:]
+	if rest := len(name) - len(root) - 1; rest > MaxNameBytes {
+		return "", nil, status.Errorf(codes.InvalidArgument, "resource name %.100q...: the path after documents/ is %d bytes, more than the maximum of %d bytes (6 KiB)", name, rest, MaxNameBytes)
+	}
+	if depth := (len(path) + 1) / 2; depth > MaxCollectionDepth {
+		return "", nil, status.Errorf(codes.InvalidArgument, "resource name %.100q...: %d nested collections exceed the maximum depth of %d", name, depth, MaxCollectionDepth)
+	}
 	for i, seg := range path {
 		kind := "collection id"
 		if i%2 == 1 {
@@ -120,6 +137,8 @@ func validateField(name string, v *firestorepb.Value, path []string, depth int) 
 		return status.Errorf(codes.InvalidArgument, "field %s: field names cannot be longer than 1500 bytes", FormatFieldPath(path))
 	case isReserved(name):
 		return status.Errorf(codes.InvalidArgument, "field %s: field names matching __.*__ are reserved", FormatFieldPath(path))
+	case len(path) > 1 && pathBytes(path) > MaxFieldPathBytes:
+		return status.Errorf(codes.InvalidArgument, "field %.200s...: the field path is %d bytes, more than the maximum of %d bytes", FormatFieldPath(path), pathBytes(path), MaxFieldPathBytes)
 	}
 	return validateValue(v, path, depth)
 }
@@ -133,7 +152,7 @@ func validateValue(v *firestorepb.Value, path []string, depth int) error {
 		return nil
 	case *firestorepb.Value_TimestampValue:
 		ts := x.TimestampValue
-		if ts == nil || ts.GetNanos() < 0 || ts.GetNanos() > 999_999_999 || ts.GetSeconds() < minTimestampSeconds || ts.GetSeconds() > maxTimestampSeconds {
+		if !validTimestamp(ts) {
 			return status.Errorf(codes.InvalidArgument, "field %s: timestamp must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z", where)
 		}
 	case *firestorepb.Value_StringValue:
@@ -184,6 +203,21 @@ func validateValue(v *firestorepb.Value, path []string, depth int) error {
 		return status.Errorf(codes.InvalidArgument, "field %s: expression values cannot be stored in a document", where)
 	}
 	return nil
+}
+
+// pathBytes is the length of a field path: its field names joined with dots.
+func pathBytes(path []string) int {
+	n := len(path) - 1
+	for _, p := range path {
+		n += len(p)
+	}
+	return n
+}
+
+// validTimestamp reports whether ts is within 0001-01-01T00:00:00Z and
+// 9999-12-31T23:59:59.999999999Z.
+func validTimestamp(ts *timestamppb.Timestamp) bool {
+	return ts != nil && ts.GetNanos() >= 0 && ts.GetNanos() <= 999_999_999 && ts.GetSeconds() >= minTimestampSeconds && ts.GetSeconds() <= maxTimestampSeconds
 }
 
 // Seconds since the Unix epoch of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
