@@ -234,12 +234,8 @@ func (a *AdminAPI) postCompensation(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req compensationBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	reason, err := ticketedReason(req.Reason, req.Ticket)
@@ -303,12 +299,8 @@ func (a *AdminAPI) postRestore(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req restoreBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if req.Version == nil || *req.Version < 0 {

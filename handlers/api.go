@@ -60,6 +60,16 @@ func readBody(c *gin.Context) ([]byte, error) {
 	return b, nil
 }
 
+// bindJSON reads the request body within the size limit and decodes it
+// strictly (see decodeJSON).
+func bindJSON(c *gin.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(body, v)
+}
+
 // decodeJSON strictly decodes a JSON body into v: unknown fields, wrong
 // types and trailing data are refused with a message naming the problem.
 func decodeJSON(body []byte, v any) error {

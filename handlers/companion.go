@@ -160,12 +160,8 @@ type redeemView struct {
 // UNAVAILABLE and the same request may be retried: redeeming again for the
 // same player answers the existing link and sets the claim again.
 func (a *CompanionAPI) redeemLinkCode(c *gin.Context) error {
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req redeemBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if req.UserID <= 0 {
@@ -229,12 +225,8 @@ type purchaseBody struct {
 
 // postPurchase buys a catalog SKU for the linked player.
 func (a *CompanionAPI) postPurchase(c *gin.Context) error {
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req purchaseBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if req.SKU == "" {
@@ -250,12 +242,8 @@ type settingBody struct {
 
 // putSetting sets one setting (last writer wins).
 func (a *CompanionAPI) putSetting(c *gin.Context) error {
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req settingBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if len(req.Value) == 0 {
@@ -272,12 +260,8 @@ type collectionBody struct {
 // addToCollection adds an element to a collection (add wins over a
 // concurrent remove).
 func (a *CompanionAPI) addToCollection(c *gin.Context) error {
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req collectionBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	return a.applyOps(c, map[string]any{"op": save.OpCollectionAdd, "collection": c.Param("collection"), "element": req.Element})

@@ -80,12 +80,8 @@ func (a *API) postMutationBatch(c *gin.Context) error {
 	if err := a.checkSchemaHeader(c); err != nil {
 		return err
 	}
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req batchBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if len(req.Mutations) == 0 || len(req.Mutations) > maxBatch {

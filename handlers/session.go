@@ -21,12 +21,8 @@ type joinBody struct {
 
 // joinSession pulls a player's save and takes the session lease.
 func (a *API) joinSession(c *gin.Context) error {
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req joinBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if req.UserID <= 0 {
@@ -128,12 +124,8 @@ type renewResult struct {
 // hundred players would otherwise spend a fifth of Roblox's HTTP budget on
 // renewals alone.
 func (a *API) renewSessions(c *gin.Context) error {
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var req renewBatchBody
-	if err := decodeJSON(body, &req); err != nil {
+	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if len(req.SessionIDs) == 0 || len(req.SessionIDs) > maxBatch {
