@@ -183,6 +183,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.pubsubEmulatorHost = r.hostPort(envPubSubEmulatorHost)
 	c.authEmulatorHost = r.hostPort(envAuthEmulatorHost)
 	c.cloud = c.project != "" && c.firestoreEmulatorHost == ""
+	if c.cloud && c.authEmulatorHost != "" {
+		// The Admin SDK does not check signatures when it talks to the Auth
+		// emulator: in Google Cloud that would accept forged ID tokens.
+		r.bad(envAuthEmulatorHost, c.authEmulatorHost, "unset it in Google Cloud: with it the Admin SDK accepts unsigned ID tokens; set it only with emulators (%s)", envFirestoreEmulatorHost)
+	}
 	if c.project == "" {
 		c.project = embeddedProject
 	}

@@ -142,6 +142,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"universe id not a number", map[string]string{envRobloxUniverseID: "abc"}, envRobloxUniverseID},
 		{"api key without universe", map[string]string{envRobloxAPIKey: "secret"}, envRobloxUniverseID},
 		{"outbox relay neither on nor off", map[string]string{envOutboxRelay: "yes"}, envOutboxRelay},
+		{"auth emulator in Google Cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey, envAuthEmulatorHost: "127.0.0.1:9099"}, envAuthEmulatorHost},
 		{"keys of two universes", map[string]string{envServerKeys: "1:" + validHash + ",2:" + validHash}, envServerKeys},
 		{"universe other than the keys'", map[string]string{envServerKeys: "1:" + validHash, envRobloxUniverseID: "2"}, envRobloxUniverseID},
 	}

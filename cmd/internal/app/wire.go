@@ -298,16 +298,24 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 		logger.Info("Roblox Open Cloud forwarder off: set " + envRobloxAPIKey + " and " + envRobloxUniverseID + " to deliver invalidations through MessagingService; game servers can long-poll /v1/servers/{jobId}/changes")
 		return nil
 	}
-	fwd, err := ssevents.NewForwarder(a.pubsub, ssevents.ForwarderOptions{
+	opts := ssevents.ForwarderOptions{
 		Subscription:      subscription,
 		UniverseID:        cfg.robloxUniverseID,
 		APIKey:            cfg.robloxAPIKey,
 		ConcurrentPlayers: cfg.robloxConcurrentPlayers,
-	})
-	if err != nil {
+	}
+	if _, err := ssevents.NewForwarder(a.pubsub, opts); err != nil {
 		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
-	a.goWork(workCtx, logger, "Open Cloud forwarder", fwd.Run)
+	// A forwarder is spent once its Run returns (it stops its publishers),
+	// so every restart after a failed Receive gets a fresh one.
+	a.goWork(workCtx, logger, "Open Cloud forwarder", func(ctx context.Context) error {
+		fwd, err := ssevents.NewForwarder(a.pubsub, opts)
+		if err != nil {
+			return err
+		}
+		return fwd.Run(ctx)
+	})
 	logger.Info("Roblox Open Cloud forwarder on", slog.Int64("universe", cfg.robloxUniverseID))
 	return nil
 }
