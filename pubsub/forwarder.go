@@ -433,7 +433,10 @@ func (f *Forwarder) forward(ctx context.Context, chunk []*playerVersion) error {
 		if attempts == f.opts.MaxAttempts {
 			break
 		}
-		if err := f.opts.Sleep(ctx, max(f.backoff(attempts), retryAfter)); err != nil {
+		// An invalidation is worth seconds, not hours: a long Retry-After
+		// is honoured only up to MaxBackoff, so one throttled chunk cannot
+		// hold every other invalidation behind it.
+		if err := f.opts.Sleep(ctx, min(max(f.backoff(attempts), retryAfter), f.opts.MaxBackoff)); err != nil {
 			return err
 		}
 	}
