@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"time"
@@ -125,7 +127,14 @@ type changesCursor struct {
 	Seen []string `json:"s,omitempty"`
 }
 
-// seenPrefix is how much of an entry id a cursor keeps: 48 bits, ample
+// seenID is how a cursor remembers an entry: a prefix of the hash of its
+// path (player and entry id).
+func seenID(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return hex.EncodeToString(sum[:])[:seenPrefix]
+}
+
+// seenPrefix is how much of an entry's hash a cursor keeps: 48 bits, ample
 // for the few entries of one settle window.
 const seenPrefix = 12
 
@@ -176,10 +185,9 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 		if err := d.DataTo(&e); err != nil {
 			return ChangesPage{}, cur, fmt.Errorf("store.Changes(%s): %w", d.Ref.Path, err)
 		}
-		prefix := d.Ref.ID
-		if len(prefix) > seenPrefix {
-			prefix = prefix[:seenPrefix]
-		}
+		// The entry's full path, not its id: the same caller and key make
+		// the same id under different players.
+		prefix := seenID(d.Ref.Path)
 		if seen[prefix] {
 			kept = append(kept, read{e.CommittedAt, prefix})
 			continue

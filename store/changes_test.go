@@ -187,3 +187,36 @@ func TestChangesRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestChangesSameKeyForTwoPlayers sends the same caller's same key to two
+// held players (an operator compensating an incident): both changes reach
+// the holding server, though their entry ids are equal.
+func TestChangesSameKeyForTwoPlayers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newOutboxStore(t, store.Options{})
+	ch := store.NewChanges(st, store.ChangesOptions{PollInterval: 10 * time.Millisecond, PageSize: 1})
+	mustJoin(t, st, 61, "job-r")
+	mustJoin(t, st, 62, "job-r")
+	start, err := ch.Wait(ctx, "job-r", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := save.Actor{Kind: save.ActorAdmin, ID: "uid-support"}
+	for _, user := range []int64{61, 62} {
+		mustMutate(t, st, store.MutationRequest{UserID: user, Actor: admin, IdempotencyKey: "incident-42", Mutation: coinsAdd(10)})
+	}
+	var got []string
+	cursor := start.Cursor
+	for range 4 {
+		p, err := ch.Wait(ctx, "job-r", cursor, 50*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor = p.Cursor
+		got = append(got, changeKeys(p.Changes)...)
+	}
+	if diff := cmp.Diff([]string{"61@1", "62@1"}, got); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+}
