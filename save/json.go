@@ -250,11 +250,26 @@ type object struct {
 }
 
 func asObject(v any, path string) (*object, error) {
-	m, ok := v.(map[string]any)
+	m, ok := objectValue(v)
 	if !ok {
 		return nil, invalidf(path, "must be an object, got %s", jsonType(v))
 	}
 	return &object{path: path, m: m, seen: make(map[string]bool, len(m))}, nil
+}
+
+// objectValue reads a JSON object. An empty array counts as an empty
+// object: Roblox's HttpService:JSONEncode turns every empty table into [],
+// so a game script cannot send {}.
+func objectValue(v any) (map[string]any, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		return x, true
+	case []any:
+		if len(x) == 0 {
+			return map[string]any{}, true
+		}
+	}
+	return nil, false
 }
 
 func (o *object) field(key string) string { return joinPath(o.path, key) }

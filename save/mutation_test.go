@@ -714,3 +714,24 @@ func TestCompanionCannotAddWhatTheCatalogSells(t *testing.T) {
 		t.Errorf("a SKU granting into a companion-editable collection: %v, want a config error naming companionEditable", err)
 	}
 }
+
+// TestEmptyArraysAreEmptyObjects decodes what Roblox's JSONEncode sends for
+// empty tables ([]) where the API expects objects.
+func TestEmptyArraysAreEmptyObjects(t *testing.T) {
+	c := sampleConfig(t)
+	m, err := DecodeMutation([]byte(`{"expectedVersion":0,"ops":[{"op":"inventory.swap","remove":{"wood":1},"add":[]},{"op":"save.replace","save":{"currencies":{"coins":5},"items":[],"loadout":[],"settings":[],"collections":{"badges":[]}}}]}`))
+	if err != nil {
+		t.Fatalf("DecodeMutation: %v", err)
+	}
+	if m.Ops[0].Add == nil || len(m.Ops[0].Add) != 0 {
+		t.Errorf("add = %#v, want an empty map", m.Ops[0].Add)
+	}
+	st := c.NewState()
+	st.Items["wood"] = 1
+	if _, err := c.Apply(st, 0, m, Actor{Kind: ActorServer, ID: "job-1"}); err != nil {
+		t.Errorf("Apply: %v", err)
+	}
+	if _, err := DecodeMutation([]byte(`{"ops":[{"op":"inventory.swap","remove":[1],"add":{}}]}`)); ErrorCode(err) != CodeInvalidArgument {
+		t.Errorf("a non-empty array where an object belongs: %v, want INVALID_ARGUMENT", err)
+	}
+}

@@ -151,9 +151,11 @@ func decodeOp(v any, path string) (Op, error) {
 		return Op{}, err
 	}
 	if v, ok := o.get("save"); ok {
-		if _, isObj := v.(map[string]any); !isObj {
+		m, isObj := objectValue(v)
+		if !isObj {
 			return Op{}, invalidf(o.field("save"), "must be an object, got %s", jsonType(v))
 		}
+		v = m
 		pv, err := plainValue(v, o.field("save"))
 		if err != nil {
 			return Op{}, err

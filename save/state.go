@@ -269,7 +269,7 @@ func rawMap(raw map[string]any, key string) (map[string]any, error) {
 	if !ok || v == nil {
 		return nil, nil
 	}
-	m, ok := v.(map[string]any)
+	m, ok := objectValue(v)
 	if !ok {
 		return nil, invalidf(key, "must be an object, got %s", jsonType(v))
 	}

@@ -127,7 +127,7 @@ func TestDecodeStateErrors(t *testing.T) {
 		field string
 	}{
 		{"unknown top-level", map[string]any{"coins": int64(1)}, "coins"},
-		{"section not an object", map[string]any{"currencies": []any{}}, "currencies"},
+		{"section not an object", map[string]any{"currencies": []any{int64(1)}}, "currencies"},
 		{"unknown currency", map[string]any{"currencies": map[string]any{"diamonds": int64(1)}}, "currencies.diamonds"},
 		{"below floor", map[string]any{"currencies": map[string]any{"coins": int64(-1)}}, "currencies.coins"},
 		{"above cap", map[string]any{"stats": map[string]any{"level": int64(501)}}, "stats.level"},
