@@ -2,13 +2,17 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/url"
 	"slices"
 	"strconv"
 
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
+	"firebase.google.com/go/v4/errorutils"
 	"github.com/gin-gonic/gin"
 	"google.golang.org/api/option"
 
@@ -198,11 +202,21 @@ func tokenError(err error) error {
 	case auth.IsIDTokenInvalid(err):
 		return save.Errorf(save.CodeUnauthenticated, "the ID token is not valid for this project: send the ID token of a signed-in user").
 			WithDetail("reason", reasonTokenInvalid)
-	case auth.IsCertificateFetchFailed(err):
+	case auth.IsCertificateFetchFailed(err), isNetworkError(err):
 		return save.Errorf(save.CodeUnavailable, "ID tokens cannot be checked right now; retry shortly")
 	default:
 		return fmt.Errorf("verify ID token: %w", err)
 	}
+}
+
+// isNetworkError reports whether Firebase Auth could not be reached or
+// answered that it is unavailable (the revocation check calls it for every
+// request).
+func isNetworkError(err error) bool {
+	var netErr net.Error
+	var urlErr *url.Error
+	return errorutils.IsUnavailable(err) || errorutils.IsDeadlineExceeded(err) ||
+		errors.As(err, &netErr) || errors.As(err, &urlErr)
 }
 
 // claimUserID reads a Roblox user id claim, which JSON delivers as a number

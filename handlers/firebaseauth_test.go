@@ -21,6 +21,9 @@ import (
 
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
+
+	"github.com/savesync/savesync/handlers"
+	"github.com/savesync/savesync/save"
 )
 
 // The companion tests run against the real Firebase Auth emulator. When
@@ -252,4 +255,24 @@ func unsignedToken(t testing.TB, claims map[string]any) string {
 		t.Fatal(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p) + "."
+}
+
+// TestAuthUnreachableIsUnavailable verifies a well-formed token while
+// Firebase Auth cannot be reached: the caller is told to retry (503), not
+// that its token is bad, and nothing internal leaks.
+func TestAuthUnreachableIsUnavailable(t *testing.T) {
+	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
+	fa, err := handlers.NewFirebaseAuth(context.Background(), authProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	token := unsignedToken(t, map[string]any{
+		"aud": authProject, "iss": "https://securetoken.google.com/" + authProject,
+		"sub": "uid-1", "user_id": "uid-1", "auth_time": now, "iat": now, "exp": now + 3600,
+	})
+	_, err = fa.Verify(context.Background(), token)
+	if save.ErrorCode(err) != save.CodeUnavailable {
+		t.Errorf("Verify with Firebase Auth unreachable = %v, want UNAVAILABLE", err)
+	}
 }
