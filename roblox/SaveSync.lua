@@ -68,8 +68,11 @@ local DEFAULTS = {
 	clock = nil, -- function returning seconds (os.clock)
 }
 
--- DataStore keys may not be written more than once per this many seconds.
-local KEY_WRITE_SPACING = 6
+-- Seconds between two writes of one DataStore key by this module. Roblox
+-- has no fixed same-key cooldown any more (its limits are the request
+-- budget and each key's throughput); the spacing keeps this module's own
+-- writes of a key from crowding that throughput.
+local KEY_WRITE_SPACING = 1
 
 --------------------------------------------------------------------------
 -- Small helpers
@@ -342,10 +345,11 @@ function SaveSync.new(config)
 	self._deadLetters = self._dataStores:GetDataStore(cfg.deadLetterStore)
 	self._players = {} -- userId -> player state
 	self._joining = {} -- userId -> true while a Join runs
+	self._leftDuringJoin = {} -- userId -> true when Leave ran while a Join was running
 	self._deadLetterOut = {} -- userId -> entries waiting for their DataStore write
 	self._deadLetterSettled = {} -- userId -> keys replayed from the DLQ and now settled
 	self._obsoleteCacheKeys = {} -- cache keys to remove once their spacing allows
-	self._lastKeyWrite = {} -- DataStore key -> clock of its last write
+	self._lastKeyWrite = {} -- store name .. "/" .. key -> clock of its last write
 	self._tokens = cfg.requestsPerMinute
 	self._tokensAt = self._clock()
 	self._subscribed = false
@@ -498,7 +502,8 @@ error: SESSION_HELD (another server still holds the player: details.jobId,
 details.expiresAt; join again with options.steal = true for teleports),
 SAVE_MIGRATION_FAILED (details.step, details.field: keep the player on a
 loading screen), SCHEMA_TOO_NEW (this server's code is older than the save),
-UNAVAILABLE (the service could not be reached).
+UNAVAILABLE (the service could not be reached), NOT_JOINED (the player
+left before the join completed; any lease taken is released).
 ]]
 function SaveSync:Join(player, options)
 	local userId = player.UserId
@@ -513,9 +518,25 @@ function SaveSync:Join(player, options)
 		return deepCopy(existing.view)
 	end
 	self._joining[userId] = true
+	self._leftDuringJoin[userId] = nil
+	if existing then
+		-- The player rejoined while their previous Leave still runs: let it
+		-- release the old session first.
+		for _ = 1, 100000 do
+			if existing.left then
+				break
+			end
+			task.wait(0.1)
+		end
+	end
 	local save, err = self:_join(player, options or {})
 	self._joining[userId] = nil
+	self._leftDuringJoin[userId] = nil
 	return save, err
+end
+
+local function leftDuringJoinError()
+	return makeError("NOT_JOINED", "the player left before the join completed")
 end
 
 function SaveSync:_join(player, options)
@@ -540,7 +561,14 @@ function SaveSync:_join(player, options)
 		local err = errorOf(res)
 		if err.code == "SESSION_HELD" and self._clock() + 2 <= heldUntil then
 			task.wait(2)
+			-- Nothing was taken: a player who left meanwhile needs no release.
+			if self._leftDuringJoin[userId] then
+				return nil, leftDuringJoinError()
+			end
 		elseif retryable(res) and attempt < cfg.joinAttempts then
+			-- The failed attempt may have taken the lease (its answer lost):
+			-- a player who left meanwhile is handled after the retry, which
+			-- returns that lease so it can be released below.
 			task.wait(self:_backoff(attempt))
 		else
 			return nil, err
@@ -551,6 +579,12 @@ function SaveSync:_join(player, options)
 	end
 	local joined = res.body
 	local lease = joined.session or {}
+	if self._leftDuringJoin[userId] then
+		-- The player quit while the join request ran: give the lease back
+		-- rather than keep (and renew) a session nobody plays.
+		self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(lease.id or "") .. "/leave", "{}")
+		return nil, leftDuringJoinError()
+	end
 	local ttl = 90
 	local acquired, expires = parseTime(lease.acquiredAt), parseTime(lease.expiresAt)
 	if acquired and expires and expires > acquired then
@@ -584,6 +618,10 @@ function SaveSync:_join(player, options)
 		end
 		task.wait(cfg.flushInterval)
 	end
+	if st.leaving or self._leftDuringJoin[userId] then
+		-- The player quit during the replay wait; their Leave runs.
+		return nil, leftDuringJoinError()
+	end
 	return deepCopy(st.view)
 end
 
@@ -607,14 +645,14 @@ end
 --[[
 SaveSync:Mutate(player, ops) applies ops to the player's save at once and
 writes them through in the background; it never yields. It returns the
-mutation id (its idempotency key), or nil and an error (NOT_JOINED,
-INVALID_ARGUMENT). Ops are the service's: {op = "currency.add", currency =
+mutation id (its idempotency key), or nil and an error (NOT_JOINED, also
+once Leave has started; INVALID_ARGUMENT). Ops are the service's: {op = "currency.add", currency =
 "coins", amount = 25}, {op = "item.grant", item = "potion", count = 2}, ...
 A refusal rolls the change back and fires MutationRefused.
 ]]
 function SaveSync:Mutate(player, ops)
 	local st = self._players[player.UserId]
-	if not st or st.left then
+	if not st or st.leaving or st.left then
 		return nil, makeError("NOT_JOINED", "Join the player before mutating their save")
 	end
 	if type(ops) ~= "table" or #ops == 0 then
@@ -656,6 +694,11 @@ function SaveSync:Leave(player)
 end
 
 function SaveSync:_leave(userId, timeout)
+	if self._joining[userId] then
+		-- Join is still running: it sees this mark and releases the
+		-- session it gets instead of keeping it.
+		self._leftDuringJoin[userId] = true
+	end
 	local st = self._players[userId]
 	if not st then
 		return true
@@ -684,7 +727,9 @@ function SaveSync:_leave(userId, timeout)
 	local res = self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(st.session.id or "") .. "/leave", "{}")
 	st.released = res.ok and type(res.body) == "table" and res.body.released == true
 	st.left = true
-	self._players[userId] = nil
+	if self._players[userId] == st then
+		self._players[userId] = nil
+	end
 	local key = self:_cacheKey(st)
 	if #st.parked == 0 then
 		table.insert(self._obsoleteCacheKeys, key)
@@ -1153,8 +1198,8 @@ end
 
 -- Every DataStore call checks the server's budget first and leaves
 -- config.dataStoreReserve requests for the game, and no key is written
--- twice within 6 seconds. A call that cannot go now is left for later:
--- the cache is for recovery, never the authority, and the dead-letter
+-- twice within KEY_WRITE_SPACING (1 second). A call that cannot go now is
+-- left for later: the cache is for recovery, never the authority, and the dead-letter
 -- queue keeps its entries in memory until their write lands.
 
 function SaveSync:_budget(kind)
@@ -1169,16 +1214,26 @@ function SaveSync:_canRead()
 	return self:_budget("GetAsync") > self._config.dataStoreReserve
 end
 
-function SaveSync:_canWrite(key)
-	local last = self._lastKeyWrite[key]
+-- _slot names a key for the write spacing: keys of different stores are
+-- different keys ("u<userId>" is both the session list and the
+-- dead-letter queue).
+function SaveSync:_slot(store, key)
+	if store == self._deadLetters then
+		return self._config.deadLetterStore .. "/" .. key
+	end
+	return self._config.cacheStore .. "/" .. key
+end
+
+function SaveSync:_canWrite(slot)
+	local last = self._lastKeyWrite[slot]
 	if last and self._clock() - last < KEY_WRITE_SPACING then
 		return false
 	end
 	return self:_budget("SetIncrementAsync") > self._config.dataStoreReserve
 end
 
-function SaveSync:_canUpdate(key)
-	return self:_canRead() and self:_canWrite(key)
+function SaveSync:_canUpdate(slot)
+	return self:_canRead() and self:_canWrite(slot)
 end
 
 function SaveSync:_cacheKey(st)
@@ -1231,18 +1286,27 @@ function SaveSync:_recover(st, replacedSessionId)
 		end
 	end
 
+	-- The session list gains the new id first; older ids leave it only
+	-- once their entries were read and moved into the new session's entry,
+	-- so a read skipped (budget) or failed leaves them for the next join.
 	local previous = {}
 	local iKey = indexKey(userId)
-	if self:_canUpdate(iKey) then
-		self._lastKeyWrite[iKey] = self._clock()
+	local iSlot = self:_slot(self._cache, iKey)
+	if self:_canUpdate(iSlot) then
+		self._lastKeyWrite[iSlot] = self._clock()
 		local ok = pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
 			previous = {}
+			local sessions = {}
 			if type(old) == "table" and type(old.sessions) == "table" then
 				for _, sid in ipairs(old.sessions) do
 					table.insert(previous, sid)
+					if sid ~= st.session.id then
+						table.insert(sessions, sid)
+					end
 				end
 			end
-			return { sessions = { st.session.id } }
+			table.insert(sessions, st.session.id)
+			return { sessions = sessions }
 		end)
 		if not ok then
 			previous = {}
@@ -1252,14 +1316,19 @@ function SaveSync:_recover(st, replacedSessionId)
 		table.insert(previous, replacedSessionId)
 	end
 	local seen = {}
+	local moved = {}
+	local movedKeys = {}
 	for _, sid in ipairs(previous) do
 		if sid ~= st.session.id and not seen[sid] and self:_canRead() then
 			seen[sid] = true
 			local key = "u" .. idString(userId) .. "/" .. tostring(sid)
 			local ok, cached = pcall(self._cache.GetAsync, self._cache, key)
-			if ok and type(cached) == "table" then
-				take(cached.pending, "recovered")
-				table.insert(self._obsoleteCacheKeys, key)
+			if ok then
+				if type(cached) == "table" then
+					take(cached.pending, "recovered")
+					table.insert(movedKeys, key)
+				end
+				moved[sid] = true
 			end
 		end
 	end
@@ -1276,7 +1345,30 @@ function SaveSync:_recover(st, replacedSessionId)
 		end
 	end
 	self:_markDirty(st, #recovered > 0)
-	self:_writeCache(st)
+	if not self:_writeCache(st) or next(moved) == nil then
+		return
+	end
+	for _, key in ipairs(movedKeys) do
+		table.insert(self._obsoleteCacheKeys, key)
+	end
+	local last = self._lastKeyWrite[iSlot]
+	if last and self._clock() - last < KEY_WRITE_SPACING then
+		task.wait(KEY_WRITE_SPACING - (self._clock() - last))
+	end
+	if self:_canUpdate(iSlot) then
+		self._lastKeyWrite[iSlot] = self._clock()
+		pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
+			local sessions = {}
+			if type(old) == "table" and type(old.sessions) == "table" then
+				for _, sid in ipairs(old.sessions) do
+					if not moved[sid] then
+						table.insert(sessions, sid)
+					end
+				end
+			end
+			return { sessions = sessions }
+		end)
+	end
 end
 
 function SaveSync:_settledFromDeadLetter(st, entry)
@@ -1291,7 +1383,8 @@ end
 -- its version and every mutation not yet confirmed.
 function SaveSync:_writeCache(st)
 	local key = self:_cacheKey(st)
-	if not self:_canWrite(key) then
+	local slot = self:_slot(self._cache, key)
+	if not self:_canWrite(slot) then
 		return false
 	end
 	local unsent = {}
@@ -1301,7 +1394,7 @@ function SaveSync:_writeCache(st)
 	for _, e in ipairs(st.parked) do
 		table.insert(unsent, { key = e.key, mutation = e.mutation })
 	end
-	self._lastKeyWrite[key] = self._clock()
+	self._lastKeyWrite[slot] = self._clock()
 	local ok = pcall(self._cache.SetAsync, self._cache, key, {
 		v = 1,
 		userId = st.userId,
@@ -1328,16 +1421,23 @@ function SaveSync:_writeDeadLetters(userId, wait)
 		return true
 	end
 	local key = indexKey(userId)
+	local slot = self:_slot(self._deadLetters, key)
 	if wait then
-		local last = self._lastKeyWrite[key]
+		local last = self._lastKeyWrite[slot]
 		if last and self._clock() - last < KEY_WRITE_SPACING then
 			task.wait(KEY_WRITE_SPACING - (self._clock() - last))
 		end
 	end
-	if not self:_canUpdate(key) then
+	if not self:_canUpdate(slot) then
 		return false
 	end
-	self._lastKeyWrite[key] = self._clock()
+	-- Take the lists before the call (it yields): entries dead-lettered or
+	-- settled meanwhile start new lists and go in the next write.
+	out = self._deadLetterOut[userId]
+	settled = self._deadLetterSettled[userId]
+	self._deadLetterOut[userId] = nil
+	self._deadLetterSettled[userId] = nil
+	self._lastKeyWrite[slot] = self._clock()
 	local ok = pcall(self._deadLetters.UpdateAsync, self._deadLetters, key, function(old)
 		local value = { v = 1, userId = userId, mutations = {} }
 		local present = {}
@@ -1362,9 +1462,26 @@ function SaveSync:_writeDeadLetters(userId, wait)
 		end
 		return value
 	end)
-	if ok then
-		self._deadLetterOut[userId] = nil
-		self._deadLetterSettled[userId] = nil
+	if not ok then
+		-- Put the taken entries back, ahead of any added meanwhile.
+		local newer = self._deadLetterOut[userId]
+		if out and #out > 0 then
+			local merged = {}
+			for _, e in ipairs(out) do
+				table.insert(merged, e)
+			end
+			for _, e in ipairs(newer or {}) do
+				table.insert(merged, e)
+			end
+			self._deadLetterOut[userId] = merged
+		end
+		if settled then
+			local merged = self._deadLetterSettled[userId] or {}
+			for k in pairs(settled) do
+				merged[k] = true
+			end
+			self._deadLetterSettled[userId] = merged
+		end
 	end
 	return ok
 end
@@ -1379,11 +1496,20 @@ function SaveSync:_cacheLoop()
 			return
 		end
 		local now = self._clock()
+		-- Collected first: a write takes and may put back entries of these
+		-- tables, which must not happen while pairs walks them.
+		local outUsers, settledUsers = {}, {}
 		for userId in pairs(self._deadLetterOut) do
-			self:_writeDeadLetters(userId, false)
+			table.insert(outUsers, userId)
 		end
 		for userId in pairs(self._deadLetterSettled) do
-			if not self._players[userId] or not self:_hasReplaying(self._players[userId]) then
+			table.insert(settledUsers, userId)
+		end
+		for _, userId in ipairs(outUsers) do
+			self:_writeDeadLetters(userId, false)
+		end
+		for _, userId in ipairs(settledUsers) do
+			if self._deadLetterSettled[userId] and (not self._players[userId] or not self:_hasReplaying(self._players[userId])) then
 				self:_writeDeadLetters(userId, false)
 			end
 		end
@@ -1394,7 +1520,7 @@ function SaveSync:_cacheLoop()
 				if unsent or st.hasUnsent then
 					interval = cfg.cacheUnsentInterval
 				end
-				local last = self._lastKeyWrite[self:_cacheKey(st)] or 0
+				local last = self._lastKeyWrite[self:_slot(self._cache, self:_cacheKey(st))] or 0
 				if now - last >= interval then
 					self:_writeCache(st)
 				end
@@ -1402,8 +1528,9 @@ function SaveSync:_cacheLoop()
 		end
 		local keep = {}
 		for _, key in ipairs(self._obsoleteCacheKeys) do
-			if self:_canWrite(key) then
-				self._lastKeyWrite[key] = self._clock()
+			local slot = self:_slot(self._cache, key)
+			if self:_canWrite(slot) then
+				self._lastKeyWrite[slot] = self._clock()
 				local ok = pcall(self._cache.RemoveAsync, self._cache, key)
 				if not ok then
 					table.insert(keep, key)

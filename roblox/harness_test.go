@@ -36,7 +36,7 @@ const secretName = "savesync_server_key"
 const (
 	httpPerMinute       = 500 // HttpService requests per server per minute
 	bindToCloseSeconds  = 30  // what BindToClose may take
-	keyWriteSpacing     = 6.0 // seconds between writes of one DataStore key
+	keyWriteSpacing     = 1.0 // seconds the module keeps between writes of one DataStore key
 	maxVirtualSteps     = 2_000_000
 	defaultVirtualLimit = 120.0
 )
