@@ -49,8 +49,10 @@ type App struct {
 	// event streams so they do not hold the shutdown to its deadline.
 	streamsStopped chan struct{}
 	stopStreams    sync.Once
-	// workers are the background loops (outbox relay, forwarder).
-	workers sync.WaitGroup
+	// workers are the background loops (outbox relay, forwarder);
+	// stopWork tells them to stop.
+	workers  sync.WaitGroup
+	stopWork context.CancelFunc
 
 	closers []func() error
 }
@@ -242,8 +244,14 @@ func (a *App) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 }
 
 // StopStreams ends the long-lived requests; run calls it as shutdown begins.
+// It also starts stopping the background workers, so the relay releases
+// its lease (for another instance to drain) while in-flight requests
+// finish, instead of after, inside Cloud Run's 10 s.
 func (a *App) StopStreams() {
 	a.stopStreams.Do(func() { close(a.streamsStopped) })
+	if a.stopWork != nil {
+		a.stopWork()
+	}
 }
 
 // startEvents creates the event topics and the forwarder's subscription
@@ -262,6 +270,7 @@ func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger, 
 		}
 	}
 	workCtx, cancel := context.WithCancel(logging.WithContext(context.WithoutCancel(ctx), logger))
+	a.stopWork = cancel
 	a.onClose(func() error {
 		cancel()
 		a.workers.Wait()
