@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,25 +31,7 @@ type testEnv struct {
 	clients store.Clients
 	emu     *emulator.Server
 	project string
-	clock   *fakeClock
-}
-
-// fakeClock is a settable clock for lease expiry.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	clock   *fstest.Clock
 }
 
 func newEnv(t testing.TB) *testEnv {
@@ -58,7 +39,7 @@ func newEnv(t testing.TB) *testEnv {
 	gin.SetMode(gin.TestMode)
 	project := fstest.Project(t)
 	clients := fstest.Dial(t, project)
-	clock := &fakeClock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	st := store.New(clients.Firestore, clients.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,31 +13,12 @@ import (
 	"github.com/savesync/savesync/store"
 )
 
-// auditClock is a settable clock, so entries can be months apart.
-type auditClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *auditClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *auditClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // newAuditStore is a store on a fresh emulator project with a fake clock.
-func newAuditStore(t *testing.T) (*store.Store, *auditClock) {
+func newAuditStore(t *testing.T) (*store.Store, *fstest.Clock) {
 	t.Helper()
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	clock := &auditClock{now: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)}
-	return store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now}), clock
+	clock := fstest.NewClock(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
+	st, _ := fstest.Store(t, store.Options{Now: clock.Now})
+	return st, clock
 }
 
 // apply commits one mutation and fails the test on error.

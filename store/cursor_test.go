@@ -16,9 +16,7 @@ import (
 // clear INVALID_ARGUMENT, not a database error.
 func TestTimesOutsideFirestoreRangeAreRefused(t *testing.T) {
 	t.Parallel()
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{})
+	st, _ := fstest.Store(t, store.Options{})
 	ctx := context.Background()
 	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := st.SearchLedger(ctx, 1, store.AuditQuery{From: far}); save.ErrorCode(err) != save.CodeInvalidArgument {

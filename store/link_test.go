@@ -15,31 +15,12 @@ import (
 	"github.com/savesync/savesync/store"
 )
 
-// linkClock is a settable clock for link code expiry.
-type linkClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *linkClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *linkClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // newLinkStore returns a store over a fresh emulator project and its clock.
-func newLinkStore(t *testing.T) (*store.Store, *linkClock) {
+func newLinkStore(t *testing.T) (*store.Store, *fstest.Clock) {
 	t.Helper()
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	clock := &linkClock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	return store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now}), clock
+	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	st, _ := fstest.Store(t, store.Options{Now: clock.Now})
+	return st, clock
 }
 
 // mustLinkCode issues a link code for uid.

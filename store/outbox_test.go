@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,30 +13,10 @@ import (
 	"github.com/savesync/savesync/store"
 )
 
-// outboxClock is a settable clock for relay lease expiry.
-type outboxClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *outboxClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *outboxClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // newOutboxStore returns a store over a fresh emulator project.
 func newOutboxStore(t *testing.T, opts store.Options) (*store.Store, string) {
 	t.Helper()
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	return store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), opts), project
+	return fstest.Store(t, opts)
 }
 
 // companion is the companion actor of the tests.
@@ -174,7 +153,7 @@ func TestPendingEventsKeepPlayerVersionOrder(t *testing.T) {
 func TestClaimRelay(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := &outboxClock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	st, _ := newOutboxStore(t, store.Options{Now: clock.Now})
 	const ttl = 30 * time.Second
 

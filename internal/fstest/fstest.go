@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/save"
@@ -82,4 +83,37 @@ func GameConfig(t testing.TB) *save.Config {
 		t.Fatalf("parse the test game config: %v", err)
 	}
 	return cfg
+}
+
+// Clock is a settable clock for tests of leases, expiry and time ranges.
+// It is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock standing at start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Store returns a store with the test game config over a fresh emulator
+// project, and the project's id.
+func Store(t testing.TB, opts store.Options) (*store.Store, string) {
+	t.Helper()
+	project := Project(t)
+	c := Dial(t, project)
+	return store.New(c.Firestore, c.GAPIC, project, GameConfig(t), opts), project
 }
