@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,20 +39,7 @@ type adminEnv struct {
 }
 
 // adminReply is a decoded HTTP answer.
-type adminReply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r adminReply) object(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("response %d is not a JSON object: %v: %s", r.status, err, r.body)
-	}
-	return m
-}
+type adminReply = response
 
 func newAdminEnv(t *testing.T) *adminEnv {
 	t.Helper()
@@ -93,39 +79,7 @@ func staff(t *testing.T, role string) *fbUser {
 // call sends a request; token "" sends no Authorization header.
 func (e *adminEnv) call(method, path, token string, body any, headers ...string) adminReply {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return adminReply{status: resp.StatusCode, header: resp.Header, body: raw}
+	return send(e.t, method, e.url+path, token, body, headers...)
 }
 
 // serverMutate applies a mutation as the game server.

@@ -69,6 +69,13 @@ func (r response) json(t *testing.T) map[string]any {
 	return m
 }
 
+// object decodes a JSON object body (the name the companion and admin
+// tests use).
+func (r response) object(t *testing.T) map[string]any {
+	t.Helper()
+	return r.json(t)
+}
+
 // errorCode returns the error code of an error response.
 func (r response) errorCode(t *testing.T) string {
 	t.Helper()
@@ -77,9 +84,12 @@ func (r response) errorCode(t *testing.T) string {
 	return code
 }
 
-// do sends a request with the server key unless headers override it.
-func (e *testEnv) do(method, path string, body any, headers map[string]string) response {
-	e.t.Helper()
+// send makes one request with a JSON body (a string, bytes, or a value to
+// marshal) and answers the decoded response. token "" sends no
+// Authorization header; headers are name/value pairs, and an empty value
+// removes that header.
+func send(t testing.TB, method, url, token string, body any, headers ...string) response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -90,33 +100,45 @@ func (e *testEnv) do(method, path string, body any, headers map[string]string) r
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, e.url+path, rd)
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+serverKey)
 	req.Header.Set("Content-Type", "application/json")
-	for k, v := range headers {
-		if v == "" {
-			req.Header.Del(k)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
 			continue
 		}
-		req.Header.Set(k, v)
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: raw}
+}
+
+// do sends a request with the server key unless headers override it.
+func (e *testEnv) do(method, path string, body any, headers map[string]string) response {
+	e.t.Helper()
+	var pairs []string
+	for k, v := range headers {
+		pairs = append(pairs, k, v)
+	}
+	return send(e.t, method, e.url+path, serverKey, body, pairs...)
 }
 
 // mutate posts one mutation with an idempotency key.

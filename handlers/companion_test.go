@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -36,21 +35,7 @@ type companionEnv struct {
 }
 
 // companionReply is a decoded HTTP answer.
-type companionReply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// object decodes a JSON object body.
-func (r companionReply) object(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("response %d is not a JSON object: %v: %s", r.status, err, r.body)
-	}
-	return m
-}
+type companionReply = response
 
 // failure returns an error response's code and details.reason.
 func (r companionReply) failure(t *testing.T) (code, reason string) {
@@ -102,39 +87,7 @@ func newCompanionEnv(t *testing.T) *companionEnv {
 // call sends a request to base; token "" sends no Authorization header.
 func (e *companionEnv) call(base, method, path, token string, body any, headers ...string) companionReply {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return companionReply{status: resp.StatusCode, header: resp.Header, body: raw}
+	return send(e.t, method, base+path, token, body, headers...)
 }
 
 // me calls a /v1/me route as u.
