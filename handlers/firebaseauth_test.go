@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -10,12 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +18,7 @@ import (
 	"firebase.google.com/go/v4/auth"
 
 	"github.com/savesync/savesync/handlers"
+	"github.com/savesync/savesync/internal/authtest"
 	"github.com/savesync/savesync/save"
 )
 
@@ -35,121 +31,19 @@ import (
 // reaches a real one.
 const authProject = "demo-savesync"
 
-const authHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
-
-var (
-	authOnce    sync.Once
-	authHost    string
-	authErr     error
-	authProcess *exec.Cmd
-	authUsers   atomic.Int64
-)
+// authUsers numbers the accounts the tests sign up.
+var authUsers atomic.Int64
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	stopAuthEmulator()
+	authtest.Stop()
 	os.Exit(code)
 }
 
-// authEmulator returns the Auth emulator's host:port, starting it on first
-// use when the environment names none. Without it the test fails: the
-// companion routes are not tested against anything less.
+// authEmulator returns the Auth emulator's host:port (see internal/authtest).
 func authEmulator(t testing.TB) string {
 	t.Helper()
-	authOnce.Do(func() {
-		if h := os.Getenv(authHostEnv); h != "" {
-			authHost = h
-			return
-		}
-		authHost, authErr = startAuthEmulator()
-		if authErr == nil {
-			authErr = os.Setenv(authHostEnv, authHost)
-		}
-	})
-	if authErr != nil {
-		t.Fatalf("the Firebase Auth emulator is needed (run `npm ci` once, or set %s): %v", authHostEnv, authErr)
-	}
-	return authHost
-}
-
-// startAuthEmulator runs scripts/auth-emulator.sh in its own process group
-// and waits for it to print the emulator's address.
-func startAuthEmulator() (string, error) {
-	root, err := repoRoot()
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "auth-emulator.sh"))
-	cmd.Env = append(os.Environ(), fmt.Sprintf("AUTH_EMULATOR_WATCH_PID=%d", os.Getpid()), "AUTH_EMULATOR_PROJECT="+authProject)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	authProcess = cmd
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if h, ok := strings.CutPrefix(sc.Text(), authHostEnv+"="); ok {
-				found <- h
-			}
-		}
-		close(found)
-	}()
-	select {
-	case h, ok := <-found:
-		if !ok {
-			_ = cmd.Wait()
-			authProcess = nil
-			return "", fmt.Errorf("scripts/auth-emulator.sh exited: %s", strings.TrimSpace(stderr.String()))
-		}
-		return h, nil
-	case <-time.After(3 * time.Minute):
-		stopAuthEmulator()
-		return "", fmt.Errorf("scripts/auth-emulator.sh printed no address within 3 minutes: %s", strings.TrimSpace(stderr.String()))
-	}
-}
-
-// stopAuthEmulator stops the emulator this test binary started, if any.
-func stopAuthEmulator() {
-	if authProcess == nil || authProcess.Process == nil {
-		return
-	}
-	pgid := authProcess.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		_ = authProcess.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
-	}
-	authProcess = nil
-}
-
-// repoRoot is the directory holding go.mod, above the test's directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for range 10 {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		dir = filepath.Dir(dir)
-	}
-	return "", fmt.Errorf("no go.mod above the test directory")
+	return authtest.Host(t, authProject)
 }
 
 // authAdmin is an Admin SDK client on the emulator, for what tests do to

@@ -1,32 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/savesync/savesync/internal/authtest"
 )
-
-const authHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
-
-// authProcess is the Auth emulator this test binary started, if any.
-var authProcess *exec.Cmd
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	stopAuthEmulator()
+	authtest.Stop()
 	os.Exit(code)
 }
 
@@ -235,65 +228,9 @@ func ledgerAt(t *testing.T, ref *firestore.DocumentRef, version int64) *firestor
 	return docs[0]
 }
 
-// authEmulator returns the Firebase Auth emulator's host:port: the one in
-// the environment, or one started from scripts/auth-emulator.sh.
+// authEmulator returns the Firebase Auth emulator's host:port (see
+// internal/authtest).
 func authEmulator(t *testing.T) string {
 	t.Helper()
-	if h := os.Getenv(authHostEnv); h != "" {
-		return h
-	}
-	cmd := exec.Command("bash", "../../scripts/auth-emulator.sh")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("AUTH_EMULATOR_WATCH_PID=%d", os.Getpid()))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start scripts/auth-emulator.sh (run `npm ci` once): %v", err)
-	}
-	authProcess = cmd
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if h, ok := strings.CutPrefix(sc.Text(), authHostEnv+"="); ok {
-				found <- h
-			}
-		}
-		close(found)
-	}()
-	select {
-	case h, ok := <-found:
-		if !ok {
-			t.Fatalf("scripts/auth-emulator.sh exited (run `npm ci` once): %s", strings.TrimSpace(stderr.String()))
-		}
-		return h
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("scripts/auth-emulator.sh printed no address within 3 minutes: %s", strings.TrimSpace(stderr.String()))
-	}
-	return ""
-}
-
-// stopAuthEmulator stops the emulator this test binary started, if any.
-func stopAuthEmulator() {
-	if authProcess == nil || authProcess.Process == nil {
-		return
-	}
-	pgid := authProcess.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		_ = authProcess.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
-	}
-	authProcess = nil
+	return authtest.Host(t, "demo-savesync")
 }
