@@ -52,7 +52,7 @@ const (
 func readBody(c *gin.Context) ([]byte, error) {
 	b, err := io.ReadAll(c.Request.Body)
 	if err != nil {
-		if IsBodyTooLarge(err) {
+		if IsBodyTooLarge(err) || IsBodyReadTimeout(err) {
 			return nil, err
 		}
 		return nil, save.Errorf(save.CodeInvalidArgument, "the request body could not be read: send it complete")

@@ -26,6 +26,9 @@ var statusByCode = map[save.Code]int{
 	save.CodeAlreadyApplied:       http.StatusConflict,
 	save.CodeSaveMigrationFailed:  http.StatusUnprocessableEntity,
 	save.CodeRequestTooLarge:      http.StatusRequestEntityTooLarge,
+	save.CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
+	save.CodeRequestTimeout:       http.StatusRequestTimeout,
+	save.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	save.CodeUnavailable:          http.StatusServiceUnavailable,
 	save.CodeInternal:             http.StatusInternalServerError,
 }
@@ -59,6 +62,9 @@ func toDomainError(ctx context.Context, err error) *save.Error {
 	}
 	if IsBodyTooLarge(err) {
 		return save.Errorf(save.CodeRequestTooLarge, "the request body is too large; send fewer mutations per request")
+	}
+	if IsBodyReadTimeout(err) {
+		return save.Errorf(save.CodeRequestTimeout, "%s", err.Error())
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return save.Errorf(save.CodeUnavailable, "the request timed out; retry it (with the same Idempotency-Key for mutations)")

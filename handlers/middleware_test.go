@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -26,7 +27,7 @@ func newTestEngine(t *testing.T, maxBody int64) (*gin.Engine, *bytes.Buffer) {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
 	var logs bytes.Buffer
-	r := gin.New()
+	r := NewEngine()
 	r.Use(RequestID(), RequestLogger(logging.New(&logs, slog.LevelDebug), "proj-1"), Recover(), LimitBody(maxBody))
 	return r, &logs
 }
@@ -118,7 +119,7 @@ func TestRequestLoggerLine(t *testing.T) {
 		logging.FromContext(c.Request.Context()).Info("inside handler")
 		c.String(http.StatusTeapot, "short and stout")
 	})
-	req := httptest.NewRequest(http.MethodGet, "/players/42?x=1", nil)
+	req := httptest.NewRequest(http.MethodGet, "/players/42?limit=1&x=1", nil)
 	req.Header.Set(RequestIDHeader, "req-1")
 	req.Header.Set("X-Cloud-Trace-Context", trace+"/10;o=1")
 	rec := serve(t, r, req)
@@ -166,7 +167,7 @@ func TestRequestLoggerLine(t *testing.T) {
 		"route":    "/players/:id",
 		"httpRequest": map[string]any{
 			"requestMethod": "GET",
-			"requestUrl":    "/players/42?x=1",
+			"requestUrl":    "/players/42?limit=1&x=REDACTED",
 			"status":        float64(http.StatusTeapot),
 			"responseSize":  fmt.Sprint(len("short and stout")),
 			"remoteIp":      "192.0.2.1",
@@ -176,6 +177,95 @@ func TestRequestLoggerLine(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("request line (-want +got):\n%s", diff)
+	}
+}
+
+// TestRequestLoggerRedactsSecrets checks that session ids and link codes,
+// which act as bearer secrets, never reach the logged request URL, on
+// matched routes and on mistyped ones alike.
+func TestRequestLoggerRedactsSecrets(t *testing.T) {
+	const secret = "SECRET7Q"
+	tests := []struct {
+		method, target, want string
+	}{
+		{"POST", "/v1/sessions/42-3-" + secret + "/leave", "/v1/sessions/REDACTED/leave"},
+		{"POST", "/v1/sessions/42-3-" + secret + "/renew", "/v1/sessions/REDACTED/renew"},
+		{"POST", "/v1/link-codes/" + secret + "/redeem", "/v1/link-codes/REDACTED/redeem"},
+		{"POST", "/v1/link-codes/" + secret + "/redeem/", "/v1/link-codes/REDACTED/redeem/"},
+		{"POST", "/v1//link-codes/" + secret, "/v1//link-codes/REDACTED"},
+		{"POST", "/v1/link%2Dcodes/" + secret, "/v1/link%2Dcodes/REDACTED"},
+		{"DELETE", "/v1/me/link-codes/" + secret, "/v1/me/link-codes/REDACTED"},
+		{"POST", "/v1/batch/sessions/renew", "/v1/batch/sessions/renew"},
+		{"POST", "/v1/sessions", "/v1/sessions"},
+		{"POST", "/v1/me/link-codes", "/v1/me/link-codes"},
+		{"GET", "/v1/me/link?code=" + secret, "/v1/me/link?code=REDACTED"},
+		{"GET", "/v1/servers/job-1/changes?timeout=25s&sessionId=" + secret + "&" + secret, "/v1/servers/job-1/changes?timeout=25s&sessionId=REDACTED&REDACTED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			r, logs := newTestEngine(t, 1024)
+			r.POST("/v1/sessions/:sessionId/leave", func(c *gin.Context) { c.Status(http.StatusOK) })
+			r.POST("/v1/link-codes/:code/redeem", func(c *gin.Context) { c.Status(http.StatusOK) })
+			r.NoRoute(NoRoute)
+			serve(t, r, httptest.NewRequest(tt.method, tt.target, nil))
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("the secret reached the log:\n%s", logs)
+			}
+			lines := logLines(t, logs)
+			if len(lines) != 1 {
+				t.Fatalf("got %d log lines, want 1:\n%s", len(lines), logs)
+			}
+			httpReq, _ := lines[0]["httpRequest"].(map[string]any)
+			if got := httpReq["requestUrl"]; got != tt.want {
+				t.Errorf("requestUrl = %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestResolveClientIP checks that a client cannot choose the address that
+// is logged and that ClientIP returns by sending X-Forwarded-For.
+func TestResolveClientIP(t *testing.T) {
+	lb := []netip.Prefix{netip.MustParsePrefix("35.191.0.0/16")}
+	tests := []struct {
+		name      string
+		addr      ClientAddress
+		peer      string
+		forwarded []string
+		want      string
+	}{
+		{"no proxy: header ignored", ClientAddress{}, "192.0.2.1:4000", []string{"203.0.113.9"}, "192.0.2.1"},
+		{"no proxy: no header", ClientAddress{}, "192.0.2.1:4000", nil, "192.0.2.1"},
+		{"Cloud Run: the entry its front end appended", ClientAddress{BehindPlatformProxy: true}, "169.254.1.1:4000", []string{"203.0.113.9, 198.51.100.7"}, "198.51.100.7"},
+		{"Cloud Run: several header lines", ClientAddress{BehindPlatformProxy: true}, "169.254.1.1:4000", []string{"203.0.113.9", "198.51.100.7"}, "198.51.100.7"},
+		{"Cloud Run: no header", ClientAddress{BehindPlatformProxy: true}, "169.254.1.1:4000", nil, "169.254.1.1"},
+		{"Cloud Run: garbage", ClientAddress{BehindPlatformProxy: true}, "169.254.1.1:4000", []string{"not-an-ip"}, "169.254.1.1"},
+		{"Cloud Run behind a load balancer", ClientAddress{BehindPlatformProxy: true, TrustedProxies: lb}, "169.254.1.1:4000", []string{"203.0.113.9, 198.51.100.7, 35.191.3.4"}, "198.51.100.7"},
+		{"trusted proxy peer", ClientAddress{TrustedProxies: lb}, "35.191.3.4:4000", []string{"203.0.113.9, 198.51.100.7"}, "198.51.100.7"},
+		{"untrusted peer with a header", ClientAddress{TrustedProxies: lb}, "192.0.2.1:4000", []string{"198.51.100.7"}, "192.0.2.1"},
+		{"IPv6 client", ClientAddress{BehindPlatformProxy: true}, "169.254.1.1:4000", []string{"2001:db8::1"}, "2001:db8::1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gin.SetMode(gin.TestMode)
+			var logs bytes.Buffer
+			r := NewEngine()
+			r.Use(ResolveClientIP(tt.addr), RequestID(), RequestLogger(logging.New(&logs, slog.LevelInfo), "proj-1"))
+			var seen string
+			r.GET("/x", func(c *gin.Context) { seen = c.ClientIP() })
+			req := httptest.NewRequest(http.MethodGet, "/x", nil)
+			req.RemoteAddr = tt.peer
+			req.Header[forwardedForHeader] = tt.forwarded
+			serve(t, r, req)
+			lines := logLines(t, &logs)
+			if len(lines) != 1 {
+				t.Fatalf("got %d log lines, want 1", len(lines))
+			}
+			httpReq, _ := lines[0]["httpRequest"].(map[string]any)
+			if diff := cmp.Diff([]any{tt.want, tt.want}, []any{httpReq["remoteIp"], seen}); diff != "" {
+				t.Errorf("logged remoteIp, ClientIP (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -47,6 +47,14 @@ const (
 	CodeSessionHeld Code = "SESSION_HELD"
 	// CodeRequestTooLarge means the request body exceeds the accepted size.
 	CodeRequestTooLarge Code = "REQUEST_TOO_LARGE"
+	// CodeHeadersTooLarge means the request's headers exceed the accepted size.
+	CodeHeadersTooLarge Code = "HEADERS_TOO_LARGE"
+	// CodeRequestTimeout means the request body did not arrive in the time
+	// allowed for it; send it again, faster or smaller.
+	CodeRequestTimeout Code = "REQUEST_TIMEOUT"
+	// CodeMethodNotAllowed means the path exists but not with this method;
+	// the Allow header lists the methods it has.
+	CodeMethodNotAllowed Code = "METHOD_NOT_ALLOWED"
 	// CodeUnavailable means a dependency is temporarily unreachable; retrying
 	// the same request (with the same Idempotency-Key) is safe.
 	CodeUnavailable Code = "UNAVAILABLE"

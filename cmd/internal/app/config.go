@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,14 +20,19 @@ import (
 // file and nowhere else, and each appears in the README's table.
 const (
 	envPort                  = "PORT"
+	envListenHost            = "SAVESYNC_LISTEN_HOST"
+	envCloudRunService       = "K_SERVICE"
+	envTrustedProxies        = "SAVESYNC_TRUSTED_PROXIES"
 	envGameConfig            = "SAVESYNC_GAME_CONFIG"
 	envDataDir               = "SAVESYNC_DATA_DIR"
 	envProject               = "GOOGLE_CLOUD_PROJECT"
 	envFirestoreEmulatorHost = "FIRESTORE_EMULATOR_HOST"
 	envPubSubEmulatorHost    = "PUBSUB_EMULATOR_HOST"
 	envAuthEmulatorHost      = "FIREBASE_AUTH_EMULATOR_HOST"
+	envAllowRemoteAuthEmu    = "SAVESYNC_ALLOW_REMOTE_AUTH_EMULATOR"
 	envServerKeys            = "SAVESYNC_SERVER_KEYS"
 	envMaxBodyBytes          = "SAVESYNC_MAX_BODY_BYTES"
+	envBodyReadTimeout       = "SAVESYNC_BODY_READ_TIMEOUT"
 	envLogLevel              = "SAVESYNC_LOG_LEVEL"
 	envLeaseTTL              = "SAVESYNC_LEASE_TTL"
 	envShutdownTimeout       = "SAVESYNC_SHUTDOWN_TIMEOUT"
@@ -44,25 +50,26 @@ const (
 // defaults holds the value used when a variable is unset or empty. Variables
 // absent here default to the empty string.
 var defaults = map[string]string{
-	envPort:              "8080",
-	envGameConfig:        "config/sample-game.json",
-	envDataDir:           ".data",
-	envMaxBodyBytes:      "1048576",
-	envLogLevel:          "info",
-	envLeaseTTL:          "90s",
-	envShutdownTimeout:   "8s",
-	envLedgerRetention:   "9600h",
-	envRobloxPlayers:     "0",
-	envOutboxRelay:       "on",
-	envInvalidationTopic: "savesync-invalidations",
-	envAuditTopic:        "savesync-audit",
+	envPort:               "8080",
+	envDataDir:            ".data",
+	envMaxBodyBytes:       "1048576",
+	envBodyReadTimeout:    "30s",
+	envLogLevel:           "info",
+	envLeaseTTL:           "90s",
+	envShutdownTimeout:    "8s",
+	envLedgerRetention:    "9600h",
+	envRobloxPlayers:      "0",
+	envOutboxRelay:        "on",
+	envAllowRemoteAuthEmu: "false",
+	envInvalidationTopic:  "savesync-invalidations",
+	envAuditTopic:         "savesync-audit",
 }
 
 // allEnvVars lists every variable, in the README table's order.
 var allEnvVars = []string{
-	envPort, envGameConfig, envDataDir, envProject,
-	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost,
-	envServerKeys, envMaxBodyBytes, envLogLevel, envLeaseTTL, envShutdownTimeout,
+	envPort, envListenHost, envCloudRunService, envTrustedProxies, envGameConfig, envDataDir, envProject,
+	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost, envAllowRemoteAuthEmu,
+	envServerKeys, envMaxBodyBytes, envBodyReadTimeout, envLogLevel, envLeaseTTL, envShutdownTimeout,
 	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID, envRobloxPlayers,
 	envWebhookSecret, envErasureKey, envOutboxRelay,
 }
@@ -85,10 +92,12 @@ const (
 
 // Limits on the tunable values.
 const (
-	minMaxBodyBytes = 1 << 10
-	maxMaxBodyBytes = 10 << 20 // Firestore's request limit
-	minLeaseTTL     = 10 * time.Second
-	maxLeaseTTL     = time.Hour
+	minMaxBodyBytes    = 1 << 10
+	maxMaxBodyBytes    = 10 << 20 // Firestore's request limit
+	minBodyReadTimeout = 100 * time.Millisecond
+	maxBodyReadTimeout = 10 * time.Minute
+	minLeaseTTL        = 10 * time.Second
+	maxLeaseTTL        = time.Hour
 	// Idempotent replay is promised for at least 24 hours, and the ledger
 	// is what replays are answered from.
 	minLedgerRetention = 24 * time.Hour
@@ -107,7 +116,20 @@ const (
 
 // config is the validated configuration of one process.
 type config struct {
-	port           int
+	port int
+	// listenHost is the interface to listen on ("" = all of them).
+	listenHost string
+	// loopbackOnly is true when listenHost was chosen as loopback because
+	// development credentials are in force and no host was set.
+	loopbackOnly bool
+	// cloudRun is true on Cloud Run (K_SERVICE is set), which reaches the
+	// container on every interface and fronts it with its own proxy.
+	cloudRun bool
+	// trustedProxies are proxies in front of the service whose
+	// X-Forwarded-For entries name the client.
+	trustedProxies []netip.Prefix
+	// gameConfigPath is the game config file; "" means the sample game
+	// built into the binary.
 	gameConfigPath string
 	dataDir        string
 	// project is the Google Cloud project id; embeddedProject when unset.
@@ -118,10 +140,15 @@ type config struct {
 	firestoreEmulatorHost string
 	pubsubEmulatorHost    string
 	authEmulatorHost      string
-	serverKeys            *handlers.ServerKeys
+	// allowRemoteAuthEmulator accepts an Auth emulator that is not on this
+	// machine (its tokens are unsigned, so anyone on the way can mint one).
+	allowRemoteAuthEmulator bool
+	serverKeys              *handlers.ServerKeys
 	// devServerKey is true when serverKeys holds only the development key.
-	devServerKey      bool
-	maxBodyBytes      int64
+	devServerKey bool
+	maxBodyBytes int64
+	// bodyReadTimeout bounds how long a request body may take to arrive.
+	bodyReadTimeout   time.Duration
 	logLevel          slog.Level
 	leaseTTL          time.Duration
 	ledgerRetention   time.Duration
@@ -151,6 +178,13 @@ func (c config) firestoreBackend() backend {
 	default:
 		return backendEmbedded
 	}
+}
+
+// devCredentials reports whether credentials anyone can know are accepted:
+// the public development server key, or the Auth emulator's unsigned ID
+// tokens.
+func (c config) devCredentials() bool {
+	return c.devServerKey || c.authEmulatorHost != ""
 }
 
 // pubsubBackend says which Pub/Sub the service uses.
@@ -187,6 +221,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		// The Admin SDK does not check signatures when it talks to the Auth
 		// emulator: in Google Cloud that would accept forged ID tokens.
 		r.bad(envAuthEmulatorHost, c.authEmulatorHost, "unset it in Google Cloud: with it the Admin SDK accepts unsigned ID tokens; set it only with emulators (%s)", envFirestoreEmulatorHost)
+	}
+	c.allowRemoteAuthEmulator = r.boolean(envAllowRemoteAuthEmu)
+	if c.authEmulatorHost != "" && !c.allowRemoteAuthEmulator && !isLoopbackHost(c.authEmulatorHost) {
+		// With the emulator the Admin SDK accepts tokens nobody signed: on
+		// this machine that is a developer's choice, elsewhere it is a
+		// service anyone on the network path can sign in to as anyone.
+		r.bad(envAuthEmulatorHost, c.authEmulatorHost, "set a loopback address (127.0.0.1, ::1 or localhost): the Admin SDK accepts unsigned ID tokens from the emulator; to use one on another machine anyway set %s=true", envAllowRemoteAuthEmu)
 	}
 	if c.project == "" {
 		c.project = embeddedProject
@@ -231,6 +272,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 	c.maxBodyBytes = r.intIn(envMaxBodyBytes, minMaxBodyBytes, maxMaxBodyBytes,
 		fmt.Sprintf("set a whole number of bytes from %d to %d (Firestore's request limit)", minMaxBodyBytes, maxMaxBodyBytes))
+	c.bodyReadTimeout = r.durationIn(envBodyReadTimeout, minBodyReadTimeout, maxBodyReadTimeout,
+		fmt.Sprintf("set a duration from %s to %s, e.g. 30s", minBodyReadTimeout, maxBodyReadTimeout))
 	level := r.get(envLogLevel)
 	c.logLevel, err = logging.ParseLevel(level)
 	if err != nil {
@@ -258,6 +301,28 @@ func loadConfig(getenv func(string) string) (config, error) {
 		if u := c.serverKeys.Universes(); len(u) == 1 && u[0] != c.robloxUniverseID {
 			r.bad(envRobloxUniverseID, strconv.FormatInt(c.robloxUniverseID, 10), "set the universe the server keys belong to (%d), or keys of this universe in %s", u[0], envServerKeys)
 		}
+	}
+
+	c.cloudRun = r.get(envCloudRunService) != ""
+	if c.cloudRun && c.devServerKey {
+		// Cloud Run serves the internet: the development key is public.
+		r.bad(envServerKeys, "", "required on Cloud Run (%s is set): without it anyone could use the public development key; set universeId:sha256hex pairs", envCloudRunService)
+	}
+	if c.cloudRun && c.authEmulatorHost != "" {
+		r.bad(envAuthEmulatorHost, c.authEmulatorHost, "unset it on Cloud Run (%s is set): the Admin SDK accepts unsigned ID tokens from the emulator, so anyone on the internet could sign in as any user or role", envCloudRunService)
+	}
+	c.trustedProxies = r.prefixes(envTrustedProxies)
+	c.listenHost = r.get(envListenHost)
+	switch {
+	case c.listenHost != "":
+		if c.listenHost != "localhost" && net.ParseIP(c.listenHost) == nil {
+			r.bad(envListenHost, c.listenHost, "set an IP address of this machine, e.g. 127.0.0.1, or 0.0.0.0 (or ::) for every interface")
+		}
+	case c.cloudRun:
+		// Cloud Run requires listening on every interface.
+	case c.devCredentials():
+		c.listenHost = "127.0.0.1"
+		c.loopbackOnly = true
 	}
 
 	c.robloxConcurrentPlayers = int(r.intIn(envRobloxPlayers, 0, 1_000_000,
@@ -318,6 +383,54 @@ func (r *envReader) topic(name string) string {
 		return ""
 	}
 	return v
+}
+
+// prefixes reads name as comma-separated CIDR ranges or single addresses.
+func (r *envReader) prefixes(name string) []netip.Prefix {
+	v := r.get(name)
+	if v == "" {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			ip, ierr := netip.ParseAddr(part)
+			if ierr != nil {
+				r.bad(name, v, "set comma-separated address ranges of your proxies, e.g. 130.211.0.0/22,35.191.0.0/16 (%q is not one)", part)
+				return nil
+			}
+			p = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
+// boolean reads name as true or false.
+func (r *envReader) boolean(name string) bool {
+	v := r.get(name)
+	b, err := strconv.ParseBool(v)
+	if err != nil || (v != "true" && v != "false") {
+		r.bad(name, v, "set true or false")
+		return false
+	}
+	return b
+}
+
+// isLoopbackHost reports whether the host of hostPort is this machine:
+// localhost or an address in 127.0.0.0/8 or ::1.
+func isLoopbackHost(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // hostPort reads name as an emulator address ("host:port"; an http:// prefix

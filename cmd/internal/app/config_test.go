@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/savesync/savesync/logging"
 )
 
 // env returns a getenv over vars.
@@ -47,7 +49,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := map[string]any{
 		"port":              8080,
-		"gameConfigPath":    "config/sample-game.json",
+		"gameConfigPath":    "",
 		"dataDir":           ".data",
 		"project":           "demo-savesync",
 		"cloud":             false,
@@ -143,6 +145,14 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"api key without universe", map[string]string{envRobloxAPIKey: "secret"}, envRobloxUniverseID},
 		{"outbox relay neither on nor off", map[string]string{envOutboxRelay: "yes"}, envOutboxRelay},
 		{"auth emulator in Google Cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey, envAuthEmulatorHost: "127.0.0.1:9099"}, envAuthEmulatorHost},
+		{"auth emulator on another machine", map[string]string{envAuthEmulatorHost: "10.0.0.5:9099"}, envAuthEmulatorHost},
+		{"auth emulator on a host name", map[string]string{envAuthEmulatorHost: "auth.example.com:9099"}, envAuthEmulatorHost},
+		{"auth emulator on all interfaces", map[string]string{envAuthEmulatorHost: "0.0.0.0:9099"}, envAuthEmulatorHost},
+		{"remote auth emulator flag not a bool", map[string]string{envAllowRemoteAuthEmu: "yes"}, envAllowRemoteAuthEmu},
+		{"listen host not an address", map[string]string{envListenHost: "example.com"}, envListenHost},
+		{"development key on Cloud Run", map[string]string{envCloudRunService: "savesync"}, envServerKeys},
+		{"auth emulator on Cloud Run", map[string]string{envCloudRunService: "savesync", envServerKeys: "1:" + validHash, envAuthEmulatorHost: "127.0.0.1:9099"}, envAuthEmulatorHost},
+		{"trusted proxy not a range", map[string]string{envTrustedProxies: "10.0.0.0/8, lb.example.com"}, envTrustedProxies},
 		{"keys of two universes", map[string]string{envServerKeys: "1:" + validHash + ",2:" + validHash}, envServerKeys},
 		{"universe other than the keys'", map[string]string{envServerKeys: "1:" + validHash, envRobloxUniverseID: "2"}, envRobloxUniverseID},
 	}
@@ -158,6 +168,95 @@ func TestLoadConfigRejects(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.bad+"=") || !strings.Contains(err.Error(), "set ") {
 				t.Errorf("message does not name %s and say what to set:\n%v", tt.bad, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigAuthEmulatorHosts(t *testing.T) {
+	tests := []struct {
+		host  string
+		allow string
+	}{
+		{"127.0.0.1:9099", ""},
+		{"127.8.9.10:9099", ""},
+		{"localhost:9099", ""},
+		{"LOCALHOST:9099", ""},
+		{"[::1]:9099", ""},
+		{"http://127.0.0.1:9099", ""},
+		{"10.0.0.5:9099", "true"},
+		{"auth-emulator:9099", "true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			c, err := loadConfig(env(map[string]string{envAuthEmulatorHost: tt.host, envAllowRemoteAuthEmu: tt.allow}))
+			if err != nil {
+				t.Fatalf("loadConfig = %v", err)
+			}
+			if c.authEmulatorHost == "" {
+				t.Error("the Auth emulator host was dropped")
+			}
+		})
+	}
+}
+
+// TestLogTokenChecks checks that start-up says, in every mode, whether ID
+// token signatures are verified.
+func TestLogTokenChecks(t *testing.T) {
+	tests := []struct {
+		name string
+		vars map[string]string
+		want []string
+	}{
+		{"no auth", nil, []string{`"message":"ID token checks: none`, `"signatureVerified":false`, `"tokensAccepted":false`}},
+		{"emulator", map[string]string{envAuthEmulatorHost: "127.0.0.1:9099"}, []string{
+			`"severity":"WARNING","message":"ID token checks: signatures NOT verified`, `"signatureVerified":false`,
+			`"authEmulator":"127.0.0.1:9099"`, `"revocationChecked":true`, `"audience":"demo-savesync"`}},
+		{"Firebase Auth", map[string]string{envProject: "my-studio-prod", envServerKeys: "42:" + validHash, envErasureKey: validErasureKey}, []string{
+			`"message":"ID token checks: RS256 signature`, `"signatureVerified":true`, `"revocationChecked":true`,
+			`"issuer":"https://securetoken.google.com/my-studio-prod"`, `"audience":"my-studio-prod"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			logTokenChecks(logging.New(&out, slog.LevelInfo), c)
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("log lacks %s:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigListenHost(t *testing.T) {
+	keys := "1:" + validHash
+	tests := []struct {
+		name     string
+		vars     map[string]string
+		host     string
+		loopback bool
+	}{
+		{"development key", nil, "127.0.0.1", true},
+		{"Auth emulator", map[string]string{envServerKeys: keys, envAuthEmulatorHost: "127.0.0.1:9099"}, "127.0.0.1", true},
+		{"configured keys", map[string]string{envServerKeys: keys}, "", false},
+		{"told otherwise", map[string]string{envListenHost: "0.0.0.0"}, "0.0.0.0", false},
+		{"told IPv6", map[string]string{envListenHost: "::"}, "::", false},
+		{"Cloud Run", map[string]string{envServerKeys: keys, envCloudRunService: "savesync"}, "", false},
+		{"Cloud Run told otherwise", map[string]string{envServerKeys: keys, envCloudRunService: "savesync", envListenHost: "127.0.0.1"}, "127.0.0.1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.vars))
+			if err != nil {
+				t.Fatalf("loadConfig = %v", err)
+			}
+			if diff := cmp.Diff([]any{tt.host, tt.loopback}, []any{c.listenHost, c.loopbackOnly}); diff != "" {
+				t.Errorf("listen host, loopback only (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -43,9 +46,8 @@ func (b *lockedBuffer) String() string {
 func embeddedEnv(t *testing.T) map[string]string {
 	t.Helper()
 	return map[string]string{
-		envPort:       "0",
-		envDataDir:    t.TempDir(),
-		envGameConfig: "../../../config/sample-game.json",
+		envPort:    "0",
+		envDataDir: t.TempDir(),
 	}
 }
 
@@ -132,6 +134,109 @@ func TestRunServesHealthAndShutsDown(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Errorf("log line %d is not JSON: %v\n%s", i+1, err, line)
 		}
+	}
+}
+
+// TestRunStartsAnywhere starts the service from an empty working directory
+// with no configuration but a free port: the sample game built into the
+// binary is the default, and the data directory is made where it runs.
+func TestRunStartsAnywhere(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs lockedBuffer
+	base, done := startRun(t, ctx, map[string]string{envPort: "0"}, &logs)
+
+	if code, _, body := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz = %d %s, want 200", code, body)
+	}
+	// The sample game's starting save: 250 coins.
+	code, body := post(t, base+"/v1/sessions", "", `{"userId":79,"jobId":"job-1","schemaVersion":3}`)
+	if code != http.StatusOK || !strings.Contains(body, `"coins":250`) {
+		t.Errorf("join = %d %s, want 200 with the sample game's 250 coins", code, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	if !strings.Contains(logs.String(), `"path":"built-in config/sample-game.json"`) {
+		t.Errorf("logs do not say the built-in sample game was loaded:\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".data")); err != nil {
+		t.Errorf("no data directory in the working directory: %v", err)
+	}
+}
+
+// TestRunListensOnLoopbackWithDevelopmentCredentials runs without a host
+// option, as main does: with the development key the service listens on
+// 127.0.0.1 and says so; with configured keys on Cloud Run, everywhere.
+func TestRunListensOnLoopbackWithDevelopmentCredentials(t *testing.T) {
+	tests := []struct {
+		name     string
+		vars     map[string]string
+		wantHost string
+		wantLog  string
+	}{
+		{"development key", nil, "127.0.0.1", `"severity":"WARNING","message":"listening on loopback (127.0.0.1) only: development credentials are in force (the public development server key`},
+		{"Cloud Run", map[string]string{envServerKeys: "1:" + validHash, envCloudRunService: "savesync"}, "::", `"message":"savesync listening"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := embeddedEnv(t)
+			for k, v := range tt.vars {
+				vars[k] = v
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var logs lockedBuffer
+			addrs := make(chan string, 1)
+			done := make(chan error, 1)
+			go func() { done <- Run(ctx, env(vars), &logs, WithListening(func(a string) { addrs <- a })) }()
+			var addr string
+			select {
+			case addr = <-addrs:
+			case err := <-done:
+				t.Fatalf("run returned before listening: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("run did not listen within 30 s")
+			}
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil || host != tt.wantHost {
+				t.Errorf("listening on %s, want host %s", addr, tt.wantHost)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("run = %v", err)
+			}
+			if !strings.Contains(logs.String(), tt.wantLog) {
+				t.Errorf("logs lack %s:\n%s", tt.wantLog, logs.String())
+			}
+		})
+	}
+}
+
+// TestRunLogsThePeerNotForwardedFor sends a spoofed X-Forwarded-For to the
+// running service off Cloud Run: the log names the real peer.
+func TestRunLogsThePeerNotForwardedFor(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs lockedBuffer
+	base, done := startRun(t, ctx, embeddedEnv(t), &logs)
+	req, _ := http.NewRequest("GET", base+"/healthz", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	out := logs.String()
+	if strings.Contains(out, "203.0.113.9") || !strings.Contains(out, `"remoteIp":"127.0.0.1"`) {
+		t.Errorf("want remoteIp 127.0.0.1 and no trace of the spoofed address:\n%s", out)
 	}
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,18 +10,21 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/logging"
 )
 
 // RunOptions are the knobs of Run that tests and the load tool turn.
 type RunOptions struct {
-	// host is the interface to listen on; "" means all of them, as Cloud
-	// Run requires.
-	host string
+	// host, when hostSet, is the interface to listen on instead of the
+	// configured one; "" means all of them.
+	host    string
+	hostSet bool
 	// onListening, when set, receives the bound address once the server
 	// accepts connections (useful with PORT=0).
 	onListening func(addr string)
@@ -31,9 +35,10 @@ type RunOptions struct {
 // RunOption changes RunOptions.
 type RunOption func(*RunOptions)
 
-// WithHost listens on host only, e.g. 127.0.0.1 in tests.
+// WithHost listens on host only, e.g. 127.0.0.1 in tests, whatever
+// SAVESYNC_LISTEN_HOST says.
 func WithHost(host string) RunOption {
-	return func(o *RunOptions) { o.host = host }
+	return func(o *RunOptions) { o.host, o.hostSet = host, true }
 }
 
 // WithStarted calls f with the wired service before it starts listening,
@@ -69,7 +74,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		slog.String("project", cfg.project),
 		slog.String("firestore", string(cfg.firestoreBackend())),
 		slog.String("pubsub", string(cfg.pubsubBackend())),
-		slog.String("gameConfig", cfg.gameConfigPath),
+		slog.String("gameConfig", cmp.Or(cfg.gameConfigPath, "built-in")),
 	)
 	if cfg.devServerKey {
 		logger.Warn("no " + envServerKeys + " set: accepting the development server key \"" + devServerKey +
@@ -92,16 +97,31 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		logger.Info("savesync stopped", slog.String("closeTook", time.Since(start).String()))
 	}()
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(cfg.port)))
+	host := cfg.listenHost
+	if o.hostSet {
+		host = o.host
+	}
+	if cfg.loopbackOnly && !o.hostSet {
+		logger.Warn("listening on loopback ("+host+") only: development credentials are in force ("+devCredentialsText(cfg)+
+			"), so only this machine may reach the service; set "+envListenHost+"=0.0.0.0 to listen on every interface",
+			slog.String("host", host))
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(cfg.port)))
 	if err != nil {
-		return fmt.Errorf("listen on port %d: %w (set %s to a free port)", cfg.port, err, envPort)
+		return fmt.Errorf("listen on %s port %d: %w (set %s to a free port, or %s to an address of this machine)", cmp.Or(host, "every interface"), cfg.port, err, envPort, envListenHost)
 	}
 	srv := &http.Server{
 		Handler:           a.engine,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// No ReadTimeout: it stays armed after the body and would end
+		// long-polls and event streams; handlers.BoundBodyRead bounds bodies.
+		IdleTimeout: 2 * time.Minute,
+		// Above our own limit, so LimitHeaders answers most oversized
+		// headers with a request id and a log line.
+		MaxHeaderBytes: 2 * handlers.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	ln = handlers.ServeJSONErrors(srv, ln, logger)
 	srv.RegisterOnShutdown(a.StopStreams)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -125,4 +145,16 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 	}
 	logger.Info("HTTP server stopped")
 	return nil
+}
+
+// devCredentialsText names the development credentials cfg accepts.
+func devCredentialsText(cfg config) string {
+	var names []string
+	if cfg.devServerKey {
+		names = append(names, "the public development server key, as "+envServerKeys+" is unset")
+	}
+	if cfg.authEmulatorHost != "" {
+		names = append(names, "unsigned ID tokens of the Firebase Auth emulator")
+	}
+	return strings.Join(names, "; ")
 }

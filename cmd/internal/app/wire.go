@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	gameconfig "github.com/savesync/savesync/config"
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/logging"
@@ -68,12 +69,12 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		}
 	}()
 
-	game, err := save.LoadConfig(cfg.gameConfigPath)
+	game, source, err := loadGame(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("the game config (%s) is not valid; fix it and start again: %w", envGameConfig, err)
 	}
 	logger.Info("loaded the game config", slog.String("game", game.Game),
-		slog.String("path", cfg.gameConfigPath), slog.Int("schemaVersion", game.SchemaVersion))
+		slog.String("path", source), slog.Int("schemaVersion", game.SchemaVersion))
 
 	if err := a.connectFirestore(ctx, cfg, logger); err != nil {
 		return nil, err
@@ -96,17 +97,18 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		return nil, err
 	}
 
-	r := gin.New()
-	r.ContextWithFallback = true
+	r := handlers.NewEngine()
 	a.streamsStopped = make(chan struct{})
 	r.Use(
+		handlers.ResolveClientIP(handlers.ClientAddress{BehindPlatformProxy: cfg.cloudRun, TrustedProxies: cfg.trustedProxies}),
 		handlers.StopStreamsOnShutdown(a.streamsStopped, "/v1/servers/:jobId/changes", "/v1/me/events"),
 		handlers.RequestID(),
 		handlers.RequestLogger(logger, cfg.project),
 		handlers.Recover(),
+		handlers.LimitHeaders(handlers.MaxHeaderBytes),
+		handlers.BoundBodyRead(cfg.bodyReadTimeout),
 		handlers.LimitBody(cfg.maxBodyBytes),
 	)
-	r.NoRoute(handlers.NoRoute)
 	r.GET("/healthz", handlers.Healthz)
 	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
 	handlers.NewAPI(a.store, cfg.serverKeys).Register(r)
@@ -116,6 +118,21 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 	}
 	a.engine = r
 	return a, nil
+}
+
+// loadGame reads the game config cfg names, or the sample game built into
+// the binary when it names none, and says where it came from.
+func loadGame(cfg config) (*save.Config, string, error) {
+	if cfg.gameConfigPath != "" {
+		game, err := save.LoadConfig(cfg.gameConfigPath)
+		return game, cfg.gameConfigPath, err
+	}
+	source := "built-in " + gameconfig.SampleGameFile
+	game, err := save.ParseConfig(gameconfig.SampleGame)
+	if err != nil {
+		return nil, source, fmt.Errorf("%s: %w", source, err)
+	}
+	return game, source, nil
 }
 
 // connectFirestore starts the embedded emulator when no Firestore is
@@ -227,6 +244,7 @@ func (a *App) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 	if cfg.webhookSecret == "" {
 		logger.Warn("the Roblox erasure webhook refuses every call: set " + envWebhookSecret + " to the webhook's secret")
 	}
+	logTokenChecks(logger, cfg)
 	if cfg.authEmulatorHost == "" && !cfg.cloud {
 		logger.Warn("companion and support APIs off: no Firebase Auth to verify ID tokens; set " + envAuthEmulatorHost +
 			" (run scripts/auth-emulator.sh) or " + envProject + " to serve /v1/me and /v1/admin")
@@ -241,6 +259,34 @@ func (a *App) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 	handlers.NewAdminAPI(a.store, auth, admin).Register(r)
 	logger.Info("companion API on", slog.String("auth", map[bool]string{true: "emulator " + cfg.authEmulatorHost, false: "Firebase Auth"}[cfg.authEmulatorHost != ""]))
 	return nil
+}
+
+// logTokenChecks says at start-up which checks an ID token of the companion
+// and support APIs must pass, so an operator sees from the log alone
+// whether a forged token could get in.
+func logTokenChecks(logger *slog.Logger, cfg config) {
+	issuer := "https://securetoken.google.com/" + cfg.project
+	switch {
+	case cfg.authEmulatorHost == "" && !cfg.cloud:
+		logger.Info("ID token checks: none, no ID token is accepted (companion and support APIs off)",
+			slog.Bool("signatureVerified", false), slog.Bool("tokensAccepted", false))
+	case cfg.authEmulatorHost != "":
+		logger.Warn("ID token checks: signatures NOT verified: the Firebase Auth emulator's tokens are unsigned, so anyone who reaches this service can sign in as any user or role; use it only for development",
+			slog.Bool("signatureVerified", false),
+			slog.String("authEmulator", cfg.authEmulatorHost),
+			slog.Bool("remoteEmulatorAllowed", cfg.allowRemoteAuthEmulator),
+			slog.Bool("revocationChecked", true),
+			slog.Bool("expiryChecked", true),
+			slog.String("issuer", issuer),
+			slog.String("audience", cfg.project))
+	default:
+		logger.Info("ID token checks: RS256 signature against Google's published keys, expiry, issuer and audience, and revocation or a disabled account on every request",
+			slog.Bool("signatureVerified", true),
+			slog.Bool("revocationChecked", true),
+			slog.Bool("expiryChecked", true),
+			slog.String("issuer", issuer),
+			slog.String("audience", cfg.project))
+	}
 }
 
 // StopStreams ends the long-lived requests; run calls it as shutdown begins.
