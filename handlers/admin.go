@@ -359,7 +359,9 @@ func (a *AdminAPI) postRestore(c *gin.Context) error {
 }
 
 // deletePlayer erases a player's save and personal data on an
-// administrator's request.
+// administrator's request. The Idempotency-Key is the administrator's own,
+// as for every mutation: their retry replays their first answer, while
+// another administrator's request with the same key is a new request.
 func (a *AdminAPI) deletePlayer(c *gin.Context) error {
 	userID, err := pathUserID(c)
 	if err != nil {
@@ -392,6 +394,9 @@ func (a *AdminAPI) erase(c *gin.Context, req store.ErasureRequest) error {
 			// claim only informs clients and lapses with the token.
 			logging.FromContext(ctx).Warn("erasure: could not clear the robloxUserId claim", "error", err.Error())
 		}
+	}
+	if out.Replayed {
+		c.Header(headerReplayed, "true")
 	}
 	c.JSON(http.StatusOK, out)
 	return nil
