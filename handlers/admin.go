@@ -149,11 +149,15 @@ func (a *AdminAPI) exportLedger(c *gin.Context, userID int64, q store.AuditQuery
 		for _, e := range page.Entries {
 			ops, _ := json.Marshal(e.Ops)
 			changes, _ := json.Marshal(e.Changes)
-			_ = w.Write([]string{
+			row := []string{
 				e.CommittedAt.Format(time.RFC3339Nano), strconv.FormatInt(e.Version, 10), strconv.FormatInt(e.VersionBefore, 10),
 				e.EntryID, string(e.Actor.Kind), e.Actor.ID, e.JobID, e.IdempotencyKey, e.Reason,
 				strings.Join(e.ChangedPaths, " "), string(ops), string(changes),
-			})
+			}
+			for i := range row {
+				row[i] = spreadsheetSafe(row[i])
+			}
+			_ = w.Write(row)
 		}
 		w.Flush()
 		c.Writer.Flush()
@@ -168,6 +172,39 @@ func (a *AdminAPI) exportLedger(c *gin.Context, userID int64, q store.AuditQuery
 		}
 	}
 	return nil
+}
+
+// spreadsheetSafe neutralises a CSV cell that a spreadsheet would run as a
+// formula: one starting with =, +, -, @, a tab or a carriage return gets a
+// leading single quote, which spreadsheets show as text (OWASP's advice
+// for CSV injection). A cell that is a plain number ("-5", "+3", "-1.5")
+// is left alone, so numbers stay numbers; the quote is visible to a
+// program reading the file, which must drop it from such cells.
+func spreadsheetSafe(cell string) string {
+	if cell == "" || !strings.ContainsRune("=+-@\t\r", rune(cell[0])) || plainNumber(cell) {
+		return cell
+	}
+	return "'" + cell
+}
+
+// plainNumber reports whether s is an optionally signed decimal number
+// such as -5 or +2.25, with nothing a formula could use.
+func plainNumber(s string) bool {
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	digits, dot := 0, false
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '.' && !dot:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return digits > 0
 }
 
 // getVersion answers the save as it was at a version.
@@ -322,7 +359,9 @@ func (a *AdminAPI) postRestore(c *gin.Context) error {
 }
 
 // deletePlayer erases a player's save and personal data on an
-// administrator's request.
+// administrator's request. The Idempotency-Key is the administrator's own,
+// as for every mutation: their retry replays their first answer, while
+// another administrator's request with the same key is a new request.
 func (a *AdminAPI) deletePlayer(c *gin.Context) error {
 	userID, err := pathUserID(c)
 	if err != nil {
@@ -355,6 +394,9 @@ func (a *AdminAPI) erase(c *gin.Context, req store.ErasureRequest) error {
 			// claim only informs clients and lapses with the token.
 			logging.FromContext(ctx).Warn("erasure: could not clear the robloxUserId claim", "error", err.Error())
 		}
+	}
+	if out.Replayed {
+		c.Header(headerReplayed, "true")
 	}
 	c.JSON(http.StatusOK, out)
 	return nil

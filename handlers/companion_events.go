@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/savesync/savesync/logging"
+	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
 
@@ -42,6 +43,11 @@ var errStreamDone = errors.New("handlers: event stream done")
 func (a *CompanionAPI) streamEvents(c *gin.Context) error {
 	u, _ := FirebaseUserFrom(c)
 	userID := linkedUser(c)
+	if !a.streams.acquire(u.UID) {
+		return refusal(save.CodeResourceExhausted, limitEventStreams, streamRetryAfter,
+			"this account has %d event streams open on this server already; close one (one per browser tab is enough)", a.opts.MaxStreams)
+	}
+	defer a.streams.release(u.UID)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), a.opts.MaxStream)
 	defer cancel()
 

@@ -47,7 +47,9 @@ func (r companionReply) failure(t *testing.T) (code, reason string) {
 	return code, reason
 }
 
-func newCompanionEnv(t *testing.T) *companionEnv {
+// newCompanionEnv serves the companion API; tune, when given, changes its
+// options (limits, clock) on both instances.
+func newCompanionEnv(t *testing.T, tune ...func(*handlers.CompanionOptions)) *companionEnv {
 	t.Helper()
 	authEmulator(t)
 	gin.SetMode(gin.TestMode)
@@ -67,10 +69,14 @@ func newCompanionEnv(t *testing.T) *companionEnv {
 		r := gin.New()
 		r.Use(handlers.LimitBody(64 << 10))
 		handlers.NewAPI(st, keys).Register(r)
-		handlers.NewCompanionAPI(st, fa, keys, handlers.CompanionOptions{
+		opts := handlers.CompanionOptions{
 			Heartbeat: 100 * time.Millisecond,
 			Watch:     store.WatchOptions{PollInterval: 50 * time.Millisecond},
-		}).Register(r)
+		}
+		for _, f := range tune {
+			f(&opts)
+		}
+		handlers.NewCompanionAPI(st, fa, keys, opts).Register(r)
 		r.GET("/v1/test/support", fa.RequireUser(), handlers.RequireRole(handlers.RoleSupport, handlers.RoleAdmin), func(c *gin.Context) {
 			u, _ := handlers.FirebaseUserFrom(c)
 			c.JSON(http.StatusOK, gin.H{"uid": u.UID, "role": u.Role})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -29,6 +30,8 @@ var statusByCode = map[save.Code]int{
 	save.CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
 	save.CodeRequestTimeout:       http.StatusRequestTimeout,
 	save.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	save.CodeRateLimited:          http.StatusTooManyRequests,
+	save.CodeResourceExhausted:    http.StatusTooManyRequests,
 	save.CodeUnavailable:          http.StatusServiceUnavailable,
 	save.CodeInternal:             http.StatusInternalServerError,
 }
@@ -79,8 +82,15 @@ func writeError(c *gin.Context, err error) {
 	if e.Code == save.CodeInternal {
 		e = save.Errorf(save.CodeInternal, "internal error")
 	}
+	if n, ok := e.Details[detailRetryAfter].(int64); ok && n > 0 {
+		c.Header("Retry-After", strconv.FormatInt(n, 10))
+	}
 	c.AbortWithStatusJSON(HTTPStatus(e.Code), errorBody(e))
 }
+
+// detailRetryAfter is the detail of a refusal that says, in whole seconds,
+// when to retry; writeError copies it into the Retry-After header.
+const detailRetryAfter = "retryAfterSeconds"
 
 // errorBody renders a domain error.
 func errorBody(e *save.Error) ErrorBody {

@@ -28,7 +28,10 @@ const (
 // that held the player at commit time (it must be told, through Open Cloud
 // messaging); it is empty when no server but the writer held the player,
 // for example a companion write to an offline player, which only the
-// companion's own views need to hear about.
+// companion's own views need to hear about. Actor is the writer as
+// store.ActorSeenByGameServers shows it (kind only for companion and admin
+// writers): invalidations are what game servers learn of, so they name no
+// account; the audit topic carries the full actor.
 type Invalidation struct {
 	UserID       int64      `json:"userId"`
 	Version      int64      `json:"version"`
@@ -54,7 +57,7 @@ func invalidationMessage(e store.Event) (*gpubsub.Message, error) {
 		Version:      e.Version,
 		EntryID:      e.EntryID,
 		ChangedPaths: e.ChangedPaths,
-		Actor:        e.Actor,
+		Actor:        store.ActorSeenByGameServers(e.Actor),
 		CommittedAt:  e.CommittedAt,
 	}
 	if e.Invalidate {

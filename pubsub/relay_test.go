@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,6 +124,17 @@ func TestCompanionWriteReachesGameServerAfterRelayRestart(t *testing.T) {
 		t.Errorf("audit messages published (-want +got):\n%s", diff)
 	}
 	for _, m := range srv.Messages() {
+		if m.Topic == "projects/"+testProject+"/topics/"+invTopic {
+			// Invalidations reach game servers: the companion's kind, not its uid.
+			var inv pubsub.Invalidation
+			if err := json.Unmarshal(m.Data, &inv); err != nil {
+				t.Fatalf("invalidation body: %v", err)
+			}
+			if want := (save.Actor{Kind: save.ActorCompanion}); inv.Actor != want || strings.Contains(string(m.Data), companion.ID) {
+				t.Errorf("invalidation of %d v%d names actor %+v (%s), want %+v", inv.UserID, inv.Version, inv.Actor, m.Data, want)
+			}
+			continue
+		}
 		if m.Topic != "projects/"+testProject+"/topics/"+auditTopic || m.Attributes[pubsub.AttrVersion] != "1" || m.OrderingKey != "81" {
 			continue
 		}

@@ -55,6 +55,14 @@ const (
 	// CodeMethodNotAllowed means the path exists but not with this method;
 	// the Allow header lists the methods it has.
 	CodeMethodNotAllowed Code = "METHOD_NOT_ALLOWED"
+	// CodeRateLimited means the caller made too many requests of this kind
+	// in a short time; details.retryAfterSeconds (also the Retry-After
+	// header) says when to try again and details.limit which limit it hit.
+	CodeRateLimited Code = "RATE_LIMITED"
+	// CodeResourceExhausted means the caller holds as many of something
+	// (open event streams) as it may at once; it may retry after closing one,
+	// or after details.retryAfterSeconds.
+	CodeResourceExhausted Code = "RESOURCE_EXHAUSTED"
 	// CodeUnavailable means a dependency is temporarily unreachable; retrying
 	// the same request (with the same Idempotency-Key) is safe.
 	CodeUnavailable Code = "UNAVAILABLE"

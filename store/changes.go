@@ -15,12 +15,27 @@ import (
 
 // Change is one save changed from elsewhere while a game server held the
 // player: the server refetches the player unless it already has Version.
+// Actor says who changed it as ActorSeenByGameServers shows it.
 type Change struct {
 	UserID       int64      `json:"userId"`
 	Version      int64      `json:"version"`
 	ChangedPaths []string   `json:"changedPaths"`
 	Actor        save.Actor `json:"actor"`
 	CommittedAt  time.Time  `json:"committedAt"`
+}
+
+// ActorSeenByGameServers is an actor as game servers and anything else
+// outside the service may see it: a game server learns that a change came
+// from the companion or from support, not which account made it, so the
+// id of companion and admin actors (a Firebase uid) is dropped. Game-server
+// and system actors keep their id (a universe, a service task), which names
+// no person. The ledger and the audit topic keep the full actor.
+func ActorSeenByGameServers(a save.Actor) save.Actor {
+	switch a.Kind {
+	case save.ActorCompanion, save.ActorAdmin:
+		return save.Actor{Kind: a.Kind}
+	}
+	return a
 }
 
 // ChangesPage is one answer of the changes long-poll. Cursor goes into the
@@ -199,7 +214,7 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 			UserID:       e.UserID,
 			Version:      e.Version,
 			ChangedPaths: nonNil(e.ChangedPaths),
-			Actor:        save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID},
+			Actor:        ActorSeenByGameServers(save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID}),
 			CommittedAt:  e.CommittedAt.UTC(),
 		})
 		kept = append(kept, read{e.CommittedAt, prefix})

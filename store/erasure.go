@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -34,6 +35,26 @@ const (
 	maxErasureRequests = 100
 )
 
+// Bounds of the claim that makes one delivery of an erasure request the
+// one that erases.
+const (
+	// erasureClaimTTL is how long a claimed request may run before another
+	// delivery of it takes over, as after a crash of the claiming instance.
+	erasureClaimTTL = 10 * time.Minute
+	// erasureWaitPoll is how often a duplicate delivery looks whether the
+	// claiming one has finished.
+	erasureWaitPoll = 50 * time.Millisecond
+	// maxErasureWait bounds how long a duplicate delivery waits for the
+	// claiming one before it answers UNAVAILABLE (the caller retries).
+	maxErasureWait = time.Minute
+)
+
+// States of an erasure request's claim document.
+const (
+	erasureErasing = "erasing"
+	erasureDone    = "done"
+)
+
 // ErasureRequest asks to erase a Roblox player's data.
 type ErasureRequest struct {
 	UserID int64
@@ -42,7 +63,10 @@ type ErasureRequest struct {
 	// Requester names who asked: the webhook, or the operator's uid.
 	Requester string
 	// RequestID identifies the request (the webhook's NotificationId, or an
-	// Idempotency-Key): a request seen before erases nothing again.
+	// Idempotency-Key): a request seen before erases nothing again. Like
+	// every idempotency key it is scoped by who asked: an admin's key is
+	// the key of that admin (Requester) only, while a webhook notification
+	// id is the same request whoever delivers it.
 	RequestID string
 }
 
@@ -59,6 +83,9 @@ type Erasure struct {
 	// OwnerUIDs are the companion accounts that were linked to the player,
 	// so the caller can clear their robloxUserId claims.
 	OwnerUIDs []string `json:"-"`
+	// Replayed is set when this is the stored answer of an admin's request
+	// made before with the same Idempotency-Key.
+	Replayed bool `json:"-"`
 }
 
 // ErasedCounts counts deleted documents by kind.
@@ -89,13 +116,21 @@ func ErasureRecordID(key []byte, userID int64) string {
 // trail and idempotency records), the links/{uid} documents and link codes
 // that tie a companion account to the player. It then records the erasure
 // in erasures/{ErasureRecordID}: times, sources, requesters and request
-// ids, no user id. It is idempotent: a request id seen before erases
-// nothing, and erasing an erased player deletes nothing. key is the
-// erasure-record key (see ErasureRecordID).
+// ids, no user id. key is the erasure-record key (see ErasureRecordID).
+//
+// It is idempotent. A request with a RequestID first claims it by creating
+// its claim document (a create-if-absent precondition), so of concurrent
+// deliveries of one request exactly one erases; the others wait for it to
+// finish and answer AlreadyErased (a webhook's duplicate delivery) or the
+// stored answer with Replayed set (an admin's retry with the same key).
+// A claim whose erasure failed is released, and one left by a crashed
+// instance is taken over after erasureClaimTTL. Erasing an erased player
+// deletes nothing and answers AlreadyErased.
 //
 // A game server still holding the player's session may write again after
 // the erasure; that new save is erased by the next request.
-// Errors: INVALID_ARGUMENT (bad user id or source), UNAVAILABLE.
+// Errors: INVALID_ARGUMENT (bad user id or source), UNAVAILABLE (also when
+// another delivery of the request is still erasing after maxErasureWait).
 func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest) (Erasure, error) {
 	if req.UserID <= 0 {
 		return Erasure{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id").WithDetail("field", "userId")
@@ -104,18 +139,143 @@ func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest)
 		return Erasure{}, save.Errorf(save.CodeInvalidArgument, "unknown erasure source %q", req.Source)
 	}
 	id := ErasureRecordID(key, req.UserID)
-	rec := s.fs.Collection("erasures").Doc(id)
-	if req.RequestID != "" {
-		done, at, err := seenRequest(ctx, rec, req.RequestID)
-		if err != nil {
-			return Erasure{}, err
+	if req.RequestID == "" {
+		return s.erase(ctx, id, req)
+	}
+	claim, done, err := s.claimErasure(ctx, id, req)
+	if err != nil {
+		return Erasure{}, err
+	}
+	if done != nil {
+		return *done, nil
+	}
+	out, err := s.erase(ctx, id, req)
+	if err != nil {
+		s.releaseErasure(ctx, claim)
+		return Erasure{}, err
+	}
+	if err := s.finishErasure(ctx, claim, out); err != nil {
+		return Erasure{}, fmt.Errorf("store.ErasePlayer: finish the claim: %w", err)
+	}
+	return out, nil
+}
+
+// erasureClaim is a claimed erasure request: its document, as this
+// delivery wrote it.
+type erasureClaim struct {
+	ref     *firestore.DocumentRef
+	written time.Time
+}
+
+// erasureRequestKey names the claim document of a request: the hash of
+// its scope and id. A webhook's notification id is scoped by the source
+// only; an admin's key by the admin too.
+func erasureRequestKey(req ErasureRequest) string {
+	requester := ""
+	if req.Source == ErasureSourceAdmin {
+		requester = req.Requester
+	}
+	sum := sha256.Sum256([]byte(req.Source + "\x00" + requester + "\x00" + req.RequestID))
+	return hex.EncodeToString(sum[:20])
+}
+
+// claimErasure makes this delivery the one that erases for req, or returns
+// the answer to give when another delivery has erased already (waiting
+// for one that is erasing now).
+func (s *Store) claimErasure(ctx context.Context, recordID string, req ErasureRequest) (erasureClaim, *Erasure, error) {
+	ref := s.fs.Collection("erasures").Doc(recordID).Collection("requests").Doc(erasureRequestKey(req))
+	deadline := time.Now().Add(maxErasureWait)
+	for {
+		now := s.now().UTC().Truncate(time.Microsecond)
+		wr, err := ref.Create(ctx, map[string]any{"state": erasureErasing, "claimedAt": now, "source": req.Source})
+		if err == nil {
+			return erasureClaim{ref: ref, written: wr.UpdateTime}, nil, nil
 		}
-		if done {
-			return Erasure{RecordID: id, ErasedAt: at, AlreadyErased: true}, nil
+		if status.Code(err) != codes.AlreadyExists {
+			return erasureClaim{}, nil, err
+		}
+		snap, err := ref.Get(ctx)
+		if status.Code(err) == codes.NotFound {
+			continue // released meanwhile: claim it afresh
+		}
+		if err != nil {
+			return erasureClaim{}, nil, err
+		}
+		data := snap.Data()
+		if data["state"] == erasureDone {
+			out, err := storedErasure(data)
+			if err != nil {
+				return erasureClaim{}, nil, fmt.Errorf("store.ErasePlayer: claim %s: %w", ref.ID, err)
+			}
+			if req.Source == ErasureSourceAdmin {
+				out.Replayed = true
+			} else {
+				out.AlreadyErased, out.Deleted = true, ErasedCounts{}
+			}
+			return erasureClaim{}, &out, nil
+		}
+		if at, _ := data["claimedAt"].(time.Time); now.Sub(at) >= erasureClaimTTL {
+			wr, err := ref.Update(ctx, []firestore.Update{{Path: "claimedAt", Value: now}}, firestore.LastUpdateTime(snap.UpdateTime))
+			if err == nil {
+				return erasureClaim{ref: ref, written: wr.UpdateTime}, nil, nil
+			}
+			if c := status.Code(err); c != codes.FailedPrecondition && c != codes.NotFound {
+				return erasureClaim{}, nil, err
+			}
+			continue // another delivery took it over first
+		}
+		if time.Now().After(deadline) {
+			return erasureClaim{}, nil, save.Errorf(save.CodeUnavailable, "this erasure request is being carried out by another delivery; retry it later")
+		}
+		t := time.NewTimer(erasureWaitPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return erasureClaim{}, nil, ctx.Err()
+		case <-t.C:
 		}
 	}
+}
 
-	out := Erasure{RecordID: id}
+// finishErasure records the answer on the claim, for later deliveries.
+func (s *Store) finishErasure(ctx context.Context, c erasureClaim, out Erasure) error {
+	answer, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	_, err = c.ref.Set(ctx, map[string]any{
+		"state":    erasureDone,
+		"doneAt":   s.now().UTC().Truncate(time.Microsecond),
+		"response": string(answer),
+	}, firestore.MergeAll)
+	return err
+}
+
+// releaseErasure gives up a claim whose erasure failed, so the caller's
+// retry erases at once instead of waiting out erasureClaimTTL. The claim
+// is deleted only if nobody took it over meanwhile; if the delete fails
+// too, the claim lapses after erasureClaimTTL.
+func (s *Store) releaseErasure(ctx context.Context, c erasureClaim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, _ = c.ref.Delete(ctx, firestore.LastUpdateTime(c.written))
+}
+
+// storedErasure decodes the answer kept on a finished claim.
+func storedErasure(data map[string]any) (Erasure, error) {
+	var out Erasure
+	raw, _ := data["response"].(string)
+	if err := json.Unmarshal([]byte(raw), &out); err != nil {
+		return Erasure{}, fmt.Errorf("the stored answer cannot be read: %w", err)
+	}
+	return out, nil
+}
+
+// erase deletes the player's data and logs the request on the erasure
+// record recordID.
+func (s *Store) erase(ctx context.Context, recordID string, req ErasureRequest) (Erasure, error) {
+	rec := s.fs.Collection("erasures").Doc(recordID)
+	out := Erasure{RecordID: recordID}
 	player := s.fs.Doc(playerPath(req.UserID))
 	snap, err := player.Get(ctx)
 	if err != nil && status.Code(err) != codes.NotFound {
@@ -187,10 +347,6 @@ func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest)
 			if t, ok := data["erasedAt"].(time.Time); ok {
 				out.ErasedAt = t.UTC()
 			}
-			if req.RequestID != "" && requestSeen(requests, req.RequestID) {
-				out.AlreadyErased = true
-				return nil
-			}
 			if out.Deleted.total() == 0 {
 				out.AlreadyErased = true
 				return nil
@@ -216,30 +372,6 @@ func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest)
 		return Erasure{}, fmt.Errorf("store.ErasePlayer: record: %w", err)
 	}
 	return out, nil
-}
-
-// seenRequest reports whether an erasure record lists a request id.
-func seenRequest(ctx context.Context, rec *firestore.DocumentRef, requestID string) (bool, time.Time, error) {
-	snap, err := rec.Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return false, time.Time{}, nil
-	}
-	if err != nil {
-		return false, time.Time{}, err
-	}
-	data := snap.Data()
-	requests, _ := data["requests"].([]any)
-	at, _ := data["erasedAt"].(time.Time)
-	return requestSeen(requests, requestID), at.UTC(), nil
-}
-
-func requestSeen(requests []any, id string) bool {
-	for _, r := range requests {
-		if m, ok := r.(map[string]any); ok && m["requestId"] == id {
-			return true
-		}
-	}
-	return false
 }
 
 // deleteAll deletes every document a query matches, a batch at a time.

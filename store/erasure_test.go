@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -90,5 +91,78 @@ func TestErasePlayer(t *testing.T) {
 
 	if _, err := st.ErasePlayer(ctx, key, store.ErasureRequest{UserID: 0, Source: store.ErasureSourceAdmin}); save.ErrorCode(err) != save.CodeInvalidArgument {
 		t.Errorf("ErasePlayer(0) = %v, want INVALID_ARGUMENT", err)
+	}
+}
+
+func TestErasePlayerConcurrentDeliveriesEraseOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := fstest.Store(t, store.Options{})
+	const userID, deliveries = 7401, 50
+	key := []byte("erasure-key")
+	apply(t, st, userID, save.Actor{Kind: save.ActorServer, ID: "universe/1"}, "a", save.Op{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: 5})
+
+	req := store.ErasureRequest{UserID: userID, Source: store.ErasureSourceRoblox, Requester: "roblox", RequestID: "notif-concurrent"}
+	outs := make([]store.Erasure, deliveries)
+	errs := make([]error, deliveries)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = st.ErasePlayer(ctx, key, req)
+		}()
+	}
+	wg.Wait()
+	erasers := 0
+	for i, out := range outs {
+		if errs[i] != nil {
+			t.Fatalf("delivery %d: %v", i, errs[i])
+		}
+		if !out.AlreadyErased {
+			erasers++
+			if out.Deleted != (store.ErasedCounts{Players: 1, LedgerEntries: 1}) {
+				t.Errorf("the eraser deleted %+v", out.Deleted)
+			}
+		} else if out.Deleted != (store.ErasedCounts{}) || out.Replayed {
+			t.Errorf("duplicate %d = %+v, want nothing deleted and no replay", i, out)
+		}
+	}
+	if erasers != 1 {
+		t.Errorf("%d of %d deliveries erased, want exactly 1", erasers, deliveries)
+	}
+}
+
+func TestErasePlayerScopesAdminKeysByAdmin(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := fstest.Store(t, store.Options{})
+	const userID = 7501
+	key := []byte("erasure-key")
+	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}
+	apply(t, st, userID, server, "a", save.Op{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: 5})
+	byA := store.ErasureRequest{UserID: userID, Source: store.ErasureSourceAdmin, Requester: "uid-admin-a", RequestID: "K"}
+	byB := byA
+	byB.Requester = "uid-admin-b"
+
+	first, err := st.ErasePlayer(ctx, key, byA)
+	if err != nil || first.AlreadyErased || first.Replayed {
+		t.Fatalf("admin A = %+v, %v; want the eraser", first, err)
+	}
+	apply(t, st, userID, server, "b", save.Op{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: 7})
+	second, err := st.ErasePlayer(ctx, key, byB)
+	if err != nil || second.AlreadyErased || second.Replayed || second.Deleted != (store.ErasedCounts{Players: 1, LedgerEntries: 1}) {
+		t.Errorf("admin B with A's key = %+v, %v; want the new data erased", second, err)
+	}
+	replay, err := st.ErasePlayer(ctx, key, byA)
+	first.Replayed = true
+	if diff := cmp.Diff(first, replay); err != nil || diff != "" {
+		t.Errorf("admin A again: %v (-want +got):\n%s", err, diff)
+	}
+	// The same id from the webhook is Roblox's, not an admin's.
+	apply(t, st, userID, server, "c", save.Op{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: 9})
+	hook, err := st.ErasePlayer(ctx, key, store.ErasureRequest{UserID: userID, Source: store.ErasureSourceRoblox, Requester: "roblox", RequestID: "K"})
+	if err != nil || hook.AlreadyErased {
+		t.Errorf("webhook with the id K = %+v, %v; want the eraser", hook, err)
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,6 +47,12 @@ const (
 	ReasonCodeUsed = "LINK_CODE_USED"
 )
 
+// MaxLiveLinkCodes bounds the live (unused, unexpired) link codes of one
+// companion account. Issuing one more revokes the oldest rather than
+// refusing: the code a user looks at is the one that works, and a user
+// who asked again because a code scrolled away is not turned down.
+const MaxLiveLinkCodes = 5
+
 // maxCodeAttempts bounds the retries when a fresh code collides with an
 // existing one (about one chance in 10^12 per try while codes are few).
 const maxCodeAttempts = 5
@@ -63,7 +71,11 @@ type Link struct {
 }
 
 // CreateLinkCode issues a single-use code that binds uid to whichever
-// Roblox player's game server redeems it within LinkCodeTTL.
+// Roblox player's game server redeems it within LinkCodeTTL. It keeps at
+// most MaxLiveLinkCodes of uid's codes live, revoking the oldest, and
+// deletes uid's expired ones. Codes issued concurrently may outnumber the
+// bound for a moment: each issue trims after its own code is written, so
+// the last one trims them all.
 // Errors: INVALID_ARGUMENT (empty uid), PERMISSION_DENIED with reason
 // ALREADY_LINKED (unlink first).
 func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error) {
@@ -94,8 +106,51 @@ func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error
 		if err != nil {
 			return LinkCode{}, err
 		}
+		// The code is issued: a failed trim only leaves older codes live
+		// until the next issue trims them.
+		_ = s.revokeOldLinkCodes(ctx, uid, code, now)
 		return lc, nil
 	}
+}
+
+// revokeOldLinkCodes deletes uid's expired codes and its live ones beyond
+// the newest MaxLiveLinkCodes, never keep (the code just issued). A code
+// redeemed meanwhile is left alone: the deletes are conditional on the
+// documents being as read.
+func (s *Store) revokeOldLinkCodes(ctx context.Context, uid, keep string, now time.Time) error {
+	docs, err := s.fs.Collection("linkCodes").Where("uid", "==", uid).Documents(ctx).GetAll()
+	if err != nil {
+		return err
+	}
+	var live, drop []*firestore.DocumentSnapshot
+	for _, d := range docs {
+		data := d.Data()
+		if used, _ := data["userId"].(int64); used != 0 || d.Ref.ID == keep {
+			continue
+		}
+		if exp, _ := data["expiresAt"].(time.Time); !now.Before(exp) {
+			drop = append(drop, d)
+			continue
+		}
+		live = append(live, d)
+	}
+	created := func(d *firestore.DocumentSnapshot) time.Time { t, _ := d.Data()["createdAt"].(time.Time); return t }
+	sort.Slice(live, func(i, j int) bool {
+		if ti, tj := created(live[i]), created(live[j]); !ti.Equal(tj) {
+			return ti.After(tj)
+		}
+		return live[i].Ref.ID > live[j].Ref.ID
+	})
+	if len(live) > MaxLiveLinkCodes-1 {
+		drop = append(drop, live[MaxLiveLinkCodes-1:]...)
+	}
+	for _, d := range drop {
+		_, err := d.Ref.Delete(ctx, firestore.LastUpdateTime(d.UpdateTime))
+		if err != nil && status.Code(err) != codes.FailedPrecondition && status.Code(err) != codes.NotFound {
+			return err
+		}
+	}
+	return nil
 }
 
 // RedeemLinkCode binds the code's companion user to the Roblox player

@@ -277,3 +277,42 @@ func TestNormalizeLinkCode(t *testing.T) {
 		})
 	}
 }
+
+func TestCreateLinkCodeKeepsTheNewestLive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, clock := newLinkStore(t)
+	var codes []string
+	for range store.MaxLiveLinkCodes + 2 {
+		codes = append(codes, mustLinkCode(t, st, "uid-many"))
+		clock.Advance(time.Second)
+	}
+	kept := mustLinkCode(t, st, "uid-other")
+	var live []string
+	for i, code := range codes {
+		_, err := st.RedeemLinkCode(ctx, code, 5101)
+		switch e, _ := save.AsError(err); {
+		case err == nil:
+			live = append(live, fmt.Sprint(i))
+		case e == nil || e.Details["reason"] != store.ReasonCodeUnknown:
+			t.Errorf("code %d: %v, want it redeemed or revoked (LINK_CODE_UNKNOWN)", i, err)
+		}
+	}
+	if diff := cmp.Diff([]string{"2", "3", "4", "5", "6"}, live); diff != "" {
+		t.Errorf("codes still live, by issue order (-want +got):\n%s", diff)
+	}
+	if _, err := st.RedeemLinkCode(ctx, kept, 5102); err != nil {
+		t.Errorf("another account's code: %v, want untouched by the first's revocations", err)
+	}
+
+	// Expired codes are deleted by the next issue, and do not count.
+	st2, clock2 := newLinkStore(t)
+	old := mustLinkCode(t, st2, "uid-late")
+	clock2.Advance(store.LinkCodeTTL)
+	fresh := mustLinkCode(t, st2, "uid-late")
+	_, err := st2.RedeemLinkCode(ctx, old, 5103)
+	wantReason(t, err, save.CodeNotFound, store.ReasonCodeUnknown)
+	if _, err := st2.RedeemLinkCode(ctx, fresh, 5103); err != nil {
+		t.Errorf("the fresh code: %v", err)
+	}
+}
