@@ -47,6 +47,12 @@ type Outcome struct {
 	CommittedAt   time.Time     `json:"committedAt"`
 	ChangedPaths  []string      `json:"changedPaths"`
 	Changes       []save.Change `json:"changes"`
+	// Unchanged is set on the answer to a mutation that would change
+	// nothing (a setting set to the value it has, a remove of an absent
+	// element): nothing was written, Version is the current version and
+	// VersionBefore equals it, EntryID is empty (no ledger entry) and
+	// CommittedAt is when the save was read. Absent on every committed answer.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // MutationResult is a mutation's answer: the outcome, the exact response
@@ -76,6 +82,11 @@ const maxGroupLedgerBytes = 9<<20 - 64<<10
 var errDeferred = errors.New("store: deferred to the next commit")
 
 // ApplyMutation commits one mutation exactly once per idempotency key.
+//
+// A mutation that would change nothing commits nothing: no ledger entry,
+// no version bump, no event. It stores nothing under its key either, so a
+// retry is evaluated again (answered unchanged again while the save still
+// agrees); a key that did commit replays as always.
 //
 // Concurrent mutations of the same player on this instance are grouped into
 // one transaction (one player write, one ledger entry each), so a hot player
@@ -333,7 +344,7 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 		default:
 			pm.res, pm.err = results[i].res, results[i].err
 			switch {
-			case pm.err != nil:
+			case pm.err != nil, pm.res.Outcome.Unchanged:
 			case pm.res.Replayed:
 				s.metrics.replays.Add(1)
 			default:
@@ -416,7 +427,10 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 			continue
 		}
 		results[i] = g.apply(pm)
-		if results[i].err == nil {
+		if results[i].err == nil && !results[i].res.Outcome.Unchanged {
+			// A later duplicate replays this answer; the duplicate of an
+			// unchanged answer is evaluated again, as it would be in a
+			// later group, since nothing was stored under the key.
 			inGroup[pm.entryID] = i
 		}
 	}
@@ -470,6 +484,12 @@ func (g *groupAttempt) apply(pm *pendingMutation) (r groupResult) {
 	applied, err := s.cfg.Apply(g.st, g.version, pm.req.Mutation, pm.req.Actor)
 	if err != nil {
 		return groupResult{err: s.explain(err, userID, g.version, g.st)}
+	}
+	if len(applied.Changes) == 0 && pm.req.Once == "" && len(pm.req.Settles) == 0 {
+		// Nothing would change, so nothing is written: the version stays
+		// the number of ledger entries, and no listener is woken for
+		// nothing. (A once-only mutation still records that it was done.)
+		return g.unchanged(pm)
 	}
 	out := Outcome{
 		UserID:        userID,
@@ -527,6 +547,26 @@ func (g *groupAttempt) apply(pm *pendingMutation) (r groupResult) {
 	}
 	g.st = applied.State
 	g.version++
+	return groupResult{res: MutationResult{Outcome: out, Body: body}}
+}
+
+// unchanged answers a member that would change nothing with the current
+// version, without writing.
+func (g *groupAttempt) unchanged(pm *pendingMutation) groupResult {
+	out := Outcome{
+		UserID:        g.p.UserID,
+		VersionBefore: g.version,
+		Version:       g.version,
+		SchemaVersion: g.s.cfg.SchemaVersion,
+		CommittedAt:   g.now,
+		ChangedPaths:  []string{},
+		Changes:       []save.Change{},
+		Unchanged:     true,
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return groupResult{err: fmt.Errorf("store: encoding the outcome of %s: %w", pm.entryID, err)}
+	}
 	return groupResult{res: MutationResult{Outcome: out, Body: body}}
 }
 

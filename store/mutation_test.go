@@ -2,12 +2,15 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/savesync/savesync/internal/fstest"
 	"github.com/savesync/savesync/save"
@@ -210,4 +213,138 @@ func TestGroupOverRequestLimitCommits(t *testing.T) {
 	if bio := p.Save["settings"].(map[string]any)["bio"].(string); p.Version != n || bio[0] != byte('a'+n-1) {
 		t.Errorf("player after the calls: version %d bio %q…, want version %d and the last bio", p.Version, bio[:1], n)
 	}
+}
+
+// TestMutationThatChangesNothing checks that a mutation which would change
+// nothing commits nothing: it answers the current version, marked
+// unchanged, with no ledger entry, no version bump and no commit (so no
+// event and no listener woken), alone or inside a group; and that a
+// re-add of a present element, which renews its dot, is a change.
+func TestMutationThatChangesNothing(t *testing.T) {
+	t.Parallel()
+	var commits atomic.Int64
+	project := fstest.Project(t)
+	c := fstest.Dial(t, project)
+	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{OnCommit: func() { commits.Add(1) }})
+	ctx := context.Background()
+	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}
+	const userID = 51
+	apply := func(t *testing.T, key string, m save.Mutation) store.MutationResult {
+		t.Helper()
+		res, err := st.ApplyMutation(ctx, store.MutationRequest{UserID: userID, Actor: server, IdempotencyKey: key, Mutation: m})
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		return res
+	}
+	ledger := func(t *testing.T) int64 {
+		t.Helper()
+		docs, err := c.Firestore.Collection(fmt.Sprintf("players/%d/ledger", userID)).Documents(ctx).GetAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(len(docs))
+	}
+	v := func(n int64) *int64 { return &n }
+	apply(t, "seed-1", save.Mutation{Ops: []save.Op{
+		{Kind: save.OpItemGrant, Item: "sword", Count: 1},
+		{Kind: save.OpSettingsSet, Key: "volume", Value: int64(50)},
+		{Kind: save.OpCollectionAdd, Collection: "badges", Element: "gold"},
+	}})
+	apply(t, "seed-2", save.Mutation{ExpectedVersion: v(1), Ops: []save.Op{{Kind: save.OpLoadoutSet, Slot: "primary", Item: "sword"}}})
+	p, err := st.GetPlayer(ctx, userID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSave := p.Save
+	saveJSON, err := json.Marshal(sameSave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace, err := save.DecodeMutation([]byte(`{"expectedVersion":2,"ops":[{"op":"save.replace","save":` + string(saveJSON) + `}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	noops := []struct {
+		name string
+		m    save.Mutation
+	}{
+		{"setting to its value", save.Mutation{Ops: []save.Op{{Kind: save.OpSettingsSet, Key: "volume", Value: int64(50)}}}},
+		{"setting to its untouched default", save.Mutation{Ops: []save.Op{{Kind: save.OpSettingsSet, Key: "music", Value: true}}}},
+		{"remove of an absent element", save.Mutation{Ops: []save.Op{{Kind: save.OpCollectionRemove, Collection: "badges", Element: "silver"}}}},
+		{"equip what the slot holds", save.Mutation{ExpectedVersion: v(2), Ops: []save.Op{{Kind: save.OpLoadoutSet, Slot: "primary", Item: "sword"}}}},
+		{"clear an empty slot", save.Mutation{ExpectedVersion: v(2), Ops: []save.Op{{Kind: save.OpLoadoutSet, Slot: "offhand"}}}},
+		{"replace with the same save", replace},
+		{"two ops that cancel out", save.Mutation{Ops: []save.Op{{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: 5}, {Kind: save.OpCurrencyAdd, Currency: "coins", Amount: -5}}}},
+	}
+	for _, tt := range noops {
+		t.Run(tt.name, func(t *testing.T) {
+			before := commits.Load()
+			for _, key := range []string{"noop-" + tt.name, "noop-" + tt.name} { // the second is a retry
+				res := apply(t, key, tt.m)
+				want := store.Outcome{UserID: userID, VersionBefore: 2, Version: 2, SchemaVersion: 3, ChangedPaths: []string{}, Changes: []save.Change{}, Unchanged: true}
+				if diff := cmp.Diff(want, res.Outcome, cmpopts.IgnoreFields(store.Outcome{}, "CommittedAt")); diff != "" || res.Replayed {
+					t.Errorf("answer (-want +got):\n%s replayed=%v", diff, res.Replayed)
+				}
+			}
+			p, err := st.GetPlayer(ctx, userID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := []int64{p.Version, ledger(t), commits.Load() - before}; !cmp.Equal(got, []int64{2, 2, 0}) {
+				t.Errorf("version, ledger entries, commits = %v, want [2 2 0]", got)
+			}
+			if diff := cmp.Diff(sameSave, p.Save); diff != "" {
+				t.Errorf("save changed (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	t.Run("inside a group", func(t *testing.T) {
+		before := st.Metrics().Transactions
+		set := save.Mutation{Ops: []save.Op{{Kind: save.OpSettingsSet, Key: "volume", Value: int64(50)}}}
+		add := save.Mutation{Ops: []save.Op{{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: 1}}}
+		results := st.ApplyMutations(ctx, []store.MutationRequest{
+			{UserID: userID, Actor: server, IdempotencyKey: "g-noop-1", Mutation: set},
+			{UserID: userID, Actor: server, IdempotencyKey: "g-noop-2", Mutation: set},
+		})
+		for i, r := range results {
+			if r.Err != nil || !r.Result.Outcome.Unchanged || r.Result.Outcome.Version != 2 {
+				t.Errorf("only no-ops, member %d: %+v, %v; want unchanged at version 2", i, r.Result.Outcome, r.Err)
+			}
+		}
+		if got := st.Metrics().Transactions - before; got != 0 {
+			t.Errorf("a group of no-ops committed %d transactions, want 0", got)
+		}
+		results = st.ApplyMutations(ctx, []store.MutationRequest{
+			{UserID: userID, Actor: server, IdempotencyKey: "g-add-1", Mutation: add},
+			{UserID: userID, Actor: server, IdempotencyKey: "g-noop-3", Mutation: set},
+			{UserID: userID, Actor: server, IdempotencyKey: "g-add-2", Mutation: add},
+		})
+		var got [][3]int64
+		for _, r := range results {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			unchanged := int64(0)
+			if r.Result.Outcome.Unchanged {
+				unchanged = 1
+			}
+			got = append(got, [3]int64{r.Result.Outcome.VersionBefore, r.Result.Outcome.Version, unchanged})
+		}
+		if diff := cmp.Diff([][3]int64{{2, 3, 0}, {3, 3, 1}, {3, 4, 0}}, got); diff != "" {
+			t.Errorf("(versionBefore, version, unchanged) per member (-want +got):\n%s", diff)
+		}
+		if n := ledger(t); n != 4 {
+			t.Errorf("ledger entries = %d, want 4 (the two adds)", n)
+		}
+	})
+
+	t.Run("re-adding a present element renews its dot", func(t *testing.T) {
+		res := apply(t, "readd", save.Mutation{Ops: []save.Op{{Kind: save.OpCollectionAdd, Collection: "badges", Element: "gold"}}})
+		if res.Outcome.Unchanged || res.Outcome.Version != 5 {
+			t.Errorf("re-add: %+v, want committed as version 5", res.Outcome)
+		}
+	})
 }
