@@ -23,6 +23,7 @@ var statusByCode = map[save.Code]int{
 	save.CodeSchemaTooNew:         http.StatusConflict,
 	save.CodeInsufficientFunds:    http.StatusUnprocessableEntity,
 	save.CodeLimitExceeded:        http.StatusUnprocessableEntity,
+	save.CodeNotOwned:             http.StatusUnprocessableEntity,
 	save.CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
 	save.CodeAlreadyApplied:       http.StatusConflict,
 	save.CodeSaveMigrationFailed:  http.StatusUnprocessableEntity,

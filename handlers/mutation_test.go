@@ -392,3 +392,32 @@ func TestBatchAndLeaveReplaysAreByteIdentical(t *testing.T) {
 		t.Errorf("final flush with a duplicate key: %d %s, want 400 from the strict decoder", bad.status, bad.body)
 	}
 }
+
+// TestStateRefusalsAre422 checks that ops the save's state refuses (an
+// item not owned, not enough copies) answer 422 with a state-based code,
+// not 400, which means a malformed request; and that they write nothing.
+func TestStateRefusalsAre422(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name     string
+		userID   int64
+		mutation string
+		wantCode string
+	}{
+		{"equip an item not owned", 31, `{"expectedVersion":0,"ops":[{"op":"loadout.set","slot":"offhand","item":"shield"}]}`, "NOT_OWNED"},
+		{"consume an item not owned", 32, `{"ops":[{"op":"item.consume","item":"potion","count":1}]}`, "INSUFFICIENT_FUNDS"},
+		{"swap away an item not owned", 33, `{"expectedVersion":0,"ops":[{"op":"inventory.swap","remove":{"sword":1},"add":{"shield":1}}]}`, "INSUFFICIENT_FUNDS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.mutate(tt.userID, "refused", tt.mutation)
+			if r.status != 422 || r.errorCode(t) != tt.wantCode {
+				t.Errorf("%d %s, want 422 %s", r.status, r.body, tt.wantCode)
+			}
+			if p := e.player(tt.userID); p.Version != 0 || e.ledgerCount(tt.userID) != 0 {
+				t.Errorf("after the refusal: version %d ledger %d, want 0 and 0", p.Version, e.ledgerCount(tt.userID))
+			}
+		})
+	}
+}

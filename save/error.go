@@ -30,6 +30,11 @@ const (
 	// CodeLimitExceeded means a value would rise above its cap: a balance, a
 	// stack, a unique item, a collection, the ops per mutation or the save size.
 	CodeLimitExceeded Code = "LIMIT_EXCEEDED"
+	// CodeNotOwned means an op needs an item the player does not hold: a
+	// loadout.set of an item not owned, or whose every owned copy is already
+	// equipped in another slot. Like the floors and caps, it depends on the
+	// save's state, not on the request's form.
+	CodeNotOwned Code = "NOT_OWNED"
 	// CodeIdempotencyKeyReused means an Idempotency-Key was sent again with a
 	// different request body.
 	CodeIdempotencyKeyReused Code = "IDEMPOTENCY_KEY_REUSED"

@@ -192,8 +192,9 @@ func (c *Config) CheckMutation(m Mutation, kind ActorKind) error {
 // INSUFFICIENT_FUNDS when a balance or stack would drop below its floor;
 // LIMIT_EXCEEDED when one would rise above its cap, a unique item would be
 // held twice, a collection would outgrow maxElements or the encoded save
-// maxSaveBytes; INVALID_ARGUMENT for an op the state makes impossible (a
-// loadout item not owned, a save.replace that does not validate).
+// maxSaveBytes; NOT_OWNED when loadout.set names an item the player does
+// not own (or whose every owned copy is equipped elsewhere); INVALID_ARGUMENT
+// for a save.replace that does not validate.
 func (c *Config) Apply(st State, version int64, m Mutation, actor Actor) (Applied, error) {
 	if err := c.CheckMutation(m, actor.Kind); err != nil {
 		return Applied{}, err
@@ -363,8 +364,8 @@ func (a *applier) setLoadout(slot, item, path string) error {
 		if have > 0 {
 			msg = "every owned copy of %q is already equipped in another slot"
 		}
-		return fieldError(CodeInvalidArgument, path+".item", msg, item).
-			WithDetail("item", item).WithDetail("have", have)
+		return fieldError(CodeNotOwned, path+".item", msg, item).
+			WithDetail("item", item).WithDetail("have", have).WithDetail("equippedElsewhere", elsewhere)
 	}
 	a.st.Loadout[slot] = item
 	return nil

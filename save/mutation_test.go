@@ -384,7 +384,7 @@ func TestApplyRejections(t *testing.T) {
 		},
 		{
 			name: "equip an unowned item", ops: []Op{{Kind: OpLoadoutSet, Slot: "hat", Item: "neonHat"}},
-			code: CodeInvalidArgument, field: "ops[0].item", details: map[string]any{"item": "neonHat", "have": int64(0)},
+			code: CodeNotOwned, field: "ops[0].item", details: map[string]any{"item": "neonHat", "have": int64(0), "equippedElsewhere": int64(0)},
 		},
 		{
 			name: "swap without the items", setup: func(s *State) { s.Items["wood"] = 1 },
@@ -651,7 +651,7 @@ func TestLoadoutCopies(t *testing.T) {
 		{Kind: OpLoadoutSet, Slot: "left", Item: "potion"},
 		{Kind: OpLoadoutSet, Slot: "right", Item: "potion"},
 	}}, server)
-	wantError(t, err, CodeInvalidArgument, "ops[1].item")
+	wantError(t, err, CodeNotOwned, "ops[1].item")
 }
 
 func TestSaveSizeLimit(t *testing.T) {

@@ -2,6 +2,7 @@ package save
 
 import (
 	"sort"
+	"unicode/utf8"
 )
 
 // State is a save in the current schema, decoded and validated against the
@@ -245,6 +246,9 @@ func decodeDots(v any, path string) ([]Dot, error) {
 				a, ok := m[k].(string)
 				if !ok {
 					return nil, invalidf(p+".a", "must be a string, got %s", jsonType(m[k]))
+				}
+				if !utf8.ValidString(a) {
+					return nil, invalidf(p+".a", "must be valid UTF-8")
 				}
 				d.Actor = a
 			default:

@@ -149,6 +149,7 @@ func TestDecodeStateErrors(t *testing.T) {
 		{"element too long", map[string]any{"collections": map[string]any{"pets": map[string]any{"a_very_long_pet_name_over_32_bytes": dots(int64(1))}}}, "collections.pets.a_very_long_pet_name_over_32_bytes"},
 		{"reserved element", map[string]any{"collections": map[string]any{"pets": map[string]any{"__name__": dots(int64(1))}}}, "collections.pets.__name__"},
 		{"dot version zero", map[string]any{"collections": map[string]any{"pets": map[string]any{"cat": dots(int64(0))}}}, "collections.pets.cat[0].v"},
+		{"dot actor not UTF-8", map[string]any{"collections": map[string]any{"pets": map[string]any{"cat": []any{map[string]any{"v": int64(1), "a": "job-\xff"}}}}}, "collections.pets.cat[0].a"},
 		{"dot unknown field", map[string]any{"collections": map[string]any{"pets": map[string]any{"cat": []any{map[string]any{"v": int64(1), "t": "x"}}}}}, "collections.pets.cat[0].t"},
 	}
 	for _, tt := range tests {

@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +47,12 @@ type Outcome struct {
 	CommittedAt   time.Time     `json:"committedAt"`
 	ChangedPaths  []string      `json:"changedPaths"`
 	Changes       []save.Change `json:"changes"`
+	// Unchanged is set on the answer to a mutation that would change
+	// nothing (a setting set to the value it has, a remove of an absent
+	// element): nothing was written, Version is the current version and
+	// VersionBefore equals it, EntryID is empty (no ledger entry) and
+	// CommittedAt is when the save was read. Absent on every committed answer.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // MutationResult is a mutation's answer: the outcome, the exact response
@@ -62,7 +71,22 @@ const maxKeyLength = 128
 // the fields Firestore counts beyond the encoded values.
 const maxLedgerEntryBytes = 1<<20 - 16<<10
 
+// maxGroupLedgerBytes bounds the ledger writes of one group commit, so the
+// commit request, with the player document (at most 1 MiB) beside them,
+// stays under Firestore's 10 MiB request limit. Members beyond it wait for
+// the next commit.
+const maxGroupLedgerBytes = 9<<20 - 64<<10
+
+// errDeferred marks a group member left for the next commit because the
+// group's request was full; it never reaches a caller.
+var errDeferred = errors.New("store: deferred to the next commit")
+
 // ApplyMutation commits one mutation exactly once per idempotency key.
+//
+// A mutation that would change nothing commits nothing: no ledger entry,
+// no version bump, no event. It stores nothing under its key either, so a
+// retry is evaluated again (answered unchanged again while the save still
+// agrees); a key that did commit replays as always.
 //
 // Concurrent mutations of the same player on this instance are grouped into
 // one transaction (one player write, one ledger entry each), so a hot player
@@ -133,6 +157,9 @@ func (s *Store) prepare(req MutationRequest) (*pendingMutation, error) {
 	if err := CheckIdempotencyKey(req.IdempotencyKey); err != nil {
 		return nil, err
 	}
+	if err := checkRequestText(req); err != nil {
+		return nil, err
+	}
 	if err := s.cfg.CheckMutation(req.Mutation, req.Actor.Kind); err != nil {
 		return nil, err
 	}
@@ -164,6 +191,28 @@ func CheckIdempotencyKey(key string) error {
 	for _, r := range key {
 		if r > unicode.MaxASCII || !unicode.IsPrint(r) {
 			return save.Errorf(save.CodeInvalidArgument, "the Idempotency-Key must be printable ASCII")
+		}
+	}
+	return nil
+}
+
+// checkRequestText refuses the request's own text that Firestore cannot
+// store (strings that are not valid UTF-8), whatever check the caller's
+// edge made: such text would fail the commit of every mutation grouped with
+// this one. The ops' text is checked with the ops (CheckMutation).
+// Errors: INVALID_ARGUMENT naming the field.
+func checkRequestText(req MutationRequest) error {
+	fields := []struct{ name, value string }{
+		{"jobId", req.JobID},
+		{"actor.id", req.Actor.ID},
+		{"once", req.Once},
+	}
+	for i, once := range req.Settles {
+		fields = append(fields, struct{ name, value string }{fmt.Sprintf("settles[%d]", i), once})
+	}
+	for _, f := range fields {
+		if !utf8.ValidString(f.value) {
+			return save.Errorf(save.CodeInvalidArgument, "%s: must be valid UTF-8", f.name).WithDetail("field", f.name)
 		}
 	}
 	return nil
@@ -220,9 +269,10 @@ func (s *Store) drain(userID int64, q *playerQueue) {
 	}
 }
 
-// commitGroupSafely commits a group; a panic in it fails the group's
-// mutations with INTERNAL instead of taking the process down with callers
-// still waiting; a retry with the same key replays whatever did commit.
+// commitGroupSafely commits a group; a panic outside the transaction body
+// (which isolates its own) fails the group's mutations with INTERNAL instead
+// of taking the process down with callers still waiting; a retry with the
+// same key replays whatever did commit.
 func (s *Store) commitGroupSafely(ctx context.Context, userID int64, group []*pendingMutation) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -241,6 +291,15 @@ type groupResult struct {
 }
 
 // commitGroup runs one transaction for a group of one player's mutations.
+//
+// A member that cannot be committed fails alone. Its own checks run member
+// by member inside the attempt (a refused op, an entry over the document
+// limit, text Firestore cannot store, a panic while applying it), and a
+// member that fails leaves the state as the members before it made it. A
+// failure of the attempt as a whole that a member may have caused (the
+// database refusing the commit, a write the client cannot encode) splits
+// the group into two halves committed in order, until the cause stands
+// alone and fails by itself.
 func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingMutation) {
 	names := []string{s.playerName(userID)}
 	for _, pm := range group {
@@ -254,30 +313,38 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 	}
 	var results []groupResult
 	var committed int64
-	_, err := s.runTxn(ctx, dedupe(names), func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		var writes []*firestorepb.Write
-		var err error
+	var deferred []*pendingMutation
+	_, err := s.runTxn(ctx, dedupe(names), func(docs map[string]*firestorepb.Document) (writes []*firestorepb.Write, err error) {
+		defer func() {
+			// Returning (rather than unwinding) rolls the attempt back, so
+			// its locks do not hold up the next group.
+			if r := recover(); r != nil {
+				writes, err = nil, fmt.Errorf("store: applying the mutations of player %d panicked: %v\n%s", userID, r, debug.Stack())
+			}
+		}()
 		results, writes, err = s.applyGroup(userID, group, docs)
 		return writes, err
 	})
-	if err != nil && len(group) > 1 && !retryable(err) {
-		if _, domain := save.AsError(err); !domain {
-			// The database refused the group's commit outright: commit the
-			// mutations one by one so one bad mutation cannot fail the others.
-			for _, pm := range group {
-				s.commitGroup(ctx, userID, []*pendingMutation{pm})
-			}
-			return
-		}
+	if err != nil && len(group) > 1 && splittable(ctx, err) {
+		half := len(group) / 2
+		s.commitGroup(ctx, userID, group[:half])
+		s.commitGroup(ctx, userID, group[half:])
+		return
+	}
+	if unsendable(err) {
+		// Alone, the mutation's own text is what cannot be encoded.
+		err = save.Errorf(save.CodeInvalidArgument, "the mutation holds text that is not valid UTF-8, which cannot be stored: send valid UTF-8")
 	}
 	for i, pm := range group {
 		switch {
 		case err != nil:
 			pm.err = err
+		case errors.Is(results[i].err, errDeferred):
+			deferred = append(deferred, pm)
 		default:
 			pm.res, pm.err = results[i].res, results[i].err
 			switch {
-			case pm.err != nil:
+			case pm.err != nil, pm.res.Outcome.Unchanged:
 			case pm.res.Replayed:
 				s.metrics.replays.Add(1)
 			default:
@@ -292,6 +359,22 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 			s.onCommit()
 		}
 	}
+	if len(deferred) > 0 {
+		s.commitGroup(ctx, userID, deferred)
+	}
+}
+
+// splittable reports whether a group's failed commit may be one member's
+// doing, so that committing it in halves can isolate that member: any
+// failure but a domain error (those concern the whole player, such as a
+// failed migration or a save still busy after every retry) or the end of
+// the committer's time.
+func splittable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	_, domain := save.AsError(err)
+	return !domain
 }
 
 // applyGroup applies a group's mutations in order on the state read by
@@ -302,7 +385,6 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 
 	// Replays are answered before anything else: they need no state.
 	fresh := make([]int, 0, len(group))
-	inGroup := make(map[string]int)
 	for i, pm := range group {
 		if doc, ok := docs[s.ledgerName(userID, pm.entryID)]; ok {
 			results[i] = replay(pm, doc.GetFields())
@@ -318,92 +400,195 @@ func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[stri
 	if err != nil {
 		return nil, nil, err
 	}
-	migrated := st
-	schemaBefore := p.SchemaVersion
-	if !p.Exists {
-		schemaBefore = s.cfg.SchemaVersion
+	g := &groupAttempt{
+		s:            s,
+		p:            p,
+		docs:         docs,
+		st:           st,
+		migrated:     st,
+		schemaBefore: p.SchemaVersion,
+		version:      p.Version,
+		now:          s.now().UTC().Truncate(time.Microsecond),
+		onceDone:     make(map[string]string),
 	}
-	version := p.Version
-	now := s.now().UTC().Truncate(time.Microsecond)
-	var ledger []*firestorepb.Write
-	onceDone := make(map[string]string)
+	if !p.Exists {
+		g.schemaBefore = s.cfg.SchemaVersion
+	}
+	inGroup := make(map[string]int)
 	for _, i := range fresh {
 		pm := group[i]
+		if g.full {
+			// Keep the group's order: once one member waits, the rest do.
+			results[i].err = errDeferred
+			continue
+		}
 		if j, dup := inGroup[pm.entryID]; dup {
 			results[i] = replayInGroup(pm, group[j], results[j])
 			continue
 		}
-		if pm.req.Once != "" {
-			if by := onceEntry(docs[s.onceName(userID, pm.req.Once)], onceDone[pm.req.Once]); by != "" {
-				results[i].err = save.Errorf(save.CodeAlreadyApplied, "%s was already done for this player, by ledger entry %s", pm.req.Once, by).
-					WithDetail("once", pm.req.Once).WithDetail("entryId", by)
-				continue
-			}
+		results[i] = g.apply(pm)
+		if results[i].err == nil && !results[i].res.Outcome.Unchanged {
+			// A later duplicate replays this answer; the duplicate of an
+			// unchanged answer is evaluated again, as it would be in a
+			// later group, since nothing was stored under the key.
+			inGroup[pm.entryID] = i
 		}
-		applied, err := s.cfg.Apply(st, version, pm.req.Mutation, pm.req.Actor)
-		if err != nil {
-			results[i].err = s.explain(err, userID, version, st)
-			continue
-		}
-		out := Outcome{
-			UserID:        userID,
-			EntryID:       pm.entryID,
-			VersionBefore: version,
-			Version:       version + 1,
-			SchemaVersion: s.cfg.SchemaVersion,
-			CommittedAt:   now,
-			ChangedPaths:  nonNil(applied.ChangedPaths),
-			Changes:       applied.Changes,
-		}
-		if out.Changes == nil {
-			out.Changes = []save.Change{}
-		}
-		if len(ledger) == 0 && schemaBefore != s.cfg.SchemaVersion {
-			// The first entry after a migration records what the migration
-			// changed, leaf by leaf, so the ledger still explains every value
-			// and time travel can walk back into the older schema.
-			migration := []save.Change{{Path: "schemaVersion", Old: int64(schemaBefore), New: int64(s.cfg.SchemaVersion)}}
-			migration = append(migration, save.DiffTrees(p.Raw, migrated.Encode())...)
-			out.Changes = append(migration, out.Changes...)
-		}
-		body, err := json.Marshal(out)
-		if err != nil {
-			return nil, nil, err
-		}
-		w, err := s.ledgerWrite(p, pm, out, body, schemaBefore)
-		if err != nil {
-			return nil, nil, err
-		}
-		if size := proto.Size(w.GetUpdate()); size > maxLedgerEntryBytes {
-			results[i].err = save.Errorf(save.CodeLimitExceeded,
-				"this mutation's ledger entry would be %d bytes, over the %d a Firestore document can hold: split it into smaller mutations", size, maxLedgerEntryBytes).
-				WithDetail("entryBytes", size).WithDetail("limit", maxLedgerEntryBytes)
-			continue
-		}
-		ledger = append(ledger, w)
-		if pm.req.Once != "" {
-			ledger = append(ledger, s.onceWrite(userID, pm.req.Once, out))
-			onceDone[pm.req.Once] = out.EntryID
-		}
-		for _, once := range pm.req.Settles {
-			if onceEntry(docs[s.onceName(userID, once)], onceDone[once]) == "" {
-				ledger = append(ledger, s.onceWrite(userID, once, out))
-				onceDone[once] = out.EntryID
-			}
-		}
-		inGroup[pm.entryID] = i
-		results[i] = groupResult{res: MutationResult{Outcome: out, Body: body}}
-		st = applied.State
-		version++
 	}
-	if len(ledger) == 0 {
+	if len(g.ledger) == 0 {
 		return results, nil, nil
 	}
-	pw, err := s.playerWrite(p, st, version, now)
+	pw, err := s.playerWrite(p, g.st, g.version, g.now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return results, append([]*firestorepb.Write{pw}, ledger...), nil
+	return results, append([]*firestorepb.Write{pw}, g.ledger...), nil
+}
+
+// groupAttempt is what one transaction attempt carries from one member of
+// a group to the next: the state so far and the writes of the members
+// that passed.
+type groupAttempt struct {
+	s            *Store
+	p            Player
+	docs         map[string]*firestorepb.Document
+	st           save.State // after the members applied so far
+	migrated     save.State // as read, migrated to the current schema
+	schemaBefore int
+	version      int64
+	now          time.Time
+	ledger       []*firestorepb.Write
+	ledgerBytes  int
+	full         bool              // a member did not fit: it and the rest wait
+	onceDone     map[string]string // once-only things done in this group, by entry
+}
+
+// apply applies one member on the attempt's state. The attempt takes the
+// member's writes and new state only once every check has passed, so a
+// member that fails, even by panicking, leaves the attempt as it was.
+func (g *groupAttempt) apply(pm *pendingMutation) (r groupResult) {
+	s, userID := g.s, g.p.UserID
+	defer func() {
+		if v := recover(); v != nil {
+			r = groupResult{err: fmt.Errorf("store: applying mutation %s of player %d panicked: %v\n%s", pm.entryID, userID, v, debug.Stack())}
+		}
+	}()
+	if pm.req.Once != "" {
+		if by := onceEntry(g.docs[s.onceName(userID, pm.req.Once)], g.onceDone[pm.req.Once]); by != "" {
+			return groupResult{err: save.Errorf(save.CodeAlreadyApplied, "%s was already done for this player, by ledger entry %s", pm.req.Once, by).
+				WithDetail("once", pm.req.Once).WithDetail("entryId", by)}
+		}
+	}
+	if s.beforeApply != nil {
+		s.beforeApply(&pm.req)
+	}
+	applied, err := s.cfg.Apply(g.st, g.version, pm.req.Mutation, pm.req.Actor)
+	if err != nil {
+		return groupResult{err: s.explain(err, userID, g.version, g.st)}
+	}
+	if len(applied.Changes) == 0 && pm.req.Once == "" && len(pm.req.Settles) == 0 {
+		// Nothing would change, so nothing is written: the version stays
+		// the number of ledger entries, and no listener is woken for
+		// nothing. (A once-only mutation still records that it was done.)
+		return g.unchanged(pm)
+	}
+	out := Outcome{
+		UserID:        userID,
+		EntryID:       pm.entryID,
+		VersionBefore: g.version,
+		Version:       g.version + 1,
+		SchemaVersion: s.cfg.SchemaVersion,
+		CommittedAt:   g.now,
+		ChangedPaths:  nonNil(applied.ChangedPaths),
+		Changes:       applied.Changes,
+	}
+	if out.Changes == nil {
+		out.Changes = []save.Change{}
+	}
+	if len(g.ledger) == 0 && g.schemaBefore != s.cfg.SchemaVersion {
+		// The first entry after a migration records what the migration
+		// changed, leaf by leaf, so the ledger still explains every value
+		// and time travel can walk back into the older schema.
+		migration := []save.Change{{Path: "schemaVersion", Old: int64(g.schemaBefore), New: int64(s.cfg.SchemaVersion)}}
+		migration = append(migration, save.DiffTrees(g.p.Raw, g.migrated.Encode())...)
+		out.Changes = append(migration, out.Changes...)
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return groupResult{err: fmt.Errorf("store: encoding the outcome of %s: %w", pm.entryID, err)}
+	}
+	w, err := s.ledgerWrite(g.p, pm, out, body, g.schemaBefore)
+	if err != nil {
+		return groupResult{err: fmt.Errorf("store: encoding ledger entry %s: %w", pm.entryID, err)}
+	}
+	writes := []*firestorepb.Write{w}
+	done := make(map[string]string)
+	if pm.req.Once != "" {
+		writes = append(writes, s.onceWrite(userID, pm.req.Once, out))
+		done[pm.req.Once] = out.EntryID
+	}
+	for _, once := range pm.req.Settles {
+		if done[once] == "" && onceEntry(g.docs[s.onceName(userID, once)], g.onceDone[once]) == "" {
+			writes = append(writes, s.onceWrite(userID, once, out))
+			done[once] = out.EntryID
+		}
+	}
+	size, err := checkWrites(writes)
+	if err != nil {
+		return groupResult{err: err}
+	}
+	if len(g.ledger) > 0 && g.ledgerBytes+size > maxGroupLedgerBytes {
+		g.full = true
+		return groupResult{err: errDeferred}
+	}
+	g.ledger = append(g.ledger, writes...)
+	g.ledgerBytes += size
+	for once, entry := range done {
+		g.onceDone[once] = entry
+	}
+	g.st = applied.State
+	g.version++
+	return groupResult{res: MutationResult{Outcome: out, Body: body}}
+}
+
+// unchanged answers a member that would change nothing with the current
+// version, without writing.
+func (g *groupAttempt) unchanged(pm *pendingMutation) groupResult {
+	out := Outcome{
+		UserID:        g.p.UserID,
+		VersionBefore: g.version,
+		Version:       g.version,
+		SchemaVersion: g.s.cfg.SchemaVersion,
+		CommittedAt:   g.now,
+		ChangedPaths:  []string{},
+		Changes:       []save.Change{},
+		Unchanged:     true,
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return groupResult{err: fmt.Errorf("store: encoding the outcome of %s: %w", pm.entryID, err)}
+	}
+	return groupResult{res: MutationResult{Outcome: out, Body: body}}
+}
+
+// checkWrites checks, before anything is sent, that Firestore can take a
+// member's writes (its ledger entry first): every write encodable, which
+// text that is not valid UTF-8 is not, and the entry within the document
+// limit. It returns the writes' encoded size.
+func checkWrites(writes []*firestorepb.Write) (int, error) {
+	total := 0
+	for i, w := range writes {
+		b, err := proto.Marshal(w)
+		if err != nil {
+			return 0, save.Errorf(save.CodeInvalidArgument, "the mutation holds text that is not valid UTF-8, which cannot be stored: send valid UTF-8")
+		}
+		if size := proto.Size(w.GetUpdate()); i == 0 && size > maxLedgerEntryBytes {
+			return 0, save.Errorf(save.CodeLimitExceeded,
+				"this mutation's ledger entry would be %d bytes, over the %d a Firestore document can hold: split it into smaller mutations", size, maxLedgerEntryBytes).
+				WithDetail("entryBytes", size).WithDetail("limit", maxLedgerEntryBytes)
+		}
+		total += len(b)
+	}
+	return total, nil
 }
 
 // onceName is the document that records a once-only mutation of a player.

@@ -35,6 +35,9 @@ type Store struct {
 	onCommit    func()
 	maxAttempts int
 	maxBatch    int
+	// beforeApply, when set (by tests only), runs before each mutation of a
+	// group commit is applied.
+	beforeApply func(*MutationRequest)
 
 	queuesMu sync.Mutex
 	queues   map[int64]*playerQueue

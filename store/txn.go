@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -148,8 +149,14 @@ func (s *Store) backoff(ctx context.Context, attempt int) error {
 }
 
 // retryable reports whether a transaction attempt may be run again.
+// INTERNAL from the database is (Firestore asks for a retry), but not the
+// INTERNAL the client reports for a request it could not encode, which was
+// never sent and never will be.
 func retryable(err error) bool {
 	if _, ok := save.AsError(err); ok {
+		return false
+	}
+	if unsendable(err) {
 		return false
 	}
 	switch status.Code(err) {
@@ -157,4 +164,12 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// unsendable reports a request the gRPC client could not encode (text that
+// is not valid UTF-8 in a write): the client reports it as INTERNAL, like a
+// server failure, though the database never saw it.
+func unsendable(err error) bool {
+	return err != nil && status.Code(err) == codes.Internal &&
+		strings.HasPrefix(status.Convert(err).Message(), "grpc: error while marshaling")
 }

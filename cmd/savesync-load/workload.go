@@ -122,6 +122,9 @@ type world struct {
 // outcomeBody is the part of a mutation answer the tool reads.
 type outcomeBody struct {
 	Version int64 `json:"version"`
+	// Unchanged marks a write that would have changed nothing (a setting
+	// set to its value, a remove of an absent element): nothing committed.
+	Unchanged bool `json:"unchanged"`
 }
 
 func (w *world) serverHeaders(job, key string) http.Header {
@@ -183,11 +186,16 @@ func (w *world) mutate(ctx context.Context, rec *recorder, p *player, ops []map[
 // acknowledge records a 200 mutation answer.
 func (w *world) acknowledge(rec *recorder, p *player, key, actorKind string, a answer) {
 	var out outcomeBody
-	if json.Unmarshal(a.Body, &out) != nil || out.Version == 0 {
+	if json.Unmarshal(a.Body, &out) != nil || (out.Version == 0 && !out.Unchanged) {
 		rec.note("200 UNPARSEABLE")
 		return
 	}
 	p.seeVersion(out.Version)
+	if out.Unchanged {
+		// Nothing committed, so there is no ledger entry to find.
+		rec.note("200 UNCHANGED")
+		return
+	}
 	if w.exp.ack(key, ack{UserID: p.id, Version: out.Version, ActorKind: actorKind}) {
 		rec.add(&rec.mutations, 1)
 	}
