@@ -48,8 +48,24 @@ const (
 	headerSchemaVersion  = "Savesync-Schema-Version"
 )
 
-// readBody reads a request body within the size limit set by LimitBody.
+// readBody reads a request body within the size limit set by LimitBody and
+// refuses strings Firestore cannot store (see checkBodyText), naming the
+// field, before anything decodes them.
 func readBody(c *gin.Context) ([]byte, error) {
+	b, err := readRawBody(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBodyText(b, ""); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readRawBody reads a request body within the size limit set by LimitBody,
+// leaving its text unchecked: for a caller that checks parts of the body
+// on their own (a batch refuses one item, not the whole request).
+func readRawBody(c *gin.Context) ([]byte, error) {
 	b, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		if IsBodyTooLarge(err) {

@@ -105,6 +105,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		handlers.RequestLogger(logger, cfg.project),
 		handlers.Recover(),
 		handlers.LimitBody(cfg.maxBodyBytes),
+		handlers.RefuseInvalidText(),
 	)
 	r.NoRoute(handlers.NoRoute)
 	r.GET("/healthz", handlers.Healthz)
