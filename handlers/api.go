@@ -110,6 +110,8 @@ func jsonError(err error) error {
 	switch {
 	case errors.As(err, &syn):
 		return save.Errorf(save.CodeInvalidArgument, "the request body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return save.Errorf(save.CodeInvalidArgument, "the request body must be a JSON object, got a JSON %s", typ.Value)
 	case errors.As(err, &typ):
 		return save.Errorf(save.CodeInvalidArgument, "field %q: expected %s, got a JSON %s", typ.Field, typ.Type, typ.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):
