@@ -48,8 +48,24 @@ const (
 	headerSchemaVersion  = "Savesync-Schema-Version"
 )
 
-// readBody reads a request body within the size limit set by LimitBody.
+// readBody reads a request body within the size limit set by LimitBody and
+// refuses strings Firestore cannot store (see checkBodyText), naming the
+// field, before anything decodes them.
 func readBody(c *gin.Context) ([]byte, error) {
+	b, err := readRawBody(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBodyText(b, ""); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readRawBody reads a request body within the size limit set by LimitBody,
+// leaving its text unchecked: for a caller that checks parts of the body
+// on their own (a batch refuses one item, not the whole request).
+func readRawBody(c *gin.Context) ([]byte, error) {
 	b, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		if IsBodyTooLarge(err) || IsBodyReadTimeout(err) {
@@ -94,6 +110,8 @@ func jsonError(err error) error {
 	switch {
 	case errors.As(err, &syn):
 		return save.Errorf(save.CodeInvalidArgument, "the request body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return save.Errorf(save.CodeInvalidArgument, "the request body must be a JSON object, got a JSON %s", typ.Value)
 	case errors.As(err, &typ):
 		return save.Errorf(save.CodeInvalidArgument, "field %q: expected %s, got a JSON %s", typ.Field, typ.Type, typ.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -421,3 +421,148 @@ func TestStateRefusalsAre422(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchItemShapeErrorsFailAlone sends a batch whose items are
+// malformed in every way an item can be, among good ones: each bad item is
+// answered 400 in its own result with a message naming its field inside
+// the batch, and the good items apply.
+func TestBatchItemShapeErrorsFailAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const add = `{"ops":[{"op":"currency.add","currency":"coins","amount":%d}]}`
+	item := func(userID int64, key string, amount int) string {
+		return fmt.Sprintf(`{"userId":%d,"idempotencyKey":%q,"mutation":`+add+`}`, userID, key, amount)
+	}
+	tests := []struct {
+		name    string
+		item    string
+		userID  int64 // echoed in the result
+		key     string
+		status  int64
+		field   string // details.field; "" for a committed item
+		message string // the start of the message
+	}{
+		{name: "good", item: item(61, "b6-0", 10), userID: 61, key: "b6-0", status: 200},
+		{name: "unknown field", item: `{"userId":63,"idempotencyKey":"b6-1","mutation":{"ops":[]},"price":0}`,
+			status: 400, field: "mutations[1].price", message: "mutations[1].price: unknown field"},
+		{name: "user id not a number", item: `{"userId":"abc","idempotencyKey":"b6-2","mutation":` + fmt.Sprintf(add, 1) + `}`,
+			status: 400, field: "mutations[2].userId", message: `mutations[2].userId: must be a positive Roblox user id (a JSON integer), got "abc"`},
+		{name: "missing mutation", item: `{"userId":64,"idempotencyKey":"b6-3"}`, userID: 64, key: "b6-3",
+			status: 400, field: "mutations[3].mutation", message: "mutations[3].mutation: required"},
+		{name: "missing idempotency key", item: `{"userId":65,"mutation":` + fmt.Sprintf(add, 1) + `}`, userID: 65,
+			status: 400, field: "mutations[4].idempotencyKey", message: "mutations[4].idempotencyKey: required"},
+		{name: "empty idempotency key", item: item(65, "", 1), userID: 65,
+			status: 400, field: "mutations[5].idempotencyKey", message: "mutations[5].idempotencyKey: required"},
+		{name: "not an object", item: `42`,
+			status: 400, field: "mutations[6]", message: "mutations[6]: must be an object"},
+		{name: "mutation not an object", item: `{"userId":66,"idempotencyKey":"b6-7","mutation":null}`, userID: 66, key: "b6-7",
+			status: 400, field: "mutations[7].mutation", message: "mutations[7].mutation: "},
+		{name: "unknown op field", item: `{"userId":66,"idempotencyKey":"b6-8","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":1,"price":0}]}}`, userID: 66, key: "b6-8",
+			status: 400, field: "mutations[8].mutation.ops[0].price", message: "mutations[8].mutation.ops[0].price: unknown field"},
+		{name: "text that is not UTF-8", item: `{"userId":66,"idempotencyKey":"b6-9","mutation":{"ops":[{"op":"collection.add","collection":"badges","element":"` + "\xff" + `"}]}}`,
+			status: 400, field: "mutations[9].mutation.ops[0].element", message: "mutations[9].mutation.ops[0].element is not valid UTF-8"},
+		{name: "lone surrogate escape", item: `{"userId":66,"idempotencyKey":"b6-10","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":1}],"reason":"\ud800"}}`,
+			status: 400, field: "mutations[10].mutation.reason", message: "mutations[10].mutation.reason has a lone UTF-16 surrogate escape"},
+		{name: "duplicate key", item: `{"userId":66,"userId":67,"idempotencyKey":"b6-11","mutation":` + fmt.Sprintf(add, 1) + `}`,
+			status: 400, field: "mutations[11].userId", message: "mutations[11].userId: duplicate key"},
+		{name: "another good one", item: item(62, "b6-12", 5), userID: 62, key: "b6-12", status: 200},
+	}
+	items := make([]string, len(tests))
+	for i, tc := range tests {
+		items[i] = tc.item
+	}
+	r := e.do("POST", "/v1/batch/mutations", `{"mutations":[`+strings.Join(items, ",")+`]}`, nil)
+	if r.status != 200 {
+		t.Fatalf("batch: %d %s", r.status, r.body)
+	}
+	var got struct {
+		Results []struct {
+			UserID         int64  `json:"userId"`
+			IdempotencyKey string `json:"idempotencyKey"`
+			Status         int64  `json:"status"`
+			Error          *struct {
+				Code    string         `json:"code"`
+				Message string         `json:"message"`
+				Details map[string]any `json:"details"`
+			} `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil || len(got.Results) != len(tests) {
+		t.Fatalf("results %s (%v), want %d", r.body, err, len(tests))
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := got.Results[i]
+			if res.Status != tc.status || res.UserID != tc.userID || res.IdempotencyKey != tc.key {
+				t.Errorf("result %d: status %d user %d key %q, want %d %d %q", i, res.Status, res.UserID, res.IdempotencyKey, tc.status, tc.userID, tc.key)
+			}
+			if tc.field == "" {
+				if res.Error != nil {
+					t.Errorf("result %d: error %+v, want none", i, res.Error)
+				}
+				return
+			}
+			if res.Error == nil {
+				t.Fatalf("result %d: no error, want one naming %s", i, tc.field)
+			}
+			if res.Error.Code != "INVALID_ARGUMENT" || !strings.HasPrefix(res.Error.Message, tc.message) {
+				t.Errorf("result %d: %s %q, want INVALID_ARGUMENT starting %q", i, res.Error.Code, res.Error.Message, tc.message)
+			}
+			if f := res.Error.Details["field"]; f != tc.field {
+				t.Errorf("result %d: details.field = %v, want %s", i, f, tc.field)
+			}
+		})
+	}
+	if got := balance(t, e.player(61), "coins"); got != 110 {
+		t.Errorf("player 61 coins = %d, want 110", got)
+	}
+	if got := balance(t, e.player(62), "coins"); got != 105 {
+		t.Errorf("player 62 coins = %d, want 105", got)
+	}
+	for _, id := range []int64{63, 64, 65, 66, 67} {
+		if p := e.player(id); p.Version != 0 || e.ledgerCount(id) != 0 {
+			t.Errorf("player %d: version %d, ledger %d after refused items, want 0 and 0", id, p.Version, e.ledgerCount(id))
+		}
+	}
+}
+
+// TestBatchEnvelopeErrorsFailTheRequest: when the batch itself cannot be
+// read, nothing in it applies and the request is answered 400.
+func TestBatchEnvelopeErrorsFailTheRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	good := `{"userId":68,"idempotencyKey":"env-1","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}}`
+	tooMany := make([]string, 101)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf(`{"userId":68,"idempotencyKey":"many-%d","mutation":{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}}`, i)
+	}
+	tests := []struct {
+		name, body, message string
+	}{
+		{"not JSON", `{"mutations":[` + good + `,x]}`, "the request body is not valid JSON"},
+		{"truncated JSON", `{"mutations":[` + good, "the request body is truncated JSON"},
+		{"not an object", `[` + good + `]`, "the request body must be a JSON object, got a JSON array"},
+		{"no mutations", `{}`, "mutations: required"},
+		{"mutations null", `{"mutations":null}`, "mutations: required"},
+		{"mutations not an array", `{"mutations":` + good + `}`, "mutations: must be an array of 1 to 100 items"},
+		{"mutations a string", `{"mutations":"x"}`, "mutations: must be an array of 1 to 100 items {userId, idempotencyKey, mutation}, got a JSON string"},
+		{"no items", `{"mutations":[]}`, "mutations: send between 1 and 100 mutations, got 0"},
+		{"too many items", `{"mutations":[` + strings.Join(tooMany, ",") + `]}`, "mutations: send between 1 and 100 mutations, got 101"},
+		{"unknown envelope field", `{"mutations":[` + good + `],"atomic":true}`, `unknown field "atomic"`},
+		{"data after the object", `{"mutations":[` + good + `]} {}`, "data after the JSON object"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("POST", "/v1/batch/mutations", tc.body, nil)
+			if r.status != 400 || r.errorCode(t) != "INVALID_ARGUMENT" {
+				t.Fatalf("got %d %s, want 400 INVALID_ARGUMENT", r.status, r.body)
+			}
+			if msg, _ := r.json(t)["error"].(map[string]any)["message"].(string); !strings.Contains(msg, tc.message) {
+				t.Errorf("message %q, want it to contain %q", msg, tc.message)
+			}
+		})
+	}
+	if p := e.player(68); p.Version != 0 || e.ledgerCount(68) != 0 {
+		t.Errorf("player 68: version %d, ledger %d after refused batches, want 0 and 0", p.Version, e.ledgerCount(68))
+	}
+}

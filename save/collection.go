@@ -6,15 +6,18 @@ import (
 	"unicode/utf8"
 )
 
-// checkElement validates a collection element: non-empty UTF-8 within the
-// collection's length limit, and not a name Firestore reserves (__x__), since
-// elements become map keys in the stored document.
+// checkElement validates a collection element: non-empty UTF-8 without NUL
+// within the collection's length limit, and not a name Firestore reserves
+// (__x__), since elements become map keys in the stored document.
 func (c *Config) checkElement(collection, element, path string) error {
 	if element == "" {
 		return invalidf(path, "required")
 	}
 	if !utf8.ValidString(element) {
 		return invalidf(path, "must be valid UTF-8")
+	}
+	if strings.IndexByte(element, 0) >= 0 {
+		return invalidf(path, "must not contain a NUL character")
 	}
 	if max := c.Collections[collection].MaxElementLength; len(element) > max {
 		return invalidf(path, "must be at most %d bytes, got %d", max, len(element))

@@ -108,6 +108,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		handlers.LimitHeaders(handlers.MaxHeaderBytes),
 		handlers.BoundBodyRead(cfg.bodyReadTimeout),
 		handlers.LimitBody(cfg.maxBodyBytes),
+		handlers.RefuseInvalidText(),
 	)
 	r.GET("/healthz", handlers.Healthz)
 	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
