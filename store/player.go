@@ -22,9 +22,14 @@ type Player struct {
 	SchemaVersion int
 	Raw           map[string]any
 	Session       *Lease
-	OwnerUID      string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// LeaseEpoch is the last lease epoch granted for the player. It lives
+	// beside the save, not in the session a leave clears, so epochs never
+	// repeat: a document written before the field existed reads it from
+	// its session, or 0 (the next grant is then 1).
+	LeaseEpoch int64
+	OwnerUID   string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Lease is a game server's claim on a player: the holder receives
@@ -93,6 +98,7 @@ func (s *Store) decodePlayer(userID int64, doc *firestorepb.Document) Player {
 		Exists:        true,
 		Version:       fieldInt(f, "version"),
 		SchemaVersion: int(fieldInt(f, "schemaVersion")),
+		LeaseEpoch:    fieldInt(f, "leaseEpoch"),
 		OwnerUID:      fieldString(f, "ownerUid"),
 		CreatedAt:     fieldTime(f, "createdAt"),
 		UpdatedAt:     fieldTime(f, "updatedAt"),
@@ -109,6 +115,7 @@ func (s *Store) decodePlayer(userID int64, doc *firestorepb.Document) Player {
 			AcquiredAt: fieldTime(sess, "acquiredAt"),
 			ExpiresAt:  fieldTime(sess, "expiresAt"),
 		}
+		p.LeaseEpoch = max(p.LeaseEpoch, p.Session.Epoch)
 	}
 	return p
 }

@@ -39,7 +39,9 @@ type JoinResult struct {
 //
 // A lease held by another job that has not expired is refused with
 // SESSION_HELD (details name the holder and expiry) unless Steal is set.
-// The lease epoch grows with each grant.
+// The lease epoch is a fencing token: each grant takes the player's last
+// granted epoch plus one, whether the previous lease was released, expired
+// or stolen, so no two grants of one player ever share an epoch.
 // Errors: INVALID_ARGUMENT, SESSION_HELD, SAVE_MIGRATION_FAILED, SCHEMA_TOO_NEW.
 func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, error) {
 	if req.UserID <= 0 {
@@ -63,9 +65,8 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 		}
 		now := s.now().UTC().Truncate(time.Microsecond)
 		var replaced *Lease
-		epoch := int64(1)
+		epoch := p.LeaseEpoch + 1
 		if held := p.Session; held != nil {
-			epoch = held.Epoch + 1
 			live := held.ExpiresAt.After(now)
 			if live && held.JobID != req.JobID {
 				if !req.Steal {
@@ -87,7 +88,11 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 		}
 		p.Session = &lease
 		res = JoinResult{Player: s.view(p, st), Lease: lease, Replaced: replaced}
-		return []*firestorepb.Write{s.sessionWrite(p, &lease, now)}, nil
+		return []*firestorepb.Write{s.upsertPlayer(p, map[string]*firestorepb.Value{
+			"session":    leaseFields(&lease),
+			"leaseEpoch": intValue(epoch),
+			"updatedAt":  timeValue(now),
+		}, now)}, nil
 	})
 	if err != nil {
 		return JoinResult{}, err
@@ -176,9 +181,8 @@ func (s *Store) RenewSessions(ctx context.Context, sessionIDs []string) []RenewR
 	return out
 }
 
-// sessionWrite sets or clears the session lease, creating the player
-// document (version 0, no ledger entry: nothing about the save changed)
-// when a new player joins.
+// sessionWrite sets or clears the session lease of an existing player;
+// the player's last granted epoch (leaseEpoch) stays as it is.
 func (s *Store) sessionWrite(p Player, lease *Lease, now time.Time) *firestorepb.Write {
 	return s.upsertPlayer(p, map[string]*firestorepb.Value{
 		"session":   leaseFields(lease),

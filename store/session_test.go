@@ -1,0 +1,119 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/store"
+)
+
+// sessionClock is the start of the session tests' settable clock.
+var sessionClock = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+// sessionEnv is a store on a settable clock with 90 s leases, and the
+// Firestore client of its project for arranging and reading documents.
+type sessionEnv struct {
+	st    *store.Store
+	fs    *firestore.Client
+	clock *fstest.Clock
+}
+
+func newSessionEnv(t *testing.T) sessionEnv {
+	t.Helper()
+	project := fstest.Project(t)
+	c := fstest.Dial(t, project)
+	clock := fstest.NewClock(sessionClock)
+	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
+	return sessionEnv{st: st, fs: c.Firestore, clock: clock}
+}
+
+// join grants a lease or fails the test.
+func join(t *testing.T, st *store.Store, userID int64, job string, steal bool) store.Lease {
+	t.Helper()
+	res, err := st.JoinSession(context.Background(), store.JoinRequest{UserID: userID, JobID: job, ClientSchema: 3, Steal: steal})
+	if err != nil {
+		t.Fatalf("join %d on %s: %v", userID, job, err)
+	}
+	return res.Lease
+}
+
+func TestLeaseEpochIsMonotonicPerPlayer(t *testing.T) {
+	t.Parallel()
+	env := newSessionEnv(t)
+	st, clock := env.st, env.clock
+	ctx := context.Background()
+	const user = 1000000001
+
+	var epochs []int64
+	a := join(t, st, user, "job-a", false)
+	epochs = append(epochs, a.Epoch)
+	if _, err := st.LeaveSession(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	b := join(t, st, user, "job-b", false)
+	epochs = append(epochs, b.Epoch)
+	// A renewal keeps the epoch; the next grant still counts from it.
+	clock.Advance(30 * time.Second)
+	renewed, err := st.RenewSession(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epochs = append(epochs, renewed.Epoch)
+	c := join(t, st, user, "job-c", true)
+	epochs = append(epochs, c.Epoch)
+	// An expired lease taken without steal, and a rejoin of the same job.
+	clock.Advance(91 * time.Second)
+	d := join(t, st, user, "job-d", false)
+	epochs = append(epochs, d.Epoch)
+	e := join(t, st, user, "job-d", false)
+	epochs = append(epochs, e.Epoch)
+	if _, err := st.LeaveSession(ctx, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	f := join(t, st, user, "job-a", false)
+	epochs = append(epochs, f.Epoch)
+
+	if diff := cmp.Diff([]int64{1, 2, 2, 3, 4, 5, 6}, epochs); diff != "" {
+		t.Errorf("epochs of grants (-want +got):\n%s", diff)
+	}
+}
+
+func TestLeaseEpochOfDocumentsWrittenBeforeTheField(t *testing.T) {
+	t.Parallel()
+	env := newSessionEnv(t)
+	tests := []struct {
+		name    string
+		user    int64
+		doc     map[string]any
+		wantNew int64
+	}{
+		{
+			name:    "a held session: continue from its epoch",
+			user:    1000000011,
+			doc:     map[string]any{"version": int64(3), "schemaVersion": int64(3), "session": map[string]any{"id": "1000000011.7.00000000000000000000000000000000", "jobId": "old", "epoch": int64(7), "expiresAt": sessionClock.Add(-time.Minute)}},
+			wantNew: 8,
+		},
+		{
+			name:    "no session: start at 1",
+			user:    1000000012,
+			doc:     map[string]any{"version": int64(3), "schemaVersion": int64(3), "session": nil},
+			wantNew: 1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := env.fs.Doc(fmt.Sprintf("players/%d", tc.user)).Set(context.Background(), tc.doc); err != nil {
+				t.Fatal(err)
+			}
+			if got := join(t, env.st, tc.user, "new", false).Epoch; got != tc.wantNew {
+				t.Errorf("epoch of the first grant after the upgrade = %d, want %d", got, tc.wantNew)
+			}
+		})
+	}
+}
