@@ -3,6 +3,8 @@ package handlers_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +50,7 @@ func TestTeleportRaceKeepsEverythingEarned(t *testing.T) {
 	if r := e.mutate(user, "a-2", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`, "Roblox-Job-Id", "job-a"); r.status != 200 {
 		t.Fatalf("a's late delta: %d %s", r.status, r.body)
 	}
-	leaveA := e.do("POST", "/v1/sessions/"+sessA+"/leave", nil, nil)
+	leaveA := e.do("POST", "/v1/sessions/"+sessA+"/leave", nil, map[string]string{"Idempotency-Key": "leave-a"})
 	if leaveA.status != 200 || leaveA.json(t)["released"] != false {
 		t.Errorf("a leaves: %d %s, want released=false", leaveA.status, leaveA.body)
 	}
@@ -59,7 +61,7 @@ func TestTeleportRaceKeepsEverythingEarned(t *testing.T) {
 	if p.Session == nil || p.Session.JobID != "job-b" {
 		t.Errorf("session = %+v, want job-b's", p.Session)
 	}
-	leaveB := e.do("POST", "/v1/sessions/"+sessB+"/leave", nil, nil)
+	leaveB := e.do("POST", "/v1/sessions/"+sessB+"/leave", nil, map[string]string{"Idempotency-Key": "leave-b"})
 	if leaveB.status != 200 || leaveB.json(t)["released"] != true {
 		t.Errorf("b leaves: %d %s, want released=true", leaveB.status, leaveB.body)
 	}
@@ -222,5 +224,106 @@ func TestBatchRenewEachLeaseAlone(t *testing.T) {
 	}
 	if r := e.do("POST", "/v1/batch/sessions/renew", `{"sessionIds":[]}`, nil); r.status != 400 {
 		t.Errorf("empty batch: %d %s, want 400", r.status, r.body)
+	}
+}
+
+// sessionOf returns the session id of a successful join.
+func sessionOf(t *testing.T, r response) string {
+	t.Helper()
+	if r.status != 200 {
+		t.Fatalf("join: %d %s", r.status, r.body)
+	}
+	return r.json(t)["session"].(map[string]any)["id"].(string)
+}
+
+func TestLeaveRetryReplaysTheFirstAnswer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		user int64
+		body string
+	}{
+		{"without a final flush", 70, ""},
+		{"with a final flush", 71, `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := sessionOf(t, e.join(tc.user, "job-a", false))
+			key := map[string]string{"Idempotency-Key": "leave-" + tc.name}
+			first := e.do("POST", "/v1/sessions/"+sess+"/leave", tc.body, key)
+			if first.status != 200 || first.json(t)["released"] != true || first.header.Get("Idempotent-Replayed") != "" {
+				t.Fatalf("leave: %d %v %s, want 200 released=true, not replayed", first.status, first.header, first.body)
+			}
+			// Another server joins meanwhile; the retry still answers the first answer.
+			sessionOf(t, e.join(tc.user, "job-b", false))
+			again := e.do("POST", "/v1/sessions/"+sess+"/leave", tc.body, key)
+			if again.status != 200 || again.header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("retry: %d %v %s, want 200 with Idempotent-Replayed: true", again.status, again.header, again.body)
+			}
+			if diff := cmp.Diff(string(first.body), string(again.body)); diff != "" {
+				t.Errorf("replayed body (-first +retry):\n%s", diff)
+			}
+			want := int64(100)
+			if tc.body != "" {
+				want += 5
+			}
+			if got := balance(t, e.player(tc.user), "coins"); got != want {
+				t.Errorf("coins = %d, want %d: the final flush applied at most once", got, want)
+			}
+			if p := e.player(tc.user); p.Session == nil || p.Session.JobID != "job-b" {
+				t.Errorf("session = %+v, want job-b's untouched by the retry", p.Session)
+			}
+			other := `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":6}]}}`
+			if reused := e.do("POST", "/v1/sessions/"+sess+"/leave", other, key); reused.status != 422 || reused.errorCode(t) != "IDEMPOTENCY_KEY_REUSED" {
+				t.Errorf("same key, different body: %d %s, want 422 IDEMPOTENCY_KEY_REUSED", reused.status, reused.body)
+			}
+		})
+	}
+	t.Run("without a key", func(t *testing.T) {
+		sess := sessionOf(t, e.join(72, "job-a", false))
+		r := e.do("POST", "/v1/sessions/"+sess+"/leave", nil, nil)
+		if r.status != 400 || r.errorCode(t) != "INVALID_ARGUMENT" || !strings.Contains(string(r.body), "Idempotency-Key") {
+			t.Errorf("leave without Idempotency-Key: %d %s, want 400 naming the header", r.status, r.body)
+		}
+		if p := e.player(72); p.Session == nil || p.Session.ID != sess {
+			t.Errorf("a refused leave released the lease: %+v", p.Session)
+		}
+	})
+}
+
+func TestParallelLeavesWithOneKeyOneOriginal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const user, n = 73, 50
+	sess := sessionOf(t, e.join(user, "job-a", false))
+	body := `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}}`
+	answers := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = e.do("POST", "/v1/sessions/"+sess+"/leave", body, map[string]string{"Idempotency-Key": "one-leave"})
+		}()
+	}
+	wg.Wait()
+	originals := 0
+	for i, a := range answers {
+		if a.status != 200 {
+			t.Fatalf("leave %d: %d %s", i, a.status, a.body)
+		}
+		if a.header.Get("Idempotent-Replayed") != "true" {
+			originals++
+		}
+		if string(a.body) != string(answers[0].body) {
+			t.Errorf("leave %d answered %s, leave 0 %s: want identical bodies", i, a.body, answers[0].body)
+		}
+	}
+	if originals != 1 {
+		t.Errorf("%d answers were originals, want exactly 1", originals)
+	}
+	if got := balance(t, e.player(user), "coins"); got != 101 {
+		t.Errorf("coins = %d, want 101: the final flush applied once", got)
 	}
 }

@@ -582,7 +582,7 @@ function SaveSync:_join(player, options)
 	if self._leftDuringJoin[userId] then
 		-- The player quit while the join request ran: give the lease back
 		-- rather than keep (and renew) a session nobody plays.
-		self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(lease.id or "") .. "/leave", "{}")
+		self:_releaseSession(lease.id)
 		return nil, leftDuringJoinError()
 	end
 	local ttl = 90
@@ -724,7 +724,7 @@ function SaveSync:_leave(userId, timeout)
 		self:_park(st, st.pending[1], makeError("UNAVAILABLE", "the mutation was not written before the player left"))
 	end
 	self:_writeDeadLetters(userId, true)
-	local res = self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(st.session.id or "") .. "/leave", "{}")
+	local res = self:_releaseSession(st.session.id)
 	st.released = res.ok and type(res.body) == "table" and res.body.released == true
 	st.left = true
 	if self._players[userId] == st then
@@ -735,6 +735,23 @@ function SaveSync:_leave(userId, timeout)
 		table.insert(self._obsoleteCacheKeys, key)
 	end
 	return st.released
+end
+
+-- _releaseSession sends the leave of a session under one Idempotency-Key,
+-- retried (at most config.maxAttempts attempts) while no answer came or the
+-- service was unavailable: a retry answers the first leave's answer.
+function SaveSync:_releaseSession(sessionId)
+	local path = "/v1/sessions/" .. self._http:UrlEncode(sessionId or "") .. "/leave"
+	local headers = { ["Idempotency-Key"] = self._http:GenerateGUID(false) }
+	local res
+	for attempt = 1, self._config.maxAttempts do
+		res = self:_request("POST", path, "{}", headers)
+		if res.ok or not retryable(res) or attempt == self._config.maxAttempts then
+			break
+		end
+		task.wait(self:_backoff(attempt))
+	end
+	return res
 end
 
 --[[

@@ -251,3 +251,30 @@ func TestSessionListWriteDoesNotDelayDeadLetterWrite(t *testing.T) {
 		t.Errorf("dead-letter queue = %v, want the mutation %s", dlq, id)
 	}
 }
+
+func TestLeaveRetriedUnderOneKeyAfterALostAnswer(t *testing.T) {
+	t.Parallel()
+	svc := newService(t)
+	h := newHarness(t, svc, newDataStoreBackend(), "job-leave")
+	h.startGame("longPoll = false")
+	const userID = 1234567890
+	h.mustJoin(userID)
+	// The first leave releases the lease but its answer is lost.
+	svc.proxy.fail("/v1/sessions/", 1, true)
+	if !h.leave(userID) {
+		t.Errorf("Leave = false, want true: the retry answers the first leave's answer")
+	}
+	leaves := svc.proxy.exchanges("/v1/sessions/")
+	if len(leaves) != 2 {
+		t.Fatalf("leave requests = %+v, want the lost one and one retry", leaves)
+	}
+	if leaves[0].key == "" || leaves[0].key != leaves[1].key {
+		t.Errorf("leave keys = %q then %q, want one Idempotency-Key for both attempts", leaves[0].key, leaves[1].key)
+	}
+	if !leaves[1].replayed || leaves[1].status != 200 {
+		t.Errorf("retry = %+v, want 200 marked Idempotent-Replayed", leaves[1])
+	}
+	if p := playerView(t, svc, userID); p.Session != nil {
+		t.Errorf("lease after leave = %+v, want released", p.Session)
+	}
+}

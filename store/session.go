@@ -2,7 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,29 +104,198 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 	return res, nil
 }
 
-// LeaveSession releases a session lease if the caller still holds it. The
-// final flush is an ordinary mutation the caller sends first (or in the
-// same request through the handler); leaving never writes the save, so a
-// stale server cannot undo what others committed.
-// It reports whether the lease was released (false when it had been taken
-// over or had already expired and been re-granted).
-// Errors: INVALID_ARGUMENT.
-func (s *Store) LeaveSession(ctx context.Context, sessionID string) (bool, error) {
-	userID, ok := SessionUser(sessionID)
+// LeaveRequest is a game server ending a player's session: an optional
+// final flush, then the release of the lease.
+type LeaveRequest struct {
+	SessionID string
+	Actor     save.Actor
+	JobID     string // the game server's job id, when the caller is one
+	// IdempotencyKey scopes the leave like a mutation's key: a retry under
+	// it answers the first answer; the final flush is stored under it too.
+	IdempotencyKey string
+	// Final is the last mutation to apply before the release (nil = none).
+	Final *save.Mutation
+}
+
+// LeaveResult is a leave's answer: whether the lease was released, the
+// exact response body (stored for replays) and whether it is a replay.
+type LeaveResult struct {
+	Released bool
+	Body     []byte
+	Replayed bool
+}
+
+// leaveAnswer is the stored response of a leave.
+type leaveAnswer struct {
+	Final    json.RawMessage `json:"final,omitempty"`
+	Released bool            `json:"released"`
+}
+
+// LeaveSession applies the final flush, if any, as an ordinary idempotent
+// mutation under the leave's key, then releases the lease if the caller
+// still holds it. Leaving never writes the save otherwise, so a stale
+// server cannot undo what others committed.
+//
+// The answer is recorded in players/{id}/leaves/{entryId} (the entry id
+// of the caller's scope and key, as for a mutation) in the transaction
+// that releases the lease, so a retry under the same key answers the same
+// bytes as a replay, however often the player joined and left since.
+// Released is false when the lease had been taken over, or had expired and
+// been granted again, or was already released.
+// Errors: INVALID_ARGUMENT, IDEMPOTENCY_KEY_REUSED (the key was used for
+// another leave or final flush), and those of ApplyMutation for the flush.
+func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult, error) {
+	userID, ok := SessionUser(req.SessionID)
 	if !ok {
-		return false, save.Errorf(save.CodeInvalidArgument, "session id %q is not one this service issued", sessionID)
+		return LeaveResult{}, save.Errorf(save.CodeInvalidArgument, "session id %q is not one this service issued", req.SessionID)
 	}
-	released := false
-	_, err := s.runTxn(ctx, []string{s.playerName(userID)}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		released = false
-		p := s.decodePlayer(userID, docs[s.playerName(userID)])
-		if p.Session == nil || p.Session.ID != sessionID {
-			return nil, nil
+	if err := CheckIdempotencyKey(req.IdempotencyKey); err != nil {
+		return LeaveResult{}, err
+	}
+	hash, err := leaveHash(req)
+	if err != nil {
+		return LeaveResult{}, err
+	}
+	entryID := EntryID(req.Actor, req.IdempotencyKey)
+	playerName, recordName := s.playerName(userID), s.leaveName(userID, entryID)
+
+	var final []byte
+	if req.Final != nil {
+		// A retry must not run the flush again: answer it from the record
+		// when there is one. (Without a flush the release's own
+		// transaction reads the record, and this read is not needed.)
+		docs, err := s.readDocs(ctx, []string{recordName})
+		if err != nil {
+			return LeaveResult{}, err
 		}
-		released = true
-		return []*firestorepb.Write{s.sessionWrite(p, nil, s.now().UTC())}, nil
+		if rec, ok := docs[recordName]; ok {
+			return replayLeave(rec, hash, entryID)
+		}
+		res, err := s.ApplyMutation(ctx, MutationRequest{
+			UserID:         userID,
+			Actor:          req.Actor,
+			JobID:          req.JobID,
+			IdempotencyKey: req.IdempotencyKey,
+			Mutation:       *req.Final,
+		})
+		if err != nil {
+			return LeaveResult{}, err
+		}
+		final = res.Body
+	}
+
+	var out LeaveResult
+	_, err = s.runTxn(ctx, []string{playerName, recordName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		if rec, ok := docs[recordName]; ok {
+			var err error
+			out, err = replayLeave(rec, hash, entryID)
+			return nil, err
+		}
+		p := s.decodePlayer(userID, docs[playerName])
+		now := s.now().UTC().Truncate(time.Microsecond)
+		released := p.Session != nil && p.Session.ID == req.SessionID
+		body, err := json.Marshal(leaveAnswer{Final: final, Released: released})
+		if err != nil {
+			return nil, err
+		}
+		rec, err := s.leaveRecordWrite(userID, entryID, hash, req, released, body, now)
+		if err != nil {
+			return nil, err
+		}
+		out = LeaveResult{Released: released, Body: body}
+		writes := []*firestorepb.Write{rec}
+		if released {
+			writes = append(writes, s.sessionWrite(p, nil, now))
+		}
+		return writes, nil
 	})
-	return released, err
+	if err != nil {
+		return LeaveResult{}, err
+	}
+	return out, nil
+}
+
+// leaveHash identifies a leave request for its idempotency record: the
+// session and the final flush, canonically encoded.
+func leaveHash(req LeaveRequest) (string, error) {
+	canon, err := json.Marshal(struct {
+		SessionID string         `json:"sessionId"`
+		Final     *save.Mutation `json:"final"`
+	}{req.SessionID, req.Final})
+	if err != nil {
+		return "", save.Errorf(save.CodeInvalidArgument, "the final flush cannot be encoded: %v", err)
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// replayLeave answers a leave whose record exists.
+func replayLeave(rec *firestorepb.Document, hash, entryID string) (LeaveResult, error) {
+	f := rec.GetFields()
+	if fieldString(f, "requestHash") != hash {
+		return LeaveResult{}, save.Errorf(save.CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used for a different leave; use a new key for a new request").
+			WithDetail("entryId", entryID).WithDetail("sessionId", fieldString(f, "sessionId"))
+	}
+	released, _ := decodeValue(f["released"]).(bool)
+	return LeaveResult{Released: released, Body: []byte(fieldString(f, "response")), Replayed: true}, nil
+}
+
+// leaveName is the full resource name of a leave's idempotency record.
+func (s *Store) leaveName(userID int64, entryID string) string {
+	return s.playerName(userID) + "/leaves/" + entryID
+}
+
+// leaveRecordWrite creates a leave's record: who left which session under
+// which key, what it released, and the answer to replay. It expires with
+// the ledger's retention, for the same Firestore TTL policy.
+func (s *Store) leaveRecordWrite(userID int64, entryID, hash string, req LeaveRequest, released bool, body []byte, now time.Time) (*firestorepb.Write, error) {
+	rec := map[string]any{
+		"entryId":        entryID,
+		"userId":         userID,
+		"kind":           "leave",
+		"sessionId":      req.SessionID,
+		"idempotencyKey": req.IdempotencyKey,
+		"requestHash":    hash,
+		"actor":          map[string]any{"kind": string(req.Actor.Kind), "id": req.Actor.ID},
+		"jobId":          req.JobID,
+		"released":       released,
+		"committedAt":    now,
+		"response":       string(body),
+	}
+	if s.retention > 0 {
+		rec["expireAt"] = now.Add(s.retention)
+	}
+	fields, err := encodeFields(rec)
+	if err != nil {
+		return nil, err
+	}
+	return &firestorepb.Write{
+		Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.leaveName(userID, entryID), Fields: fields}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+	}, nil
+}
+
+// readDocs reads documents outside any transaction, in one round trip;
+// missing documents are absent from the map.
+func (s *Store) readDocs(ctx context.Context, names []string) (map[string]*firestorepb.Document, error) {
+	stream, err := s.gapic.BatchGetDocuments(ctx, &firestorepb.BatchGetDocumentsRequest{Database: s.database, Documents: names})
+	if err != nil {
+		return nil, err
+	}
+	docs := make(map[string]*firestorepb.Document, len(names))
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if d := r.GetFound(); d != nil {
+			docs[d.GetName()] = d
+		}
+	}
 }
 
 // RenewSession extends a held lease (the Luau module calls it while the

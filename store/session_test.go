@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
 
@@ -43,6 +44,14 @@ func join(t *testing.T, st *store.Store, userID int64, job string, steal bool) s
 	return res.Lease
 }
 
+// gameServer is the game-server actor of the session tests.
+var gameServer = save.Actor{Kind: save.ActorServer, ID: "universe-1"}
+
+// leave is a leave without a final flush.
+func leave(sessionID, key string) store.LeaveRequest {
+	return store.LeaveRequest{SessionID: sessionID, Actor: gameServer, IdempotencyKey: key}
+}
+
 func TestLeaseEpochIsMonotonicPerPlayer(t *testing.T) {
 	t.Parallel()
 	env := newSessionEnv(t)
@@ -53,7 +62,7 @@ func TestLeaseEpochIsMonotonicPerPlayer(t *testing.T) {
 	var epochs []int64
 	a := join(t, st, user, "job-a", false)
 	epochs = append(epochs, a.Epoch)
-	if _, err := st.LeaveSession(ctx, a.ID); err != nil {
+	if _, err := st.LeaveSession(ctx, leave(a.ID, "leave-a")); err != nil {
 		t.Fatal(err)
 	}
 	b := join(t, st, user, "job-b", false)
@@ -73,7 +82,7 @@ func TestLeaseEpochIsMonotonicPerPlayer(t *testing.T) {
 	epochs = append(epochs, d.Epoch)
 	e := join(t, st, user, "job-d", false)
 	epochs = append(epochs, e.Epoch)
-	if _, err := st.LeaveSession(ctx, e.ID); err != nil {
+	if _, err := st.LeaveSession(ctx, leave(e.ID, "leave-e")); err != nil {
 		t.Fatal(err)
 	}
 	f := join(t, st, user, "job-a", false)
