@@ -64,9 +64,6 @@ type leaveBody struct {
 // Idempotent-Replayed, whether or not it carried a final flush.
 func (a *API) leaveSession(c *gin.Context) error {
 	sessionID := c.Param("sessionId")
-	if _, ok := store.SessionUser(sessionID); !ok {
-		return badField("sessionId", "%q is not a session id this service issued", sessionID)
-	}
 	body, err := readBody(c)
 	if err != nil {
 		return err

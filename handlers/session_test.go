@@ -327,3 +327,98 @@ func TestParallelLeavesWithOneKeyOneOriginal(t *testing.T) {
 		t.Errorf("coins = %d, want 101: the final flush applied once", got)
 	}
 }
+
+func TestUnknownSessionsAreNotFound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const user = 80
+	a := sessionOf(t, e.join(user, "job-a", false))
+	b := sessionOf(t, e.join(user, "job-b", true)) // a is taken over
+	zeros := strings.Repeat("0", 32)
+	neverAbove := fmt.Sprintf("%d.3.%s", user, zeros)     // above the last granted epoch
+	neverAt := fmt.Sprintf("%d.1.%s", user, zeros)        // a granted epoch, not its id
+	noPlayer := fmt.Sprintf("%d.1.%s", 1999999999, zeros) // a player never seen
+	final := `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}}`
+
+	type answer struct {
+		Status int64
+		Code   string
+	}
+	answerOf := func(status int64, body map[string]any) answer {
+		code := ""
+		if errObj, ok := body["error"].(map[string]any); ok {
+			code, _ = errObj["code"].(string)
+		}
+		return answer{status, code}
+	}
+	tests := []struct {
+		name      string
+		id        string
+		renew     answer
+		leave     answer
+		wantFound bool // the answer names the holder
+	}{
+		{"never issued, epoch above the last grant", neverAbove, answer{404, "NOT_FOUND"}, answer{404, "NOT_FOUND"}, false},
+		{"never issued, a granted epoch", neverAt, answer{404, "NOT_FOUND"}, answer{404, "NOT_FOUND"}, false},
+		{"never issued, unknown player", noPlayer, answer{404, "NOT_FOUND"}, answer{404, "NOT_FOUND"}, false},
+		{"taken over", a, answer{409, "SESSION_HELD"}, answer{200, ""}, true},
+		{"malformed", fmt.Sprintf("%d.1.xyz", user), answer{400, "INVALID_ARGUMENT"}, answer{400, "INVALID_ARGUMENT"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			renew := e.do("POST", "/v1/sessions/"+tc.id+"/renew", nil, nil)
+			if got := answerOf(int64(renew.status), renew.json(t)); got != tc.renew {
+				t.Errorf("renew = %+v %s, want %+v", got, renew.body, tc.renew)
+			}
+			if tc.wantFound {
+				holder, _ := renew.json(t)["error"].(map[string]any)["details"].(map[string]any)["holder"].(map[string]any)
+				if holder["jobId"] != "job-b" || holder["expiresAt"] == nil || num(holder["epoch"]) != 2 {
+					t.Errorf("holder = %v, want job-b's live lease at epoch 2", holder)
+				}
+			}
+			versionBefore := e.player(user).Version
+			leave := e.do("POST", "/v1/sessions/"+tc.id+"/leave", final, map[string]string{"Idempotency-Key": "leave " + tc.name})
+			if got := answerOf(int64(leave.status), leave.json(t)); got != tc.leave {
+				t.Errorf("leave = %+v %s, want %+v", got, leave.body, tc.leave)
+			}
+			if tc.leave.Status == 200 {
+				if leave.json(t)["released"] != false {
+					t.Errorf("leave of a lease taken over: %s, want released=false", leave.body)
+				}
+			} else if got := e.player(user).Version; got != versionBefore {
+				t.Errorf("a refused leave flushed: version %d, want %d", got, versionBefore)
+			}
+			if tc.leave.Status == 404 && !strings.Contains(string(leave.body), "never issued") {
+				t.Errorf("leave message %s does not say the session was never issued", leave.body)
+			}
+		})
+	}
+
+	// Every item of a batch renewal answers as the single route does.
+	r := e.do("POST", "/v1/batch/sessions/renew", map[string]any{"sessionIds": []string{neverAbove, a, b, noPlayer, "not-a-session"}}, nil)
+	if r.status != 200 {
+		t.Fatalf("batch renew: %d %s", r.status, r.body)
+	}
+	var got []answer
+	for _, item := range r.json(t)["results"].([]any) {
+		m := item.(map[string]any)
+		got = append(got, answerOf(num(m["status"]), m))
+	}
+	want := []answer{{404, "NOT_FOUND"}, {409, "SESSION_HELD"}, {200, ""}, {404, "NOT_FOUND"}, {400, "INVALID_ARGUMENT"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("batch renew answers (-want +got):\n%s", diff)
+	}
+
+	// Once b leaves, nobody holds the player: renewing either lease says it
+	// ended, without naming a holder.
+	if l := e.do("POST", "/v1/sessions/"+b+"/leave", nil, map[string]string{"Idempotency-Key": "leave-b"}); l.status != 200 || l.json(t)["released"] != true {
+		t.Fatalf("b leaves: %d %s", l.status, l.body)
+	}
+	for _, id := range []string{a, b} {
+		renew := e.do("POST", "/v1/sessions/"+id+"/renew", nil, nil)
+		details, _ := renew.json(t)["error"].(map[string]any)["details"].(map[string]any)
+		if renew.status != 404 || renew.errorCode(t) != "NOT_FOUND" || details["ended"] != true || details["holder"] != nil {
+			t.Errorf("renew of an ended lease %s: %d %s, want 404 NOT_FOUND with ended=true and no holder", id, renew.status, renew.body)
+		}
+	}
+}

@@ -27,9 +27,14 @@ type Player struct {
 	// repeat: a document written before the field existed reads it from
 	// its session, or 0 (the next grant is then 1).
 	LeaseEpoch int64
-	OwnerUID   string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// LeaseKey is the player's secret from which session ids are derived
+	// (see leaseSecret), so an id can be told issued or not for every
+	// epoch from LeaseKeyFrom on without remembering past ids.
+	LeaseKey     string
+	LeaseKeyFrom int64
+	OwnerUID     string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Lease is a game server's claim on a player: the holder receives
@@ -99,6 +104,8 @@ func (s *Store) decodePlayer(userID int64, doc *firestorepb.Document) Player {
 		Version:       fieldInt(f, "version"),
 		SchemaVersion: int(fieldInt(f, "schemaVersion")),
 		LeaseEpoch:    fieldInt(f, "leaseEpoch"),
+		LeaseKey:      fieldString(f, "leaseKey"),
+		LeaseKeyFrom:  fieldInt(f, "leaseKeyFrom"),
 		OwnerUID:      fieldString(f, "ownerUid"),
 		CreatedAt:     fieldTime(f, "createdAt"),
 		UpdatedAt:     fieldTime(f, "updatedAt"),

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 
@@ -82,8 +84,12 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 				replaced = held
 			}
 		}
+		key, keyFrom := p.LeaseKey, p.LeaseKeyFrom
+		if key == "" {
+			key, keyFrom = s.newID(), epoch
+		}
 		lease := Lease{
-			ID:         sessionID(req.UserID, epoch, s.newID()),
+			ID:         sessionID(req.UserID, epoch, leaseSecret(key, epoch)),
 			JobID:      req.JobID,
 			PlaceID:    req.PlaceID,
 			Epoch:      epoch,
@@ -93,9 +99,11 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 		p.Session = &lease
 		res = JoinResult{Player: s.view(p, st), Lease: lease, Replaced: replaced}
 		return []*firestorepb.Write{s.upsertPlayer(p, map[string]*firestorepb.Value{
-			"session":    leaseFields(&lease),
-			"leaseEpoch": intValue(epoch),
-			"updatedAt":  timeValue(now),
+			"session":      leaseFields(&lease),
+			"leaseEpoch":   intValue(epoch),
+			"leaseKey":     stringValue(key),
+			"leaseKeyFrom": intValue(keyFrom),
+			"updatedAt":    timeValue(now),
 		}, now)}, nil
 	})
 	if err != nil {
@@ -142,13 +150,16 @@ type leaveAnswer struct {
 // bytes as a replay, however often the player joined and left since.
 // Released is false when the lease had been taken over, or had expired and
 // been granted again, or was already released.
-// Errors: INVALID_ARGUMENT, IDEMPOTENCY_KEY_REUSED (the key was used for
-// another leave or final flush), and those of ApplyMutation for the flush.
+// Errors: INVALID_ARGUMENT (a malformed session id or key), NOT_FOUND (a
+// session never issued for the player; nothing is flushed),
+// IDEMPOTENCY_KEY_REUSED (the key was used for another leave or final
+// flush), and those of ApplyMutation for the flush.
 func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult, error) {
-	userID, ok := SessionUser(req.SessionID)
-	if !ok {
-		return LeaveResult{}, save.Errorf(save.CodeInvalidArgument, "session id %q is not one this service issued", req.SessionID)
+	ref, err := parseSessionID(req.SessionID)
+	if err != nil {
+		return LeaveResult{}, err
 	}
+	userID := ref.userID
 	if err := CheckIdempotencyKey(req.IdempotencyKey); err != nil {
 		return LeaveResult{}, err
 	}
@@ -161,15 +172,19 @@ func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult
 
 	var final []byte
 	if req.Final != nil {
-		// A retry must not run the flush again: answer it from the record
-		// when there is one. (Without a flush the release's own
-		// transaction reads the record, and this read is not needed.)
-		docs, err := s.readDocs(ctx, []string{recordName})
+		// A retry must not run the flush again, and a session never
+		// issued must not flush at all: answer both from one read before
+		// the flush. (Without a flush the release's own transaction reads
+		// the same documents, and this read is not needed.)
+		docs, err := s.readDocs(ctx, []string{playerName, recordName})
 		if err != nil {
 			return LeaveResult{}, err
 		}
 		if rec, ok := docs[recordName]; ok {
 			return replayLeave(rec, hash, entryID)
+		}
+		if s.standing(s.decodePlayer(userID, docs[playerName]), ref) == sessionNeverIssued {
+			return LeaveResult{}, neverIssued(ref)
 		}
 		res, err := s.ApplyMutation(ctx, MutationRequest{
 			UserID:         userID,
@@ -192,8 +207,12 @@ func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult
 			return nil, err
 		}
 		p := s.decodePlayer(userID, docs[playerName])
+		standing := s.standing(p, ref)
+		if standing == sessionNeverIssued {
+			return nil, neverIssued(ref)
+		}
 		now := s.now().UTC().Truncate(time.Microsecond)
-		released := p.Session != nil && p.Session.ID == req.SessionID
+		released := standing == sessionCurrent
 		body, err := json.Marshal(leaveAnswer{Final: final, Released: released})
 		if err != nil {
 			return nil, err
@@ -299,30 +318,90 @@ func (s *Store) readDocs(ctx context.Context, names []string) (map[string]*fires
 }
 
 // RenewSession extends a held lease (the Luau module calls it while the
-// player stays). Errors: INVALID_ARGUMENT, SESSION_HELD when the lease was
-// taken over.
+// player stays). A lease that expired without being granted again is
+// still the caller's and is renewed.
+// Errors: INVALID_ARGUMENT (a malformed session id), NOT_FOUND (a session
+// never issued for the player, or one that ended with no game server
+// holding the player now: details.ended is true), SESSION_HELD (the lease
+// was taken over; details.holder names the live holder).
 func (s *Store) RenewSession(ctx context.Context, sessionID string) (Lease, error) {
-	userID, ok := SessionUser(sessionID)
-	if !ok {
-		return Lease{}, save.Errorf(save.CodeInvalidArgument, "session id %q is not one this service issued", sessionID)
+	ref, err := parseSessionID(sessionID)
+	if err != nil {
+		return Lease{}, err
 	}
 	var lease Lease
-	_, err := s.runTxn(ctx, []string{s.playerName(userID)}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		p := s.decodePlayer(userID, docs[s.playerName(userID)])
-		if p.Session == nil || p.Session.ID != sessionID {
-			holder := map[string]any{}
-			if p.Session != nil {
-				holder["jobId"] = p.Session.JobID
-				holder["expiresAt"] = p.Session.ExpiresAt
-			}
-			return nil, save.Errorf(save.CodeSessionHeld, "this session was taken over or released; rejoin the player").WithDetail("holder", holder)
-		}
+	_, err = s.runTxn(ctx, []string{s.playerName(ref.userID)}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		p := s.decodePlayer(ref.userID, docs[s.playerName(ref.userID)])
 		now := s.now().UTC().Truncate(time.Microsecond)
+		switch s.standing(p, ref) {
+		case sessionNeverIssued:
+			return nil, neverIssued(ref)
+		case sessionPast:
+			return nil, sessionGone(p, ref, now)
+		}
 		lease = *p.Session
 		lease.ExpiresAt = now.Add(s.leaseTTL)
 		return []*firestorepb.Write{s.sessionWrite(p, &lease, now)}, nil
 	})
 	return lease, err
+}
+
+// sessionStanding is what a player's document says of a session id.
+type sessionStanding int
+
+const (
+	// sessionNeverIssued: no grant of this player ever had this id.
+	sessionNeverIssued sessionStanding = iota
+	// sessionCurrent: the id of the lease the document holds (live or not).
+	sessionCurrent
+	// sessionPast: a lease of this player that has since been released or
+	// taken over (or, for ids from before session ids were derived from
+	// the player's lease key, one that cannot be told from such a lease).
+	sessionPast
+)
+
+// standing tells whether a session id was issued for the player, and
+// whether it is the lease now held. Every grant's id derives from the
+// player's lease key and its epoch, and every epoch is granted once, so an
+// id is checked exactly from its epoch with no list of past ids: above
+// the last granted epoch it was never issued; from LeaseKeyFrom on it was
+// issued only if its secret matches. Ids of epochs before LeaseKeyFrom
+// were random; they count as past leases unless they are the current one.
+func (s *Store) standing(p Player, ref sessionRef) sessionStanding {
+	switch {
+	case p.Session != nil && p.Session.ID == ref.id:
+		return sessionCurrent
+	case !p.Exists || ref.epoch > p.LeaseEpoch:
+		return sessionNeverIssued
+	case p.LeaseKey != "" && ref.epoch >= p.LeaseKeyFrom:
+		if subtle.ConstantTimeCompare([]byte(ref.secret), []byte(leaseSecret(p.LeaseKey, ref.epoch))) == 1 {
+			return sessionPast
+		}
+		return sessionNeverIssued
+	}
+	return sessionPast
+}
+
+// neverIssued is the answer for a session id no grant of the player had.
+func neverIssued(ref sessionRef) error {
+	return save.Errorf(save.CodeNotFound,
+		"session %s was never issued for player %d: use the session id a join (POST /v1/sessions) answered", ref.id, ref.userID).
+		WithDetail("sessionId", ref.id)
+}
+
+// sessionGone answers the renewal of a lease that is no longer held: who
+// holds the player now, or that nobody does.
+func sessionGone(p Player, ref sessionRef, now time.Time) error {
+	if held := p.Session; held != nil && held.ExpiresAt.After(now) {
+		return save.Errorf(save.CodeSessionHeld,
+			"this session was taken over: game server %s holds the player until %s (epoch %d); rejoin the player to take it back",
+			held.JobID, held.ExpiresAt.Format(time.RFC3339), held.Epoch).
+			WithDetail("holder", map[string]any{"jobId": held.JobID, "expiresAt": held.ExpiresAt, "epoch": held.Epoch}).
+			WithDetail("jobId", held.JobID).WithDetail("expiresAt", held.ExpiresAt).WithDetail("epoch", held.Epoch)
+	}
+	return save.Errorf(save.CodeNotFound,
+		"session %s has ended (released, or taken over by a lease that has ended too) and no game server holds the player now: join the player again", ref.id).
+		WithDetail("sessionId", ref.id).WithDetail("ended", true)
 }
 
 // RenewResult is one lease's answer within RenewSessions.
@@ -384,18 +463,71 @@ func schemaTooNew(stored, reader int) error {
 		WithDetail("storedSchema", stored).WithDetail("callerSchema", reader)
 }
 
-// sessionID makes a session id that names its player, so leave and renew
-// need only the id.
-func sessionID(userID, epoch int64, random string) string {
-	return fmt.Sprintf("%d.%d.%s", userID, epoch, random)
+// sessionID makes a session id that names its player and epoch, so leave
+// and renew need only the id.
+func sessionID(userID, epoch int64, secret string) string {
+	return fmt.Sprintf("%d.%d.%s", userID, epoch, secret)
 }
 
-// SessionUser extracts the player from a session id.
-func SessionUser(id string) (int64, bool) {
-	user, _, ok := strings.Cut(id, ".")
-	if !ok || len(id) > 200 {
-		return 0, false
+// leaseSecret is the random-looking part of the session id of a player's
+// grant at epoch: derived from the player's lease key, which never leaves
+// the database, so ids cannot be guessed, and any id can be checked
+// without a record of it.
+func leaseSecret(key string, epoch int64) string {
+	sum := sha256.Sum256([]byte(key + "\x00" + strconv.FormatInt(epoch, 10)))
+	return hex.EncodeToString(sum[:secretBytes])
+}
+
+// secretBytes is the length of a session id's secret (32 hex digits).
+const secretBytes = 16
+
+// maxSessionIDLength bounds session ids: a user id, an epoch and the secret.
+const maxSessionIDLength = 20 + 1 + 20 + 1 + 2*secretBytes
+
+// sessionRef is a session id taken apart.
+type sessionRef struct {
+	id     string
+	userID int64
+	epoch  int64
+	secret string
+}
+
+// parseSessionID takes apart a session id: <userId>.<epoch>.<32 hex digits>.
+// Errors: INVALID_ARGUMENT.
+func parseSessionID(id string) (sessionRef, error) {
+	bad := func() error {
+		shown := id
+		if len(shown) > maxSessionIDLength || !utf8.ValidString(shown) {
+			shown = "(not shown)"
+		}
+		return save.Errorf(save.CodeInvalidArgument,
+			"sessionId: %q is not a session id this service issues (<userId>.<epoch>.<%d hex digits>, as a join answered)", shown, 2*secretBytes).
+			WithDetail("field", "sessionId")
 	}
-	uid, err := strconv.ParseInt(user, 10, 64)
-	return uid, err == nil && uid > 0
+	if len(id) > maxSessionIDLength {
+		return sessionRef{}, bad()
+	}
+	parts := strings.Split(id, ".")
+	if len(parts) != 3 {
+		return sessionRef{}, bad()
+	}
+	user, err1 := strconv.ParseInt(parts[0], 10, 64)
+	epoch, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || user <= 0 || epoch <= 0 || !isLowerHex(parts[2], 2*secretBytes) {
+		return sessionRef{}, bad()
+	}
+	return sessionRef{id: id, userID: user, epoch: epoch, secret: parts[2]}, nil
+}
+
+// isLowerHex reports whether s is exactly n lowercase hex digits.
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

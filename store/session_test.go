@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +125,63 @@ func TestLeaseEpochOfDocumentsWrittenBeforeTheField(t *testing.T) {
 				t.Errorf("epoch of the first grant after the upgrade = %d, want %d", got, tc.wantNew)
 			}
 		})
+	}
+}
+
+func TestSessionIdsFromBeforeDerivedIds(t *testing.T) {
+	t.Parallel()
+	env := newSessionEnv(t)
+	ctx := context.Background()
+	const user = 1000000021
+	legacy := fmt.Sprintf("%d.4.%s", user, strings.Repeat("ab", 16))
+	_, err := env.fs.Doc(fmt.Sprintf("players/%d", user)).Set(ctx, map[string]any{
+		"version": int64(2), "schemaVersion": int64(3),
+		"session": map[string]any{"id": legacy, "jobId": "old", "epoch": int64(4), "expiresAt": sessionClock.Add(time.Minute)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codeOf := func(err error) save.Code {
+		if err == nil {
+			return ""
+		}
+		e, ok := save.AsError(err)
+		if !ok {
+			t.Fatalf("not a domain error: %v", err)
+		}
+		return e.Code
+	}
+	renew := func(id string) save.Code {
+		t.Helper()
+		_, err := env.st.RenewSession(ctx, id)
+		return codeOf(err)
+	}
+	zeros := strings.Repeat("0", 32)
+	if got := renew(legacy); got != "" {
+		t.Errorf("renew the held legacy session: %s, want renewed", got)
+	}
+	// An older legacy id cannot be told from a past lease: it is answered as one.
+	if got := renew(fmt.Sprintf("%d.3.%s", user, zeros)); got != save.CodeSessionHeld {
+		t.Errorf("renew an older legacy id: %s, want SESSION_HELD", got)
+	}
+	if got := renew(fmt.Sprintf("%d.5.%s", user, zeros)); got != save.CodeNotFound {
+		t.Errorf("renew above the last epoch: %s, want NOT_FOUND", got)
+	}
+	next := join(t, env.st, user, "new", true)
+	if next.Epoch != 5 {
+		t.Fatalf("epoch after the legacy lease = %d, want 5", next.Epoch)
+	}
+	tests := []struct {
+		id   string
+		want save.Code
+	}{
+		{legacy, save.CodeSessionHeld},
+		{fmt.Sprintf("%d.5.%s", user, zeros), save.CodeNotFound},
+		{next.ID, ""},
+	}
+	for _, tc := range tests {
+		if got := renew(tc.id); got != tc.want {
+			t.Errorf("renew %s after the first derived grant: %q, want %q", tc.id, got, tc.want)
+		}
 	}
 }
