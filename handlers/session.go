@@ -28,6 +28,13 @@ func (a *API) joinSession(c *gin.Context) error {
 	if req.UserID <= 0 {
 		return badField("userId", "must be a positive Roblox user id")
 	}
+	// The schema check guards every session, so a join must state what
+	// the game code reads; a missing field would skip it.
+	if req.SchemaVersion <= 0 {
+		return save.Errorf(save.CodeInvalidArgument,
+			"schemaVersion: required, the save schema this game code reads (a positive integer; this service's current schema is %d)",
+			a.store.Config().SchemaVersion).WithDetail("field", "schemaVersion")
+	}
 	res, err := a.store.JoinSession(c.Request.Context(), store.JoinRequest{
 		UserID:       req.UserID,
 		JobID:        req.JobID,

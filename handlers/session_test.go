@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestTeleportRaceKeepsEverythingEarned(t *testing.T) {
@@ -171,16 +173,88 @@ func TestSchemaTooNew(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.seed(53, 4, 2, map[string]any{"currencies": map[string]any{"coins": int64(1)}})
-	if r := e.join(53, "job", false); r.status != 409 || r.errorCode(t) != "SCHEMA_TOO_NEW" {
-		t.Errorf("join a newer save: %d %s, want 409 SCHEMA_TOO_NEW", r.status, r.body)
+	e.seed(55, 2, 2, map[string]any{"currencies": map[string]any{"coins": int64(1)}})
+	joinAs := func(user int64, schema int) response {
+		return e.do("POST", "/v1/sessions", map[string]any{"userId": user, "jobId": "job", "schemaVersion": schema}, nil)
 	}
-	old := e.do("POST", "/v1/sessions", map[string]any{"userId": 54, "jobId": "old-code", "schemaVersion": 2}, nil)
-	if old.status != 409 || old.errorCode(t) != "SCHEMA_TOO_NEW" {
-		t.Errorf("join with old game code: %d %s, want 409 SCHEMA_TOO_NEW", old.status, old.body)
+	tests := []struct {
+		name        string
+		r           response
+		wantMessage string
+		wantDetails map[string]any
+	}{
+		{
+			name:        "a save newer than the service",
+			r:           joinAs(53, 3),
+			wantMessage: "this player's save is stored at schema 4, newer than this service's current schema 3",
+			wantDetails: map[string]any{"storedSchema": 4.0, "serviceSchema": 3.0, "callerSchema": 3.0},
+		},
+		{
+			name:        "old game code, a player with no save",
+			r:           joinAs(54, 2),
+			wantMessage: "this player has no save yet; it would start at this service's current schema 3, but the game code reads schema 2",
+			wantDetails: map[string]any{"serviceSchema": 3.0, "callerSchema": 2.0},
+		},
+		{
+			name:        "old game code, a save at an older schema",
+			r:           joinAs(55, 2),
+			wantMessage: "this player's save is stored at schema 2 and is served at this service's current schema 3, but the game code reads schema 2",
+			wantDetails: map[string]any{"storedSchema": 2.0, "serviceSchema": 3.0, "callerSchema": 2.0},
+		},
+		{
+			name:        "a mutation from old game code",
+			r:           e.mutate(54, "old-code", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, "Savesync-Schema-Version", "2"),
+			wantMessage: "this service serves saves at its current schema 3 but the game code reads schema 2",
+			wantDetails: map[string]any{"serviceSchema": 3.0, "callerSchema": 2.0},
+		},
 	}
-	m := e.mutate(54, "old-code", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, "Savesync-Schema-Version", "2")
-	if m.status != 409 || m.errorCode(t) != "SCHEMA_TOO_NEW" {
-		t.Errorf("mutation from old game code: %d %s, want 409 SCHEMA_TOO_NEW", m.status, m.body)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.r.status != 409 || tc.r.errorCode(t) != "SCHEMA_TOO_NEW" {
+				t.Fatalf("%d %s, want 409 SCHEMA_TOO_NEW", tc.r.status, tc.r.body)
+			}
+			errObj := tc.r.json(t)["error"].(map[string]any)
+			if msg, _ := errObj["message"].(string); !strings.HasPrefix(msg, tc.wantMessage) {
+				t.Errorf("message = %q, want it to start %q", msg, tc.wantMessage)
+			}
+			if diff := cmp.Diff(tc.wantDetails, errObj["details"]); diff != "" {
+				t.Errorf("details (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if p := e.rawPlayer(55); p["session"] != nil {
+		t.Errorf("a refused join took the lease: %v", p["session"])
+	}
+}
+
+func TestJoinRequiresSchemaVersion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"missing", `{"userId":56,"jobId":"job"}`},
+		{"zero", `{"userId":56,"jobId":"job","schemaVersion":0}`},
+		{"negative", `{"userId":56,"jobId":"job","schemaVersion":-1}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("POST", "/v1/sessions", tc.body, nil)
+			if r.status != 400 || r.errorCode(t) != "INVALID_ARGUMENT" {
+				t.Fatalf("join: %d %s, want 400 INVALID_ARGUMENT", r.status, r.body)
+			}
+			errObj := r.json(t)["error"].(map[string]any)
+			if msg, _ := errObj["message"].(string); !strings.HasPrefix(msg, "schemaVersion: required") || !strings.Contains(msg, "current schema is 3") {
+				t.Errorf("message = %q, want it to name schemaVersion and the service's schema", msg)
+			}
+			if field := errObj["details"].(map[string]any)["field"]; field != "schemaVersion" {
+				t.Errorf("details.field = %v, want schemaVersion", field)
+			}
+		})
+	}
+	if _, err := e.clients.Firestore.Doc("players/56").Get(context.Background()); status.Code(err) != codes.NotFound {
+		t.Errorf("a refused join wrote the player: %v", err)
 	}
 }
 

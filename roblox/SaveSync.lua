@@ -38,7 +38,7 @@ local NEEDS_HEAD = {
 local DEFAULTS = {
 	baseUrl = nil, -- required: "https://savesync-xxxx.a.run.app"
 	secretName = "savesync_server_key", -- the Roblox Secret holding the server key
-	schemaVersion = nil, -- the save schema this game code reads (recommended)
+	schemaVersion = nil, -- required: the save schema this game code reads (sent on every join)
 	jobId = nil, -- game.JobId
 	placeId = nil, -- game.PlaceId
 	maxAttempts = 3, -- attempts per mutation before it is dead-lettered
@@ -312,13 +312,19 @@ end
 
 --[[
 SaveSync.new(config) starts the module for this game server. config.baseUrl
-is required; everything else has a default (see DEFAULTS above). It
+and config.schemaVersion (the save schema this game code reads; every join
+sends it, and the service refuses code older than its schema) are
+required; everything else has a default (see DEFAULTS above). It
 subscribes to invalidations, starts the write-through and cache loops and,
 unless config.bindToClose is false, flushes everything on shutdown.
 ]]
 function SaveSync.new(config)
 	assert(type(config) == "table", "SaveSync.new: pass a config table")
 	assert(type(config.baseUrl) == "string" and config.baseUrl ~= "", "SaveSync.new: config.baseUrl is required")
+	assert(
+		type(config.schemaVersion) == "number" and config.schemaVersion >= 1 and config.schemaVersion % 1 == 0,
+		"SaveSync.new: config.schemaVersion is required: the save schema this game code reads (a positive integer)"
+	)
 	local cfg = {}
 	for k, v in pairs(DEFAULTS) do
 		cfg[k] = v

@@ -2,6 +2,7 @@ package roblox_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -276,5 +277,23 @@ func TestLeaveRetriedUnderOneKeyAfterALostAnswer(t *testing.T) {
 	}
 	if p := playerView(t, svc, userID); p.Session != nil {
 		t.Errorf("lease after leave = %+v, want released", p.Session)
+	}
+}
+
+func TestSchemaVersionRequiredAndSentOnJoin(t *testing.T) {
+	t.Parallel()
+	svc := newService(t)
+	h := newHarness(t, svc, newDataStoreBackend(), "job-schema")
+	for _, cfg := range []string{"{baseUrl = SERVICE_URL}", "{baseUrl = SERVICE_URL, schemaVersion = 0}", `{baseUrl = SERVICE_URL, schemaVersion = "3"}`} {
+		r := h.do("local ok, err = pcall(SaveSync.new, " + cfg + "); return ok, tostring(err)")
+		if r[0] != false || !strings.Contains(fmt.Sprint(r[1]), "config.schemaVersion is required") {
+			t.Errorf("SaveSync.new(%s) = %v, want an error naming config.schemaVersion", cfg, r)
+		}
+	}
+	h.startGame("longPoll = false")
+	h.mustJoin(1234567891)
+	joins := svc.proxy.exchanges("/v1/sessions")
+	if len(joins) == 0 || !strings.Contains(joins[0].body, `"schemaVersion":3`) {
+		t.Errorf("join requests = %+v, want the body to carry schemaVersion 3", joins)
 	}
 }
