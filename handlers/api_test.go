@@ -154,7 +154,7 @@ func (e *testEnv) mutate(userID int64, key string, mutation string, extra ...str
 // join starts a session for a player on a job.
 func (e *testEnv) join(userID int64, job string, steal bool) response {
 	e.t.Helper()
-	return e.do("POST", "/v1/sessions", map[string]any{"userId": userID, "jobId": job, "steal": steal}, nil)
+	return e.do("POST", "/v1/sessions", map[string]any{"userId": userID, "jobId": job, "schemaVersion": 3, "steal": steal}, nil)
 }
 
 // player reads the stored player document through the Firestore client.

@@ -28,6 +28,13 @@ func (a *API) joinSession(c *gin.Context) error {
 	if req.UserID <= 0 {
 		return badField("userId", "must be a positive Roblox user id")
 	}
+	// The schema check guards every session, so a join must state what
+	// the game code reads; a missing field would skip it.
+	if req.SchemaVersion <= 0 {
+		return save.Errorf(save.CodeInvalidArgument,
+			"schemaVersion: required, the save schema this game code reads (a positive integer; this service's current schema is %d)",
+			a.store.Config().SchemaVersion).WithDetail("field", "schemaVersion")
+	}
 	res, err := a.store.JoinSession(c.Request.Context(), store.JoinRequest{
 		UserID:       req.UserID,
 		JobID:        req.JobID,
@@ -59,14 +66,11 @@ type leaveBody struct {
 }
 
 // leaveSession applies the final flush, if any, then releases the lease.
-// The flush goes through the same idempotent mutation path as any other
-// write, so a retried leave never applies it twice.
+// Leave is a mutation route: it needs an Idempotency-Key, and a retry
+// under the same key answers the stored answer byte for byte, marked
+// Idempotent-Replayed, whether or not it carried a final flush.
 func (a *API) leaveSession(c *gin.Context) error {
 	sessionID := c.Param("sessionId")
-	userID, ok := store.SessionUser(sessionID)
-	if !ok {
-		return badField("sessionId", "%q is not a session id this service issued", sessionID)
-	}
 	body, err := readBody(c)
 	if err != nil {
 		return err
@@ -77,33 +81,31 @@ func (a *API) leaveSession(c *gin.Context) error {
 			return err
 		}
 	}
-	resp := gin.H{}
+	var final *save.Mutation
 	if len(req.Final) > 0 && string(req.Final) != "null" {
 		// The final flush decodes exactly as the write-through route does,
 		// so a retry of either hashes to the same request.
-		final, err := save.DecodeMutation(req.Final)
+		m, err := save.DecodeMutation(req.Final)
 		if err != nil {
 			e := toDomainError(c.Request.Context(), err)
 			return save.Errorf(e.Code, "final: %s", e.Message)
 		}
-		res, err := a.store.ApplyMutation(c.Request.Context(), store.MutationRequest{
-			UserID:         userID,
-			Actor:          actorOf(c),
-			JobID:          c.GetHeader(headerJobID),
-			IdempotencyKey: c.GetHeader(headerIdempotencyKey),
-			Mutation:       final,
-		})
-		if err != nil {
-			return err
-		}
-		resp["final"] = json.RawMessage(res.Body)
+		final = &m
 	}
-	released, err := a.store.LeaveSession(c.Request.Context(), sessionID)
+	res, err := a.store.LeaveSession(c.Request.Context(), store.LeaveRequest{
+		SessionID:      sessionID,
+		Actor:          actorOf(c),
+		JobID:          c.GetHeader(headerJobID),
+		IdempotencyKey: c.GetHeader(headerIdempotencyKey),
+		Final:          final,
+	})
 	if err != nil {
 		return err
 	}
-	resp["released"] = released
-	c.JSON(http.StatusOK, resp)
+	if res.Replayed {
+		c.Header(headerReplayed, "true")
+	}
+	c.Data(http.StatusOK, "application/json; charset=utf-8", res.Body)
 	return nil
 }
 

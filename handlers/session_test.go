@@ -3,10 +3,14 @@ package handlers_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestTeleportRaceKeepsEverythingEarned(t *testing.T) {
@@ -48,7 +52,7 @@ func TestTeleportRaceKeepsEverythingEarned(t *testing.T) {
 	if r := e.mutate(user, "a-2", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`, "Roblox-Job-Id", "job-a"); r.status != 200 {
 		t.Fatalf("a's late delta: %d %s", r.status, r.body)
 	}
-	leaveA := e.do("POST", "/v1/sessions/"+sessA+"/leave", nil, nil)
+	leaveA := e.do("POST", "/v1/sessions/"+sessA+"/leave", nil, map[string]string{"Idempotency-Key": "leave-a"})
 	if leaveA.status != 200 || leaveA.json(t)["released"] != false {
 		t.Errorf("a leaves: %d %s, want released=false", leaveA.status, leaveA.body)
 	}
@@ -59,7 +63,7 @@ func TestTeleportRaceKeepsEverythingEarned(t *testing.T) {
 	if p.Session == nil || p.Session.JobID != "job-b" {
 		t.Errorf("session = %+v, want job-b's", p.Session)
 	}
-	leaveB := e.do("POST", "/v1/sessions/"+sessB+"/leave", nil, nil)
+	leaveB := e.do("POST", "/v1/sessions/"+sessB+"/leave", nil, map[string]string{"Idempotency-Key": "leave-b"})
 	if leaveB.status != 200 || leaveB.json(t)["released"] != true {
 		t.Errorf("b leaves: %d %s, want released=true", leaveB.status, leaveB.body)
 	}
@@ -169,16 +173,88 @@ func TestSchemaTooNew(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.seed(53, 4, 2, map[string]any{"currencies": map[string]any{"coins": int64(1)}})
-	if r := e.join(53, "job", false); r.status != 409 || r.errorCode(t) != "SCHEMA_TOO_NEW" {
-		t.Errorf("join a newer save: %d %s, want 409 SCHEMA_TOO_NEW", r.status, r.body)
+	e.seed(55, 2, 2, map[string]any{"currencies": map[string]any{"coins": int64(1)}})
+	joinAs := func(user int64, schema int) response {
+		return e.do("POST", "/v1/sessions", map[string]any{"userId": user, "jobId": "job", "schemaVersion": schema}, nil)
 	}
-	old := e.do("POST", "/v1/sessions", map[string]any{"userId": 54, "jobId": "old-code", "schemaVersion": 2}, nil)
-	if old.status != 409 || old.errorCode(t) != "SCHEMA_TOO_NEW" {
-		t.Errorf("join with old game code: %d %s, want 409 SCHEMA_TOO_NEW", old.status, old.body)
+	tests := []struct {
+		name        string
+		r           response
+		wantMessage string
+		wantDetails map[string]any
+	}{
+		{
+			name:        "a save newer than the service",
+			r:           joinAs(53, 3),
+			wantMessage: "this player's save is stored at schema 4, newer than this service's current schema 3",
+			wantDetails: map[string]any{"storedSchema": 4.0, "serviceSchema": 3.0, "callerSchema": 3.0},
+		},
+		{
+			name:        "old game code, a player with no save",
+			r:           joinAs(54, 2),
+			wantMessage: "this player has no save yet; it would start at this service's current schema 3, but the game code reads schema 2",
+			wantDetails: map[string]any{"serviceSchema": 3.0, "callerSchema": 2.0},
+		},
+		{
+			name:        "old game code, a save at an older schema",
+			r:           joinAs(55, 2),
+			wantMessage: "this player's save is stored at schema 2 and is served at this service's current schema 3, but the game code reads schema 2",
+			wantDetails: map[string]any{"storedSchema": 2.0, "serviceSchema": 3.0, "callerSchema": 2.0},
+		},
+		{
+			name:        "a mutation from old game code",
+			r:           e.mutate(54, "old-code", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, "Savesync-Schema-Version", "2"),
+			wantMessage: "this service serves saves at its current schema 3 but the game code reads schema 2",
+			wantDetails: map[string]any{"serviceSchema": 3.0, "callerSchema": 2.0},
+		},
 	}
-	m := e.mutate(54, "old-code", `{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, "Savesync-Schema-Version", "2")
-	if m.status != 409 || m.errorCode(t) != "SCHEMA_TOO_NEW" {
-		t.Errorf("mutation from old game code: %d %s, want 409 SCHEMA_TOO_NEW", m.status, m.body)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.r.status != 409 || tc.r.errorCode(t) != "SCHEMA_TOO_NEW" {
+				t.Fatalf("%d %s, want 409 SCHEMA_TOO_NEW", tc.r.status, tc.r.body)
+			}
+			errObj := tc.r.json(t)["error"].(map[string]any)
+			if msg, _ := errObj["message"].(string); !strings.HasPrefix(msg, tc.wantMessage) {
+				t.Errorf("message = %q, want it to start %q", msg, tc.wantMessage)
+			}
+			if diff := cmp.Diff(tc.wantDetails, errObj["details"]); diff != "" {
+				t.Errorf("details (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if p := e.rawPlayer(55); p["session"] != nil {
+		t.Errorf("a refused join took the lease: %v", p["session"])
+	}
+}
+
+func TestJoinRequiresSchemaVersion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"missing", `{"userId":56,"jobId":"job"}`},
+		{"zero", `{"userId":56,"jobId":"job","schemaVersion":0}`},
+		{"negative", `{"userId":56,"jobId":"job","schemaVersion":-1}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("POST", "/v1/sessions", tc.body, nil)
+			if r.status != 400 || r.errorCode(t) != "INVALID_ARGUMENT" {
+				t.Fatalf("join: %d %s, want 400 INVALID_ARGUMENT", r.status, r.body)
+			}
+			errObj := r.json(t)["error"].(map[string]any)
+			if msg, _ := errObj["message"].(string); !strings.HasPrefix(msg, "schemaVersion: required") || !strings.Contains(msg, "current schema is 3") {
+				t.Errorf("message = %q, want it to name schemaVersion and the service's schema", msg)
+			}
+			if field := errObj["details"].(map[string]any)["field"]; field != "schemaVersion" {
+				t.Errorf("details.field = %v, want schemaVersion", field)
+			}
+		})
+	}
+	if _, err := e.clients.Firestore.Doc("players/56").Get(context.Background()); status.Code(err) != codes.NotFound {
+		t.Errorf("a refused join wrote the player: %v", err)
 	}
 }
 
@@ -222,5 +298,201 @@ func TestBatchRenewEachLeaseAlone(t *testing.T) {
 	}
 	if r := e.do("POST", "/v1/batch/sessions/renew", `{"sessionIds":[]}`, nil); r.status != 400 {
 		t.Errorf("empty batch: %d %s, want 400", r.status, r.body)
+	}
+}
+
+// sessionOf returns the session id of a successful join.
+func sessionOf(t *testing.T, r response) string {
+	t.Helper()
+	if r.status != 200 {
+		t.Fatalf("join: %d %s", r.status, r.body)
+	}
+	return r.json(t)["session"].(map[string]any)["id"].(string)
+}
+
+func TestLeaveRetryReplaysTheFirstAnswer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		user int64
+		body string
+	}{
+		{"without a final flush", 70, ""},
+		{"with a final flush", 71, `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := sessionOf(t, e.join(tc.user, "job-a", false))
+			key := map[string]string{"Idempotency-Key": "leave-" + tc.name}
+			first := e.do("POST", "/v1/sessions/"+sess+"/leave", tc.body, key)
+			if first.status != 200 || first.json(t)["released"] != true || first.header.Get("Idempotent-Replayed") != "" {
+				t.Fatalf("leave: %d %v %s, want 200 released=true, not replayed", first.status, first.header, first.body)
+			}
+			// Another server joins meanwhile; the retry still answers the first answer.
+			sessionOf(t, e.join(tc.user, "job-b", false))
+			again := e.do("POST", "/v1/sessions/"+sess+"/leave", tc.body, key)
+			if again.status != 200 || again.header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("retry: %d %v %s, want 200 with Idempotent-Replayed: true", again.status, again.header, again.body)
+			}
+			if diff := cmp.Diff(string(first.body), string(again.body)); diff != "" {
+				t.Errorf("replayed body (-first +retry):\n%s", diff)
+			}
+			want := int64(100)
+			if tc.body != "" {
+				want += 5
+			}
+			if got := balance(t, e.player(tc.user), "coins"); got != want {
+				t.Errorf("coins = %d, want %d: the final flush applied at most once", got, want)
+			}
+			if p := e.player(tc.user); p.Session == nil || p.Session.JobID != "job-b" {
+				t.Errorf("session = %+v, want job-b's untouched by the retry", p.Session)
+			}
+			other := `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":6}]}}`
+			if reused := e.do("POST", "/v1/sessions/"+sess+"/leave", other, key); reused.status != 422 || reused.errorCode(t) != "IDEMPOTENCY_KEY_REUSED" {
+				t.Errorf("same key, different body: %d %s, want 422 IDEMPOTENCY_KEY_REUSED", reused.status, reused.body)
+			}
+		})
+	}
+	t.Run("without a key", func(t *testing.T) {
+		sess := sessionOf(t, e.join(72, "job-a", false))
+		r := e.do("POST", "/v1/sessions/"+sess+"/leave", nil, nil)
+		if r.status != 400 || r.errorCode(t) != "INVALID_ARGUMENT" || !strings.Contains(string(r.body), "Idempotency-Key") {
+			t.Errorf("leave without Idempotency-Key: %d %s, want 400 naming the header", r.status, r.body)
+		}
+		if p := e.player(72); p.Session == nil || p.Session.ID != sess {
+			t.Errorf("a refused leave released the lease: %+v", p.Session)
+		}
+	})
+}
+
+func TestParallelLeavesWithOneKeyOneOriginal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const user, n = 73, 50
+	sess := sessionOf(t, e.join(user, "job-a", false))
+	body := `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}}`
+	answers := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = e.do("POST", "/v1/sessions/"+sess+"/leave", body, map[string]string{"Idempotency-Key": "one-leave"})
+		}()
+	}
+	wg.Wait()
+	originals := 0
+	for i, a := range answers {
+		if a.status != 200 {
+			t.Fatalf("leave %d: %d %s", i, a.status, a.body)
+		}
+		if a.header.Get("Idempotent-Replayed") != "true" {
+			originals++
+		}
+		if string(a.body) != string(answers[0].body) {
+			t.Errorf("leave %d answered %s, leave 0 %s: want identical bodies", i, a.body, answers[0].body)
+		}
+	}
+	if originals != 1 {
+		t.Errorf("%d answers were originals, want exactly 1", originals)
+	}
+	if got := balance(t, e.player(user), "coins"); got != 101 {
+		t.Errorf("coins = %d, want 101: the final flush applied once", got)
+	}
+}
+
+func TestUnknownSessionsAreNotFound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const user = 80
+	a := sessionOf(t, e.join(user, "job-a", false))
+	b := sessionOf(t, e.join(user, "job-b", true)) // a is taken over
+	zeros := strings.Repeat("0", 32)
+	neverAbove := fmt.Sprintf("%d.3.%s", user, zeros)     // above the last granted epoch
+	neverAt := fmt.Sprintf("%d.1.%s", user, zeros)        // a granted epoch, not its id
+	noPlayer := fmt.Sprintf("%d.1.%s", 1999999999, zeros) // a player never seen
+	final := `{"final":{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}}`
+
+	type answer struct {
+		Status int64
+		Code   string
+	}
+	answerOf := func(status int64, body map[string]any) answer {
+		code := ""
+		if errObj, ok := body["error"].(map[string]any); ok {
+			code, _ = errObj["code"].(string)
+		}
+		return answer{status, code}
+	}
+	tests := []struct {
+		name      string
+		id        string
+		renew     answer
+		leave     answer
+		wantFound bool // the answer names the holder
+	}{
+		{"never issued, epoch above the last grant", neverAbove, answer{404, "NOT_FOUND"}, answer{404, "NOT_FOUND"}, false},
+		{"never issued, a granted epoch", neverAt, answer{404, "NOT_FOUND"}, answer{404, "NOT_FOUND"}, false},
+		{"never issued, unknown player", noPlayer, answer{404, "NOT_FOUND"}, answer{404, "NOT_FOUND"}, false},
+		{"taken over", a, answer{409, "SESSION_HELD"}, answer{200, ""}, true},
+		{"malformed", fmt.Sprintf("%d.1.xyz", user), answer{400, "INVALID_ARGUMENT"}, answer{400, "INVALID_ARGUMENT"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			renew := e.do("POST", "/v1/sessions/"+tc.id+"/renew", nil, nil)
+			if got := answerOf(int64(renew.status), renew.json(t)); got != tc.renew {
+				t.Errorf("renew = %+v %s, want %+v", got, renew.body, tc.renew)
+			}
+			if tc.wantFound {
+				holder, _ := renew.json(t)["error"].(map[string]any)["details"].(map[string]any)["holder"].(map[string]any)
+				if holder["jobId"] != "job-b" || holder["expiresAt"] == nil || num(holder["epoch"]) != 2 {
+					t.Errorf("holder = %v, want job-b's live lease at epoch 2", holder)
+				}
+			}
+			versionBefore := e.player(user).Version
+			leave := e.do("POST", "/v1/sessions/"+tc.id+"/leave", final, map[string]string{"Idempotency-Key": "leave " + tc.name})
+			if got := answerOf(int64(leave.status), leave.json(t)); got != tc.leave {
+				t.Errorf("leave = %+v %s, want %+v", got, leave.body, tc.leave)
+			}
+			if tc.leave.Status == 200 {
+				if leave.json(t)["released"] != false {
+					t.Errorf("leave of a lease taken over: %s, want released=false", leave.body)
+				}
+			} else if got := e.player(user).Version; got != versionBefore {
+				t.Errorf("a refused leave flushed: version %d, want %d", got, versionBefore)
+			}
+			if tc.leave.Status == 404 && !strings.Contains(string(leave.body), "never issued") {
+				t.Errorf("leave message %s does not say the session was never issued", leave.body)
+			}
+		})
+	}
+
+	// Every item of a batch renewal answers as the single route does.
+	r := e.do("POST", "/v1/batch/sessions/renew", map[string]any{"sessionIds": []string{neverAbove, a, b, noPlayer, "not-a-session"}}, nil)
+	if r.status != 200 {
+		t.Fatalf("batch renew: %d %s", r.status, r.body)
+	}
+	var got []answer
+	for _, item := range r.json(t)["results"].([]any) {
+		m := item.(map[string]any)
+		got = append(got, answerOf(num(m["status"]), m))
+	}
+	want := []answer{{404, "NOT_FOUND"}, {409, "SESSION_HELD"}, {200, ""}, {404, "NOT_FOUND"}, {400, "INVALID_ARGUMENT"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("batch renew answers (-want +got):\n%s", diff)
+	}
+
+	// Once b leaves, nobody holds the player: renewing either lease says it
+	// ended, without naming a holder.
+	if l := e.do("POST", "/v1/sessions/"+b+"/leave", nil, map[string]string{"Idempotency-Key": "leave-b"}); l.status != 200 || l.json(t)["released"] != true {
+		t.Fatalf("b leaves: %d %s", l.status, l.body)
+	}
+	for _, id := range []string{a, b} {
+		renew := e.do("POST", "/v1/sessions/"+id+"/renew", nil, nil)
+		details, _ := renew.json(t)["error"].(map[string]any)["details"].(map[string]any)
+		if renew.status != 404 || renew.errorCode(t) != "NOT_FOUND" || details["ended"] != true || details["holder"] != nil {
+			t.Errorf("renew of an ended lease %s: %d %s, want 404 NOT_FOUND with ended=true and no holder", id, renew.status, renew.body)
+		}
 	}
 }

@@ -38,7 +38,7 @@ local NEEDS_HEAD = {
 local DEFAULTS = {
 	baseUrl = nil, -- required: "https://savesync-xxxx.a.run.app"
 	secretName = "savesync_server_key", -- the Roblox Secret holding the server key
-	schemaVersion = nil, -- the save schema this game code reads (recommended)
+	schemaVersion = nil, -- required: the save schema this game code reads (sent on every join)
 	jobId = nil, -- game.JobId
 	placeId = nil, -- game.PlaceId
 	maxAttempts = 3, -- attempts per mutation before it is dead-lettered
@@ -312,13 +312,19 @@ end
 
 --[[
 SaveSync.new(config) starts the module for this game server. config.baseUrl
-is required; everything else has a default (see DEFAULTS above). It
+and config.schemaVersion (the save schema this game code reads; every join
+sends it, and the service refuses code older than its schema) are
+required; everything else has a default (see DEFAULTS above). It
 subscribes to invalidations, starts the write-through and cache loops and,
 unless config.bindToClose is false, flushes everything on shutdown.
 ]]
 function SaveSync.new(config)
 	assert(type(config) == "table", "SaveSync.new: pass a config table")
 	assert(type(config.baseUrl) == "string" and config.baseUrl ~= "", "SaveSync.new: config.baseUrl is required")
+	assert(
+		type(config.schemaVersion) == "number" and config.schemaVersion >= 1 and config.schemaVersion % 1 == 0,
+		"SaveSync.new: config.schemaVersion is required: the save schema this game code reads (a positive integer)"
+	)
 	local cfg = {}
 	for k, v in pairs(DEFAULTS) do
 		cfg[k] = v
@@ -582,7 +588,7 @@ function SaveSync:_join(player, options)
 	if self._leftDuringJoin[userId] then
 		-- The player quit while the join request ran: give the lease back
 		-- rather than keep (and renew) a session nobody plays.
-		self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(lease.id or "") .. "/leave", "{}")
+		self:_releaseSession(lease.id)
 		return nil, leftDuringJoinError()
 	end
 	local ttl = 90
@@ -724,7 +730,7 @@ function SaveSync:_leave(userId, timeout)
 		self:_park(st, st.pending[1], makeError("UNAVAILABLE", "the mutation was not written before the player left"))
 	end
 	self:_writeDeadLetters(userId, true)
-	local res = self:_request("POST", "/v1/sessions/" .. self._http:UrlEncode(st.session.id or "") .. "/leave", "{}")
+	local res = self:_releaseSession(st.session.id)
 	st.released = res.ok and type(res.body) == "table" and res.body.released == true
 	st.left = true
 	if self._players[userId] == st then
@@ -735,6 +741,23 @@ function SaveSync:_leave(userId, timeout)
 		table.insert(self._obsoleteCacheKeys, key)
 	end
 	return st.released
+end
+
+-- _releaseSession sends the leave of a session under one Idempotency-Key,
+-- retried (at most config.maxAttempts attempts) while no answer came or the
+-- service was unavailable: a retry answers the first leave's answer.
+function SaveSync:_releaseSession(sessionId)
+	local path = "/v1/sessions/" .. self._http:UrlEncode(sessionId or "") .. "/leave"
+	local headers = { ["Idempotency-Key"] = self._http:GenerateGUID(false) }
+	local res
+	for attempt = 1, self._config.maxAttempts do
+		res = self:_request("POST", path, "{}", headers)
+		if res.ok or not retryable(res) or attempt == self._config.maxAttempts then
+			break
+		end
+		task.wait(self:_backoff(attempt))
+	end
+	return res
 end
 
 --[[

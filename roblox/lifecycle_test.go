@@ -2,6 +2,7 @@ package roblox_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -249,5 +250,50 @@ func TestSessionListWriteDoesNotDelayDeadLetterWrite(t *testing.T) {
 	muts, _ := dlq["mutations"].([]any)
 	if len(muts) != 1 || muts[0].(map[string]any)["key"] != id {
 		t.Errorf("dead-letter queue = %v, want the mutation %s", dlq, id)
+	}
+}
+
+func TestLeaveRetriedUnderOneKeyAfterALostAnswer(t *testing.T) {
+	t.Parallel()
+	svc := newService(t)
+	h := newHarness(t, svc, newDataStoreBackend(), "job-leave")
+	h.startGame("longPoll = false")
+	const userID = 1234567890
+	h.mustJoin(userID)
+	// The first leave releases the lease but its answer is lost.
+	svc.proxy.fail("/v1/sessions/", 1, true)
+	if !h.leave(userID) {
+		t.Errorf("Leave = false, want true: the retry answers the first leave's answer")
+	}
+	leaves := svc.proxy.exchanges("/v1/sessions/")
+	if len(leaves) != 2 {
+		t.Fatalf("leave requests = %+v, want the lost one and one retry", leaves)
+	}
+	if leaves[0].key == "" || leaves[0].key != leaves[1].key {
+		t.Errorf("leave keys = %q then %q, want one Idempotency-Key for both attempts", leaves[0].key, leaves[1].key)
+	}
+	if !leaves[1].replayed || leaves[1].status != 200 {
+		t.Errorf("retry = %+v, want 200 marked Idempotent-Replayed", leaves[1])
+	}
+	if p := playerView(t, svc, userID); p.Session != nil {
+		t.Errorf("lease after leave = %+v, want released", p.Session)
+	}
+}
+
+func TestSchemaVersionRequiredAndSentOnJoin(t *testing.T) {
+	t.Parallel()
+	svc := newService(t)
+	h := newHarness(t, svc, newDataStoreBackend(), "job-schema")
+	for _, cfg := range []string{"{baseUrl = SERVICE_URL}", "{baseUrl = SERVICE_URL, schemaVersion = 0}", `{baseUrl = SERVICE_URL, schemaVersion = "3"}`} {
+		r := h.do("local ok, err = pcall(SaveSync.new, " + cfg + "); return ok, tostring(err)")
+		if r[0] != false || !strings.Contains(fmt.Sprint(r[1]), "config.schemaVersion is required") {
+			t.Errorf("SaveSync.new(%s) = %v, want an error naming config.schemaVersion", cfg, r)
+		}
+	}
+	h.startGame("longPoll = false")
+	h.mustJoin(1234567891)
+	joins := svc.proxy.exchanges("/v1/sessions")
+	if len(joins) == 0 || !strings.Contains(joins[0].body, `"schemaVersion":3`) {
+		t.Errorf("join requests = %+v, want the body to carry schemaVersion 3", joins)
 	}
 }

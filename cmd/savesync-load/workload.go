@@ -145,7 +145,7 @@ func (w *world) newPlayerID() int64 { return w.nextID.Add(1) }
 // join takes the player's lease for job.
 func (w *world) join(ctx context.Context, rec *recorder, p *player, job string, steal bool) error {
 	a, err := w.c.call(ctx, rec, routeJoin, "POST", "/v1/sessions", w.serverHeaders(job, ""),
-		map[string]any{"userId": p.id, "jobId": job, "steal": steal})
+		map[string]any{"userId": p.id, "jobId": job, "schemaVersion": w.st.cfg.SchemaVersion, "steal": steal})
 	if err != nil {
 		return err
 	}

@@ -342,7 +342,7 @@ func TestSaveSurvivesRestart(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	base, done := startRun(t, ctx, vars, io.Discard)
-	if code, body := post(t, base+"/v1/sessions", "", `{"userId":77,"jobId":"job-1"}`); code != 200 {
+	if code, body := post(t, base+"/v1/sessions", "", `{"userId":77,"jobId":"job-1","schemaVersion":3}`); code != 200 {
 		t.Fatalf("join = %d %s", code, body)
 	}
 	if code, body := post(t, base+"/v1/players/77/mutations", "earn-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`); code != 200 {
@@ -393,7 +393,7 @@ func TestShutdownEndsLongPollsAndRelayPublishes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	base, done := startRun(t, ctx, vars, io.Discard)
-	if code, body := post(t, base+"/v1/sessions", "", `{"userId":78,"jobId":"job-1"}`); code != 200 {
+	if code, body := post(t, base+"/v1/sessions", "", `{"userId":78,"jobId":"job-1","schemaVersion":3}`); code != 200 {
 		t.Fatalf("join = %d %s", code, body)
 	}
 	if code, body := post(t, base+"/v1/players/78/mutations", "earn-1", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`); code != 200 {
