@@ -58,6 +58,11 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 	if req.JobID == "" || len(req.JobID) > 128 {
 		return JoinResult{}, save.Errorf(save.CodeInvalidArgument, "jobId must be the game server's game.JobId (1 to 128 characters)")
 	}
+	if !utf8.ValidString(req.JobID) || strings.ContainsRune(req.JobID, 0) {
+		// The job id names the server in later paths (/v1/servers/{jobId}/changes),
+		// where such text is refused: a lease under it could never be polled.
+		return JoinResult{}, save.Errorf(save.CodeInvalidArgument, "jobId must be UTF-8 text without NUL characters (the game server's game.JobId)").WithDetail("field", "jobId")
+	}
 	if req.ClientSchema > s.cfg.SchemaVersion {
 		return JoinResult{}, s.CheckClientSchema(req.ClientSchema)
 	}

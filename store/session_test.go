@@ -185,3 +185,23 @@ func TestSessionIdsFromBeforeDerivedIds(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinRefusesJobIDsThatCannotBePolled checks that a job id a later
+// long-poll path could not carry (not UTF-8, or with a NUL) is refused at
+// join, and that nothing is written for it.
+func TestJoinRefusesJobIDsThatCannotBePolled(t *testing.T) {
+	t.Parallel()
+	env := newSessionEnv(t)
+	ctx := context.Background()
+	for i, job := range []string{"job\x00one", "job-\xff", "\xc0\xaf"} {
+		userID := int64(8100000000 + i)
+		_, err := env.st.JoinSession(ctx, store.JoinRequest{UserID: userID, JobID: job, ClientSchema: 3})
+		if code := save.ErrorCode(err); code != save.CodeInvalidArgument || !strings.Contains(err.Error(), "jobId") {
+			t.Errorf("join with job id %q: %v, want INVALID_ARGUMENT naming jobId", job, err)
+		}
+		snap, _ := env.fs.Doc(fmt.Sprintf("players/%d", userID)).Get(ctx)
+		if snap != nil && snap.Exists() {
+			t.Errorf("join with job id %q wrote the player document", job)
+		}
+	}
+}
