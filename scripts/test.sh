@@ -29,8 +29,11 @@ fi
 # emulator (npm firebase-tools, pinned in package-lock.json); the tests
 # start it themselves through scripts/auth-emulator.sh.
 echo "--- npm ci (Firebase Auth emulator)"
+# --omit=optional skips firebase-tools' optional native modules (re2, for
+# the Hosting emulator), which would be compiled from C++ on every fresh
+# machine; the Auth emulator does not use them.
 if [ ! -x node_modules/.bin/firebase ]; then
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund --omit=optional
 fi
 
 echo "--- go test"
