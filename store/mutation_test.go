@@ -23,18 +23,7 @@ import (
 // LIMIT_EXCEEDED, the second commits.
 func TestOversizedLedgerEntryFailsAlone(t *testing.T) {
 	t.Parallel()
-	cfg, err := save.ParseConfig([]byte(`{
-		"game": "Big bios", "schemaVersion": 1,
-		"currencies": {"coins": {"floor": 0, "cap": 1000000, "start": 100}},
-		"settings": {"bio": {"type": "string", "default": "", "maxLength": 400000}},
-		"limits": {"maxSaveBytes": 900000}
-	}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	st := store.New(c.Firestore, c.GAPIC, project, cfg, store.Options{})
+	st := newBigBioStore(t)
 	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}
 	results := st.ApplyMutations(context.Background(), []store.MutationRequest{
 		{UserID: 5, Actor: server, IdempotencyKey: "big", Mutation: save.Mutation{Ops: []save.Op{{Kind: save.OpSettingsSet, Key: "bio", Value: strings.Repeat("x", 360000)}}}},
@@ -182,17 +171,7 @@ func TestBadMemberFailsAlone(t *testing.T) {
 // split, and every mutation commits once, in order.
 func TestGroupOverRequestLimitCommits(t *testing.T) {
 	t.Parallel()
-	cfg, err := save.ParseConfig([]byte(`{
-		"game": "Big bios", "schemaVersion": 1,
-		"settings": {"bio": {"type": "string", "default": "", "maxLength": 400000}},
-		"limits": {"maxSaveBytes": 900000}
-	}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	st := store.New(c.Firestore, c.GAPIC, project, cfg, store.Options{})
+	st := newBigBioStore(t)
 	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}
 	const n = 16
 	reqs := make([]store.MutationRequest, n)
@@ -347,4 +326,22 @@ func TestMutationThatChangesNothing(t *testing.T) {
 			t.Errorf("re-add: %+v, want committed as version 5", res.Outcome)
 		}
 	})
+}
+
+// newBigBioStore is a store whose game has coins and a "bio" setting of up
+// to 400,000 characters, so a few mutations reach Firestore's size limits.
+func newBigBioStore(t *testing.T) *store.Store {
+	t.Helper()
+	cfg, err := save.ParseConfig([]byte(`{
+		"game": "Big bios", "schemaVersion": 1,
+		"currencies": {"coins": {"floor": 0, "cap": 1000000, "start": 100}},
+		"settings": {"bio": {"type": "string", "default": "", "maxLength": 400000}},
+		"limits": {"maxSaveBytes": 900000}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project := fstest.Project(t)
+	c := fstest.Dial(t, project)
+	return store.New(c.Firestore, c.GAPIC, project, cfg, store.Options{})
 }
