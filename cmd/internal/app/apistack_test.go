@@ -377,7 +377,17 @@ func (s *apiStack) staff(role string) *fbUser {
 func (s *apiStack) identityToolkit(method string, body, out any) {
 	s.t.Helper()
 	raw, _ := json.Marshal(body)
-	resp, err := http.Post("http://"+s.authHost+"/identitytoolkit.googleapis.com/v1/"+method+"?key=any", "application/json", bytes.NewReader(raw))
+	var resp *http.Response
+	var err error
+	// The emulator (Node) closes idle connections on its own schedule: a
+	// request on one it just closed is retried.
+	for attempt := 0; attempt < 3; attempt++ {
+		resp, err = http.Post("http://"+s.authHost+"/identitytoolkit.googleapis.com/v1/"+method+"?key=any", "application/json", bytes.NewReader(raw))
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		s.t.Fatalf("%s: %v", method, err)
 	}

@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"math/rand"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -242,9 +241,4 @@ func checkCell(spec *apiSpec, want cellWant, got answer) string {
 		return fmt.Sprintf("want %s, got %s", want, got.summary())
 	}
 	return ""
-}
-
-// statusText is an answer's status for reports.
-func statusText(status int) string {
-	return strconv.Itoa(status) + " " + http.StatusText(status)
 }

@@ -192,11 +192,6 @@ func (s *apiSpec) resolveDeep(v any, depth int) map[string]any {
 	return out
 }
 
-// ginRoute is the operation's path in Gin's syntax: /v1/players/:userId.
-func ginRoute(path string) string {
-	return regexp.MustCompile(`\{([A-Za-z]+)\}`).ReplaceAllString(path, ":$1")
-}
-
 // specRoute is a Gin route in the spec's syntax.
 func specRoute(ginPath string) string {
 	return regexp.MustCompile(`:([A-Za-z]+)`).ReplaceAllString(ginPath, "{$1}")

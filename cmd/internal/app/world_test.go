@@ -62,16 +62,15 @@ type world struct {
 	s *apiStack
 	// own is the player of the linked caller, held by jobOwn; other is
 	// another player, held by another job and linked to another user.
-	own, other       target
-	linked, linked2  *fbUser
-	unlinked         *fbUser
-	support, admin   *fbUser
-	creds            map[callerKind]credentials
-	settingKeys      []string
-	collection       string
-	sku              string
-	schemaVersion    int
-	fixturesWrittenB int64
+	own, other      target
+	linked, linked2 *fbUser
+	unlinked        *fbUser
+	support, admin  *fbUser
+	creds           map[callerKind]credentials
+	settingKeys     []string
+	collection      string
+	sku             string
+	schemaVersion   int
 }
 
 // newWorld builds the fixtures; ids start after base, so several tests
