@@ -4,10 +4,10 @@ STATICCHECK_VERSION ?= v0.8.2
 EMULATOR_PORT ?= 8081
 IMAGE ?= savesync:dev
 
-.PHONY: help run test lint bench emulator docker
+.PHONY: help run test lint bench fuzz-api fuzz-decoders emulator docker
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'
 
 run: ## run the service on the embedded defaults (http://localhost:8080)
 	go run ./cmd/savesync
@@ -25,6 +25,21 @@ bench: ## benchmarks, 200 iterations each, then a short load run (report in .dat
 	go test -run '^$$' -bench . -benchtime 200x -timeout 20m ./...
 	@mkdir -p .data
 	./scripts/auth-emulator.sh go run ./cmd/savesync-load --players 40 --duration 10s --deltas 2000 --faults --out .data/load.json
+
+FUZZ_REQUESTS ?= 100000
+FUZZ_SEED ?= 1
+FUZZTIME ?= 30s
+
+fuzz-api: ## the API fuzz pass at length: $(FUZZ_REQUESTS) requests over every route of openapi.yaml (docs/benchmarks.md)
+	SAVESYNC_FUZZ_REQUESTS=$(FUZZ_REQUESTS) SAVESYNC_FUZZ_SEED=$(FUZZ_SEED) \
+		go test -count=1 -run '^TestFuzzAPI$$' -v -timeout 4h ./cmd/internal/app/
+
+fuzz-decoders: ## go test -fuzz on each decoder for $(FUZZTIME)
+	go test -run '^$$' -fuzz '^FuzzDecodeMutation$$' -fuzztime $(FUZZTIME) ./save/
+	go test -run '^$$' -fuzz '^FuzzDecodeStrictJSON$$' -fuzztime $(FUZZTIME) ./save/
+	go test -run '^$$' -fuzz '^FuzzDecodeCursors$$' -fuzztime $(FUZZTIME) ./store/
+	go test -run '^$$' -fuzz '^FuzzSessionUser$$' -fuzztime $(FUZZTIME) ./store/
+	go test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./handlers/
 
 emulator: ## the Firestore emulator alone, on 127.0.0.1:$(EMULATOR_PORT)
 	go run ./cmd/firestore-emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --data-dir .data/firestore-emulator

@@ -166,6 +166,9 @@ type config struct {
 	erasureKey string
 	// outboxRelay runs the outbox relay on this instance.
 	outboxRelay bool
+	// longPollMaxWait caps the changes long-poll (0: the store's default).
+	// No variable sets it; tests do, through RunOptions.
+	longPollMaxWait time.Duration
 }
 
 // firestoreBackend says which Firestore the service uses.

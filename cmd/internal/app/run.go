@@ -30,6 +30,9 @@ type RunOptions struct {
 	onListening func(addr string)
 	// onStarted, when set, receives the wired service.
 	onStarted func(*App)
+	// longPollMaxWait, when set, caps the changes long-poll below its
+	// default (25 s), so the contract tests can poll every route quickly.
+	longPollMaxWait time.Duration
 }
 
 // RunOption changes RunOptions.
@@ -67,6 +70,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 	if err != nil {
 		return err
 	}
+	cfg.longPollMaxWait = o.longPollMaxWait
 	logger := logging.New(stdout, cfg.logLevel)
 	gin.SetMode(gin.ReleaseMode)
 
