@@ -65,11 +65,6 @@ DELETE /v1/admin/players/{userId}               | 401  | 401     | 401   | 401  
 POST /v1/webhooks/roblox                        | 401  | 401     | 401   | 401    | 401  | 401     | 401    | 401      | 401     | 401   | 401     | 401     | 401      | 401     | 401 | 2xx  | 401     | 401
 `
 
-// knownAuthzFailures are cells that answer otherwise today because of a
-// reported defect, keyed "route caller own|other" with the number of the
-// hardening item that fixes it. Empty it as the fixes land.
-var knownAuthzFailures = map[string]int{}
-
 // cellWant is the expected answer of one cell.
 type cellWant struct {
 	status string // "2xx" or a status number
@@ -167,7 +162,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 	fresh := int64(8_800_100)
 	var failures []string
 	cells := 0
-	observed := map[string]bool{}
 	for _, op := range spec.operations {
 		row, ok := matrix[op.route()]
 		if !ok {
@@ -190,12 +184,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				cells++
 				name := fmt.Sprintf("%s %s %s", op.route(), caller, map[bool]string{true: "own", false: "other"}[own])
 				if msg := checkCell(spec, want, got); msg != "" {
-					observed[name] = true
-					if item, known := knownAuthzFailures[name]; known {
-						t.Logf("known failure (item %d): %s: %s", item, name, msg)
-					} else {
-						failures = append(failures, fmt.Sprintf("%s: %s\n    %s\n    answer: %s", name, msg, req, shortText(string(got.body), 300)))
-					}
+					failures = append(failures, fmt.Sprintf("%s: %s\n    %s\n    answer: %s", name, msg, req, shortText(string(got.body), 300)))
 				}
 				if got.status >= 200 && got.status < 300 {
 					w.repair()
@@ -204,11 +193,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	t.Logf("%d routes × %d callers × own/other player: %d cells", len(matrix), len(allCallers), cells)
-	for name, item := range knownAuthzFailures {
-		if !observed[name] {
-			t.Logf("known failure of item %d no longer observed: remove %q from knownAuthzFailures", item, name)
-		}
-	}
 	if len(failures) > 0 {
 		t.Errorf("%d cells of the authorization matrix answered otherwise:\n%s", len(failures), strings.Join(failures, "\n"))
 	}

@@ -29,32 +29,6 @@ import (
 // `make test` runs); SAVESYNC_FUZZ_SEED the seed (default 1). `make
 // fuzz-api` runs 100,000.
 
-// knownFuzzFailure is a failure the fuzz pass observes today because of a
-// reported defect, with the number of the hardening item that fixes it.
-// It matches a failure whose class starts with failure and whose
-// request's mutation contains what (and whose route is route, when set).
-type knownFuzzFailure struct {
-	item    int
-	failure string
-	what    string
-	route   string
-}
-
-// knownFuzzFailures waits for the hardening fixes; empty it as they land.
-var knownFuzzFailures = []knownFuzzFailure{
-	// Strings that are not valid UTF-8 reach the Firestore client, which
-	// retries its Internal error until the caller gives up.
-	{item: 1, failure: "hang", what: "UTF-8"},
-	{item: 1, failure: "hang", what: "surrogate"},
-	{item: 1, failure: "503", what: "UTF-8"},
-	{item: 1, failure: "503", what: "surrogate"},
-	// Gin's trailing-slash and cleaned-path redirects.
-	{item: 7, failure: "redirect", what: "path: trailing slash"},
-	{item: 7, failure: "redirect", what: "escaped slash %2F"},
-	// net/http's own plain-text answer to headers over its limit.
-	{item: 7, failure: "431 not JSON", what: "MiB"},
-}
-
 // fuzzConfig reads the size and seed of the fuzz pass.
 func fuzzConfig(t *testing.T) (requests int, seed int64) {
 	t.Helper()
@@ -82,7 +56,6 @@ type fuzzFailure struct {
 	count              int
 	first              apiRequest
 	answer             string
-	item               int // the hardening item it waits for; 0 when not known
 }
 
 func TestFuzzAPI(t *testing.T) {
@@ -126,7 +99,6 @@ func TestFuzzAPI(t *testing.T) {
 			ff := failures[key]
 			if ff == nil {
 				ff = &fuzzFailure{class: class, route: op.route(), what: req.what, first: req, answer: got.summary() + " " + shortText(string(got.body), 300)}
-				ff.item = knownItem(class, op.route(), req.what)
 				failures[key] = ff
 			}
 			ff.count++
@@ -155,41 +127,14 @@ func TestFuzzAPI(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var known, unknown []string
+	var lines []string
 	for _, k := range keys {
 		ff := failures[k]
-		line := fmt.Sprintf("%s ×%d: %s [%s]\n    %s\n    answer: %s", ff.class, ff.count, ff.route, ff.what, ff.first, ff.answer)
-		if ff.item != 0 {
-			known = append(known, fmt.Sprintf("(item %d) %s", ff.item, line))
-		} else {
-			unknown = append(unknown, line)
-		}
+		lines = append(lines, fmt.Sprintf("%s ×%d: %s [%s]\n    %s\n    answer: %s", ff.class, ff.count, ff.route, ff.what, ff.first, ff.answer))
 	}
-	for _, k := range knownFuzzFailures {
-		used := false
-		for _, ff := range failures {
-			used = used || knownItem(ff.class, ff.route, ff.what) == k.item && strings.HasPrefix(ff.class, k.failure) && strings.Contains(ff.what, k.what)
-		}
-		if !used {
-			t.Logf("known failure of item %d (%s, %s) not observed in this run", k.item, k.failure, k.what)
-		}
+	if len(lines) > 0 {
+		t.Errorf("%d failures (seed %d):\n%s", len(lines), seed, strings.Join(lines, "\n"))
 	}
-	if len(known) > 0 {
-		t.Logf("%d known failures (seed %d):\n%s", len(known), seed, strings.Join(known, "\n"))
-	}
-	if len(unknown) > 0 {
-		t.Errorf("%d failures (seed %d):\n%s", len(unknown), seed, strings.Join(unknown, "\n"))
-	}
-}
-
-// knownItem is the hardening item a failure waits for, or 0.
-func knownItem(class, route, what string) int {
-	for _, k := range knownFuzzFailures {
-		if strings.HasPrefix(class, k.failure) && strings.Contains(what, k.what) && (k.route == "" || k.route == route) {
-			return k.item
-		}
-	}
-	return 0
 }
 
 // fuzzer generates the requests of the fuzz pass.
