@@ -38,8 +38,9 @@ fuzz-decoders: ## go test -fuzz on each decoder for $(FUZZTIME)
 	go test -run '^$$' -fuzz '^FuzzDecodeMutation$$' -fuzztime $(FUZZTIME) ./save/
 	go test -run '^$$' -fuzz '^FuzzDecodeStrictJSON$$' -fuzztime $(FUZZTIME) ./save/
 	go test -run '^$$' -fuzz '^FuzzDecodeCursors$$' -fuzztime $(FUZZTIME) ./store/
-	go test -run '^$$' -fuzz '^FuzzSessionUser$$' -fuzztime $(FUZZTIME) ./store/
+	go test -run '^$$' -fuzz '^FuzzParseSessionID$$' -fuzztime $(FUZZTIME) ./store/
 	go test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./handlers/
+	go test -run '^$$' -fuzz '^FuzzCheckBodyText$$' -fuzztime $(FUZZTIME) ./handlers/
 
 emulator: ## the Firestore emulator alone, on 127.0.0.1:$(EMULATOR_PORT)
 	go run ./cmd/firestore-emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --data-dir .data/firestore-emulator

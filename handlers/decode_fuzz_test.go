@@ -57,11 +57,9 @@ func stringsOf(v any) string {
 		}
 		return s
 	case *batchBody:
-		s := ""
-		for _, it := range b.Mutations {
-			s += it.IdempotencyKey
-		}
-		return s
+		// The items stay raw here; decodeBatchItem decodes and checks
+		// each one on its own.
+		return ""
 	case *purchaseBody:
 		return b.SKU
 	case *collectionBody:

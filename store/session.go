@@ -561,6 +561,11 @@ func parseSessionID(id string) (sessionRef, error) {
 	if err1 != nil || err2 != nil || user <= 0 || epoch <= 0 || !isLowerHex(parts[2], 2*secretBytes) {
 		return sessionRef{}, bad()
 	}
+	// Only the spelling this service issues: "+7" or "007" would name the
+	// same lease under another id.
+	if parts[0] != strconv.FormatInt(user, 10) || parts[1] != strconv.FormatInt(epoch, 10) {
+		return sessionRef{}, bad()
+	}
 	return sessionRef{id: id, userID: user, epoch: epoch, secret: parts[2]}, nil
 }
 
