@@ -103,7 +103,16 @@ func startAPIStack(t *testing.T) *apiStack {
 		done <- Run(ctx, env(vars), io.Discard, WithHost("127.0.0.1"),
 			WithListening(func(addr string) { addrs <- addr }),
 			WithStarted(func(a *App) { started <- a }),
-			func(o *RunOptions) { o.longPollMaxWait = 300 * time.Millisecond })
+			func(o *RunOptions) {
+				o.longPollMaxWait = 300 * time.Millisecond
+				// The fixtures re-link the same accounts after every unlink
+				// the fuzz sends, and the fuzz redeems wrong codes from one
+				// job: far past the per-account and per-job limits, which
+				// rightly refuse that (handlers tests cover them).
+				unlimited := handlers.RateLimit{Burst: 1 << 30, Every: time.Nanosecond}
+				o.companionLimits = &handlers.CompanionOptions{MaxStreams: 1 << 20, LinkCodeIssue: unlimited,
+					RedeemFailuresPerJob: unlimited, RedeemFailuresPerUniverse: unlimited, RedeemFailuresPerPrefix: unlimited}
+			})
 	}()
 	var base string
 	select {

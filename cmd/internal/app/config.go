@@ -169,6 +169,9 @@ type config struct {
 	// longPollMaxWait caps the changes long-poll (0: the store's default).
 	// No variable sets it; tests do, through RunOptions.
 	longPollMaxWait time.Duration
+	// companionLimits replaces the companion API's limits (nil: its
+	// defaults). No variable sets it; tests do, through RunOptions.
+	companionLimits *handlers.CompanionOptions
 }
 
 // firestoreBackend says which Firestore the service uses.

@@ -33,6 +33,10 @@ type RunOptions struct {
 	// longPollMaxWait, when set, caps the changes long-poll below its
 	// default (25 s), so the contract tests can poll every route quickly.
 	longPollMaxWait time.Duration
+	// companionLimits, when set, replaces the companion API's per-account
+	// limits, for tests whose fixtures re-link the same accounts hundreds
+	// of times (the limits themselves are tested in handlers).
+	companionLimits *handlers.CompanionOptions
 }
 
 // RunOption changes RunOptions.
@@ -71,6 +75,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		return err
 	}
 	cfg.longPollMaxWait = o.longPollMaxWait
+	cfg.companionLimits = o.companionLimits
 	logger := logging.New(stdout, cfg.logLevel)
 	gin.SetMode(gin.ReleaseMode)
 

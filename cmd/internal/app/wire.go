@@ -256,7 +256,11 @@ func (a *App) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 	if err != nil {
 		return fmt.Errorf("connect to Firebase Auth for the companion API (%s=%q): %w", envAuthEmulatorHost, cfg.authEmulatorHost, err)
 	}
-	handlers.NewCompanionAPI(a.store, auth, cfg.serverKeys, handlers.CompanionOptions{}).Register(r)
+	var companion handlers.CompanionOptions
+	if cfg.companionLimits != nil {
+		companion = *cfg.companionLimits
+	}
+	handlers.NewCompanionAPI(a.store, auth, cfg.serverKeys, companion).Register(r)
 	handlers.NewAdminAPI(a.store, auth, admin).Register(r)
 	logger.Info("companion API on", slog.String("auth", map[bool]string{true: "emulator " + cfg.authEmulatorHost, false: "Firebase Auth"}[cfg.authEmulatorHost != ""]))
 	return nil
