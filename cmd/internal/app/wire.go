@@ -105,6 +105,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		handlers.RequestID(),
 		handlers.RequestLogger(logger, cfg.project),
 		handlers.Recover(),
+		handlers.CORS(cfg.corsOrigins),
 		handlers.LimitHeaders(handlers.MaxHeaderBytes),
 		handlers.BoundBodyRead(cfg.bodyReadTimeout),
 		handlers.LimitBody(cfg.maxBodyBytes),
