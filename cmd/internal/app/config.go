@@ -45,6 +45,7 @@ const (
 	envWebhookSecret         = "SAVESYNC_ROBLOX_WEBHOOK_SECRET"
 	envErasureKey            = "SAVESYNC_ERASURE_KEY"
 	envOutboxRelay           = "SAVESYNC_OUTBOX_RELAY"
+	envCORSOrigins           = "SAVESYNC_CORS_ORIGINS"
 )
 
 // defaults holds the value used when a variable is unset or empty. Variables
@@ -71,13 +72,21 @@ var allEnvVars = []string{
 	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost, envAllowRemoteAuthEmu,
 	envServerKeys, envMaxBodyBytes, envBodyReadTimeout, envLogLevel, envLeaseTTL, envShutdownTimeout,
 	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID, envRobloxPlayers,
-	envWebhookSecret, envErasureKey, envOutboxRelay,
+	envWebhookSecret, envErasureKey, envOutboxRelay, envCORSOrigins,
 }
 
 // embeddedProject is the project id used when GOOGLE_CLOUD_PROJECT is unset.
 // The "demo-" prefix is the Firebase convention for a project that exists
 // only in emulators, so nothing can reach a real project by accident.
 const embeddedProject = "demo-savesync"
+
+// devCORSOrigins are the browser origins allowed outside Google Cloud when
+// SAVESYNC_CORS_ORIGINS is unset: the local companion page's dev server.
+const devCORSOrigins = "http://localhost:5173,http://127.0.0.1:5173"
+
+// noCORSOrigins, as the value of SAVESYNC_CORS_ORIGINS, allows no browser
+// origin, also outside Google Cloud.
+const noCORSOrigins = "none"
 
 // devErasureKey names erasure records outside cloud mode when no
 // SAVESYNC_ERASURE_KEY is set; in Google Cloud the key is required.
@@ -166,6 +175,9 @@ type config struct {
 	erasureKey string
 	// outboxRelay runs the outbox relay on this instance.
 	outboxRelay bool
+	// corsOrigins are the browser origins allowed to call the companion and
+	// admin routes (none: no browser access).
+	corsOrigins []string
 	// longPollMaxWait caps the changes long-poll (0: the store's default).
 	// No variable sets it; tests do, through RunOptions.
 	longPollMaxWait time.Duration
@@ -264,6 +276,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		r.bad(envOutboxRelay, v, "set on or off")
 	}
+
+	c.corsOrigins = r.corsOrigins(envCORSOrigins, c.cloud)
 
 	c.webhookSecret = r.get(envWebhookSecret)
 	c.erasureKey = r.get(envErasureKey)
@@ -412,6 +426,26 @@ func (r *envReader) prefixes(name string) []netip.Prefix {
 		out = append(out, p.Masked())
 	}
 	return out
+}
+
+// corsOrigins reads name as comma-separated browser origins, or none;
+// unset it is devCORSOrigins outside Google Cloud and no origin in it.
+func (r *envReader) corsOrigins(name string, cloud bool) []string {
+	v := r.get(name)
+	switch {
+	case v == noCORSOrigins:
+		return nil
+	case v == "" && cloud:
+		return nil
+	case v == "":
+		v = devCORSOrigins
+	}
+	origins, err := handlers.ParseCORSOrigins(v)
+	if err != nil {
+		r.bad(name, shorten(v), "%v; set comma-separated exact origins (scheme://host[:port]), e.g. https://app.example.com,http://localhost:5173, or %s", err, noCORSOrigins)
+		return nil
+	}
+	return origins
 }
 
 // boolean reads name as true or false.

@@ -155,6 +155,12 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"trusted proxy not a range", map[string]string{envTrustedProxies: "10.0.0.0/8, lb.example.com"}, envTrustedProxies},
 		{"keys of two universes", map[string]string{envServerKeys: "1:" + validHash + ",2:" + validHash}, envServerKeys},
 		{"universe other than the keys'", map[string]string{envServerKeys: "1:" + validHash, envRobloxUniverseID: "2"}, envRobloxUniverseID},
+		{"CORS origin a wildcard", map[string]string{envCORSOrigins: "*"}, envCORSOrigins},
+		{"CORS origin with a wildcard host", map[string]string{envCORSOrigins: "https://*.example.com"}, envCORSOrigins},
+		{"CORS origin with a path", map[string]string{envCORSOrigins: "https://app.example.com/companion"}, envCORSOrigins},
+		{"CORS origin with a trailing slash", map[string]string{envCORSOrigins: "https://app.example.com,http://localhost:5173/"}, envCORSOrigins},
+		{"CORS origin without a scheme", map[string]string{envCORSOrigins: "app.example.com"}, envCORSOrigins},
+		{"CORS origin garbage", map[string]string{envCORSOrigins: "%%not an origin"}, envCORSOrigins},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +174,31 @@ func TestLoadConfigRejects(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.bad+"=") || !strings.Contains(err.Error(), "set ") {
 				t.Errorf("message does not name %s and say what to set:\n%v", tt.bad, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigCORSOrigins(t *testing.T) {
+	tests := []struct {
+		name string
+		vars map[string]string
+		want []string
+	}{
+		{"unset locally: the local companion page", map[string]string{}, []string{"http://localhost:5173", "http://127.0.0.1:5173"}},
+		{"none locally", map[string]string{envCORSOrigins: "none"}, nil},
+		{"unset in Google Cloud: no origin", map[string]string{envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey}, nil},
+		{"listed in Google Cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey,
+			envCORSOrigins: "https://app.example.com, https://Support.Example.com:443"}, []string{"https://app.example.com", "https://support.example.com"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, c.corsOrigins); diff != "" {
+				t.Errorf("corsOrigins (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -97,6 +97,11 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		return nil, err
 	}
 
+	if len(cfg.corsOrigins) == 0 {
+		logger.Info("browser access (CORS) off: no origin may call /v1/me or /v1/admin from a page; set " + envCORSOrigins + " to allow one")
+	} else {
+		logger.Info("browser access (CORS) on for /v1/me and /v1/admin", slog.Any("origins", cfg.corsOrigins))
+	}
 	r := handlers.NewEngine()
 	a.streamsStopped = make(chan struct{})
 	r.Use(
@@ -105,6 +110,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		handlers.RequestID(),
 		handlers.RequestLogger(logger, cfg.project),
 		handlers.Recover(),
+		handlers.CORS(cfg.corsOrigins),
 		handlers.LimitHeaders(handlers.MaxHeaderBytes),
 		handlers.BoundBodyRead(cfg.bodyReadTimeout),
 		handlers.LimitBody(cfg.maxBodyBytes),
