@@ -39,6 +39,61 @@ const sseRetry = 2000
 // errStreamDone ends a watch whose stream has nothing more to send.
 var errStreamDone = errors.New("handlers: event stream done")
 
+// ticketQuery is the query parameter of GET /v1/me/events that carries an
+// event-stream ticket instead of the Authorization header.
+const ticketQuery = "ticket"
+
+// eventTicketView is a new event-stream ticket and how long it lasts.
+type eventTicketView struct {
+	Ticket           string    `json:"ticket"`
+	ExpiresAt        time.Time `json:"expiresAt"`
+	ExpiresInSeconds int64     `json:"expiresInSeconds"`
+}
+
+// createEventTicket issues a single-use ticket that opens the signed-in
+// user's event stream within store.EventTicketTTL, for browsers, whose
+// EventSource cannot send the ID token in a header. Any signed-in user may
+// ask; the stream applies its own checks (a linked player) when opened.
+func (a *CompanionAPI) createEventTicket(c *gin.Context) error {
+	u, _ := FirebaseUserFrom(c)
+	if wait, ok := a.tickets.allow(u.UID); !ok {
+		return refusal(save.CodeRateLimited, limitEventTickets, wait, "too many event tickets asked for by this account; open the stream with the last one")
+	}
+	t, err := a.store.CreateEventTicket(c.Request.Context(), u.UID)
+	if err != nil {
+		return err
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusCreated, eventTicketView{Ticket: t.Ticket, ExpiresAt: t.ExpiresAt, ExpiresInSeconds: int64(store.EventTicketTTL / time.Second)})
+	return nil
+}
+
+// requireStreamUser admits the user of an event stream: by the ticket in
+// ?ticket= when there is one (used up by this request, whatever follows),
+// otherwise by the ID token in the Authorization header as RequireUser
+// does. A ticket's account is checked again (disabled, deleted) since the
+// ticket was issued.
+func (a *CompanionAPI) requireStreamUser(c *gin.Context) {
+	ticket, ok := c.GetQuery(ticketQuery)
+	if !ok {
+		a.auth.RequireUser()(c)
+		return
+	}
+	uid, err := a.store.RedeemEventTicket(c.Request.Context(), ticket)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	user, err := a.auth.User(c.Request.Context(), uid)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Set(firebaseUserKey, user)
+	c.Set(actorKey, save.Actor{Kind: save.ActorCompanion, ID: user.UID})
+	c.Next()
+}
+
 // streamEvents streams the linked player's save as it changes.
 func (a *CompanionAPI) streamEvents(c *gin.Context) error {
 	u, _ := FirebaseUserFrom(c)
