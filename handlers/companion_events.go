@@ -21,6 +21,10 @@ import (
 //	event: save      the save and its version: first on connect, then after
 //	                 every committed change by any writer (game server,
 //	                 companion, support), also one served by another instance
+//	event: pending   the account has no linked player yet (first event,
+//	                 data {"linked":false}); the stream waits for the link
+//	event: linked    a link code was redeemed (data {"linked":true,
+//	                 "userId":…,"linkedAt":…}); save events follow
 //	event: unlinked  the account was unlinked; the stream ends
 //	event: error     the save cannot be read (body as in error responses); the stream ends
 //	: keep-alive     a comment every Heartbeat
@@ -30,6 +34,8 @@ import (
 const (
 	eventSave     = "save"
 	eventUnlinked = "unlinked"
+	eventPending  = "pending"
+	eventLinked   = "linked"
 	eventError    = "error"
 )
 
@@ -97,7 +103,10 @@ func (a *CompanionAPI) requireStreamUser(c *gin.Context) {
 // streamEvents streams the linked player's save as it changes.
 func (a *CompanionAPI) streamEvents(c *gin.Context) error {
 	u, _ := FirebaseUserFrom(c)
-	userID := linkedUser(c)
+	link, linked, err := a.store.LinkOf(c.Request.Context(), u.UID)
+	if err != nil {
+		return err
+	}
 	if !a.streams.acquire(u.UID) {
 		return refusal(save.CodeResourceExhausted, limitEventStreams, streamRetryAfter,
 			"this account has %d event streams open on this server already; close one (one per browser tab is enough)", a.opts.MaxStreams)
@@ -105,6 +114,15 @@ func (a *CompanionAPI) streamEvents(c *gin.Context) error {
 	defer a.streams.release(u.UID)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), a.opts.MaxStream)
 	defer cancel()
+
+	sse := &sseWriter{c: c}
+	if !linked {
+		var ok bool
+		if link, ok, err = a.awaitLink(ctx, c, sse, u.UID); err != nil || !ok {
+			return err
+		}
+	}
+	userID := link.UserID
 
 	changes := make(chan store.PlayerChange)
 	watchErr := make(chan error, 1)
@@ -119,7 +137,6 @@ func (a *CompanionAPI) streamEvents(c *gin.Context) error {
 		})
 	}()
 
-	sse := &sseWriter{c: c}
 	heartbeat := time.NewTicker(a.opts.Heartbeat)
 	defer heartbeat.Stop()
 	for {
@@ -149,6 +166,53 @@ func (a *CompanionAPI) streamEvents(c *gin.Context) error {
 		case <-heartbeat.C:
 			if err := sse.comment("keep-alive"); err != nil {
 				return nil
+			}
+		}
+	}
+}
+
+// awaitLink tells an unlinked user's stream that the link is pending and
+// waits, with keep-alives, until one of the user's link codes is redeemed
+// (it sends the linked event and reports the link) or the stream ends (ok
+// is false).
+func (a *CompanionAPI) awaitLink(ctx context.Context, c *gin.Context, sse *sseWriter, uid string) (link store.Link, ok bool, err error) {
+	if err := sse.event(eventPending, "", linkView{}); err != nil {
+		return store.Link{}, false, nil
+	}
+	type result struct {
+		link store.Link
+		ok   bool
+		err  error
+	}
+	done := make(chan result, 1)
+	waitCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		l, ok, err := a.store.WaitForLink(waitCtx, uid, a.opts.Watch)
+		done <- result{l, ok, err}
+	}()
+	heartbeat := time.NewTicker(a.opts.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return store.Link{}, false, nil
+		case r := <-done:
+			if r.err != nil {
+				_ = sse.event(eventError, "", errorBody(toDomainError(c.Request.Context(), r.err)))
+				return store.Link{}, false, nil
+			}
+			if !r.ok {
+				return store.Link{}, false, nil
+			}
+			t := r.link.LinkedAt
+			if err := sse.event(eventLinked, "", linkView{Linked: true, UserID: r.link.UserID, LinkedAt: &t}); err != nil {
+				return store.Link{}, false, nil
+			}
+			return r.link, true, nil
+		case <-heartbeat.C:
+			if err := sse.comment("keep-alive"); err != nil {
+				return store.Link{}, false, nil
 			}
 		}
 	}

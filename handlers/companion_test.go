@@ -651,13 +651,43 @@ func TestEventsDeliverWritesFromAnyInstance(t *testing.T) {
 	}
 }
 
-func TestEventsNeedALinkedUser(t *testing.T) {
+func TestEventsFollowAPendingLink(t *testing.T) {
 	t.Parallel()
 	e := newCompanionEnv(t)
 	u := signUp(t)
-	r := e.call(e.url, "GET", "/v1/me/events", u.IDToken, nil)
-	if code, reason := r.failure(t); r.status != http.StatusForbidden || code != "PERMISSION_DENIED" || reason != "NOT_LINKED" {
-		t.Errorf("unlinked events: %d %s/%s, want 403 NOT_LINKED", r.status, code, reason)
+	const userID = 4741
+
+	// An unlinked user's stream (a browser's, with a ticket) says the link
+	// is pending, then sees it complete through the other instance.
+	events, resp := e.openEventsAt(e.url+"/v1/me/events?ticket="+e.issueTicket(u), "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("events of an unlinked user: %d, want 200", resp.StatusCode)
+	}
+	if ev := nextEvent(t, events, "pending"); ev.data != `{"linked":false}` {
+		t.Errorf("pending event data %s, want {\"linked\":false}", ev.data)
+	}
+	nextEvent(t, events, "comment")
+	r := e.me(u, "POST", "/link-codes", nil)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create link code: %d %s", r.status, r.body)
+	}
+	code, _ := r.object(t)["code"].(string)
+	if r := e.call(e.other, "POST", "/v1/link-codes/"+code+"/redeem", companionKey, map[string]any{"userId": userID}); r.status != http.StatusOK {
+		t.Fatalf("redeem link code: %d %s", r.status, r.body)
+	}
+	if ev := nextEvent(t, events, "linked"); !strings.Contains(ev.data, `"linked":true`) || !strings.Contains(ev.data, fmt.Sprintf(`"userId":%d`, userID)) {
+		t.Errorf("linked event data %s, want linked true and userId %d", ev.data, userID)
+	}
+	if ev := nextEvent(t, events, "save"); ev.id != "0" {
+		t.Errorf("first save event id %q, want 0", ev.id)
+	}
+	w := e.call(e.other, "POST", fmt.Sprintf("/v1/players/%d/mutations", userID), companionKey,
+		`{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, "Idempotency-Key", "pending-1")
+	if w.status != http.StatusOK {
+		t.Fatalf("server write: %d %s", w.status, w.body)
+	}
+	if ev := nextEvent(t, events, "save"); ev.id != "1" {
+		t.Errorf("save event after the server write: id %q, want 1", ev.id)
 	}
 	if r := e.call(e.url, "GET", "/v1/me/events", "", nil); r.status != http.StatusUnauthorized {
 		t.Errorf("anonymous events: %d, want 401", r.status)

@@ -123,16 +123,14 @@ func TestEventTicketChecksTheAccountAgain(t *testing.T) {
 	e := newCompanionEnv(t)
 	admin := authAdmin(t)
 	ctx := context.Background()
-	linked, unlinked, disabled := signUp(t), signUp(t), signUp(t)
-	e.link(linked, 4731)
+	disabled, deleted := signUp(t), signUp(t)
 	e.link(disabled, 4732)
 
-	notLinked := e.issueTicket(unlinked)
-	gone := e.issueTicket(linked)
-	if r := e.me(linked, "DELETE", "/link", nil); r.status != http.StatusOK {
-		t.Fatalf("unlink: %d %s", r.status, r.body)
-	}
 	off := e.issueTicket(disabled)
+	gone := e.issueTicket(deleted)
+	if err := admin.DeleteUser(ctx, deleted.UID); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := admin.UpdateUser(ctx, disabled.UID, (&auth.UserToUpdate{}).Disabled(true)); err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +139,7 @@ func TestEventTicketChecksTheAccountAgain(t *testing.T) {
 		status           int
 		code, wantReason string
 	}{
-		{"never linked", notLinked, http.StatusForbidden, "PERMISSION_DENIED", store.ReasonNotLinked},
-		{"unlinked since", gone, http.StatusForbidden, "PERMISSION_DENIED", store.ReasonNotLinked},
+		{"deleted since", gone, http.StatusUnauthorized, "UNAUTHENTICATED", "USER_NOT_FOUND"},
 		{"disabled since", off, http.StatusUnauthorized, "UNAUTHENTICATED", "USER_DISABLED"},
 	}
 	for _, tt := range tests {
