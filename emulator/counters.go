@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -293,20 +294,22 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	w := &faultStream{ServerStream: ss, s: s, method: methodName(info.FullMethod)}
 	err := handler(srv, w)
-	if w.drop && err == nil {
+	if w.drop.Load() && err == nil {
 		return errDropped
 	}
 	return err
 }
 
 // faultStream counts a streaming call and applies faults when its first
-// request arrives (the project is known only then).
+// request arrives (the project is known only then). drop is atomic: a
+// handler (Listen) may return while its receiving goroutine is still in
+// the first RecvMsg.
 type faultStream struct {
 	grpc.ServerStream
 	s      *Server
 	method string
 	seen   bool
-	drop   bool
+	drop   atomic.Bool
 }
 
 // RecvMsg applies the call's fault when the first request arrives and
@@ -321,14 +324,14 @@ func (w *faultStream) RecvMsg(m any) error {
 		if err != nil {
 			return err
 		}
-		w.drop = drop
+		w.drop.Store(drop)
 	}
 	return checkRequestSize(m)
 }
 
 // SendMsg drops responses of a call whose response is to be lost.
 func (w *faultStream) SendMsg(m any) error {
-	if w.drop {
+	if w.drop.Load() {
 		return nil
 	}
 	return w.ServerStream.SendMsg(m)

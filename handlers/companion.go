@@ -28,6 +28,7 @@ type CompanionAPI struct {
 	jobFails    *keyedLimiter // failed redemptions, per game server
 	uniFails    *keyedLimiter // failed redemptions, per universe
 	prefixFails *keyedLimiter // failed redemptions, per code prefix
+	tickets     *keyedLimiter // event-stream tickets issued, per account
 	streams     *concurrencyLimit
 }
 
@@ -66,6 +67,10 @@ type CompanionOptions struct {
 	// (5 at once, then one every 2 min), so a partly seen code cannot be
 	// completed by trying the rest before it expires.
 	RedeemFailuresPerPrefix RateLimit
+	// EventTicketIssue limits event-stream tickets per account (30 at
+	// once, then one every 2 s), refused with RATE_LIMITED: a page asks
+	// for one each time it opens or reopens its stream.
+	EventTicketIssue RateLimit
 	// Now is the clock of the rate limits (time.Now).
 	Now func() time.Time
 }
@@ -87,6 +92,7 @@ const (
 	limitRedeemPerJob        = "REDEEM_FAILURES_PER_JOB"
 	limitRedeemPerUniverse   = "REDEEM_FAILURES_PER_UNIVERSE"
 	limitRedeemPerCodePrefix = "REDEEM_FAILURES_PER_CODE_PREFIX"
+	limitEventTickets        = "EVENT_TICKETS_PER_ACCOUNT"
 )
 
 // linkedUserKey is where requireLinked keeps the linked Roblox user id.
@@ -108,6 +114,7 @@ func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts
 	opts.RedeemFailuresPerJob = opts.RedeemFailuresPerJob.orDefault(RateLimit{Burst: 10, Every: 6 * time.Second})
 	opts.RedeemFailuresPerUniverse = opts.RedeemFailuresPerUniverse.orDefault(RateLimit{Burst: 100, Every: 600 * time.Millisecond})
 	opts.RedeemFailuresPerPrefix = opts.RedeemFailuresPerPrefix.orDefault(RateLimit{Burst: 5, Every: 2 * time.Minute})
+	opts.EventTicketIssue = opts.EventTicketIssue.orDefault(RateLimit{Burst: 30, Every: 2 * time.Second})
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -117,6 +124,7 @@ func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts
 		jobFails:    newKeyedLimiter(opts.RedeemFailuresPerJob, opts.Now),
 		uniFails:    newKeyedLimiter(opts.RedeemFailuresPerUniverse, opts.Now),
 		prefixFails: newKeyedLimiter(opts.RedeemFailuresPerPrefix, opts.Now),
+		tickets:     newKeyedLimiter(opts.EventTicketIssue, opts.Now),
 		streams:     newConcurrencyLimit(opts.MaxStreams),
 	}
 }
@@ -130,6 +138,7 @@ func (a *CompanionAPI) Register(r gin.IRouter) {
 	me.POST("/link-codes", handle(a.createLinkCode))
 	me.DELETE("/link", handle(a.unlink))
 	me.GET("/catalog", handle(a.getCatalog))
+	me.POST("/events/tickets", handle(a.createEventTicket))
 
 	linked := me.Group("", a.requireLinked)
 	linked.GET("/save", handle(a.getSave))
@@ -139,7 +148,10 @@ func (a *CompanionAPI) Register(r gin.IRouter) {
 	linked.DELETE("/collections/:collection/:element", handle(a.removeFromCollection))
 	linked.POST("/mutations", handle(a.postMutation))
 	linked.GET("/ledger", handle(a.getLedger))
-	linked.GET("/events", handle(a.streamEvents))
+
+	// The event stream takes an ID token or, for EventSource, which
+	// cannot send headers, a ticket in the query.
+	r.GET("/v1/me/events", a.requireStreamUser, handle(a.streamEvents))
 }
 
 // requireLinked admits users linked to a Roblox player and remembers the

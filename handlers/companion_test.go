@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/logging"
 	"github.com/savesync/savesync/store"
 )
 
@@ -32,6 +35,7 @@ type companionEnv struct {
 	url   string
 	other string
 	store *store.Store
+	logs  *syncBuffer // both instances' request log lines
 }
 
 // companionReply is a decoded HTTP answer.
@@ -51,6 +55,13 @@ func (r companionReply) failure(t *testing.T) (code, reason string) {
 // options (limits, clock) on both instances.
 func newCompanionEnv(t *testing.T, tune ...func(*handlers.CompanionOptions)) *companionEnv {
 	t.Helper()
+	return newCompanionEnvWith(t, store.Options{}, tune...)
+}
+
+// newCompanionEnvWith is newCompanionEnv with the stores' options (clock).
+func newCompanionEnvWith(t *testing.T, storeOpts store.Options, tune ...func(*handlers.CompanionOptions)) *companionEnv {
+	t.Helper()
+	logs := &syncBuffer{}
 	authEmulator(t)
 	gin.SetMode(gin.TestMode)
 	project := fstest.Project(t)
@@ -65,9 +76,9 @@ func newCompanionEnv(t *testing.T, tune ...func(*handlers.CompanionOptions)) *co
 	}
 	serve := func() (string, *store.Store) {
 		c := fstest.Dial(t, project)
-		st := store.New(c.Firestore, c.GAPIC, project, cfg, store.Options{})
+		st := store.New(c.Firestore, c.GAPIC, project, cfg, storeOpts)
 		r := gin.New()
-		r.Use(handlers.LimitBody(64 << 10))
+		r.Use(handlers.RequestID(), handlers.RequestLogger(logging.New(logs, slog.LevelInfo), "proj-1"), handlers.LimitBody(64<<10))
 		handlers.NewAPI(st, keys).Register(r)
 		opts := handlers.CompanionOptions{
 			Heartbeat: 100 * time.Millisecond,
@@ -87,7 +98,25 @@ func newCompanionEnv(t *testing.T, tune ...func(*handlers.CompanionOptions)) *co
 	}
 	url, st := serve()
 	other, _ := serve()
-	return &companionEnv{t: t, url: url, other: other, store: st}
+	return &companionEnv{t: t, url: url, other: other, store: st, logs: logs}
+}
+
+// syncBuffer is a log sink that handlers on several goroutines share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // call sends a request to base; token "" sends no Authorization header.
@@ -492,13 +521,22 @@ type sseEvent struct {
 // the test ends. comments counts keep-alive comments.
 func (e *companionEnv) openEvents(base string, u *fbUser) (<-chan sseEvent, *http.Response) {
 	e.t.Helper()
+	return e.openEventsAt(base+"/v1/me/events", u.IDToken)
+}
+
+// openEventsAt opens the event stream at url, with the ID token when
+// token is not "" (a ticket in url stands for it), as openEvents does.
+func (e *companionEnv) openEventsAt(url, token string) (<-chan sseEvent, *http.Response) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/me/events", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+u.IDToken)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -613,13 +651,43 @@ func TestEventsDeliverWritesFromAnyInstance(t *testing.T) {
 	}
 }
 
-func TestEventsNeedALinkedUser(t *testing.T) {
+func TestEventsFollowAPendingLink(t *testing.T) {
 	t.Parallel()
 	e := newCompanionEnv(t)
 	u := signUp(t)
-	r := e.call(e.url, "GET", "/v1/me/events", u.IDToken, nil)
-	if code, reason := r.failure(t); r.status != http.StatusForbidden || code != "PERMISSION_DENIED" || reason != "NOT_LINKED" {
-		t.Errorf("unlinked events: %d %s/%s, want 403 NOT_LINKED", r.status, code, reason)
+	const userID = 4741
+
+	// An unlinked user's stream (a browser's, with a ticket) says the link
+	// is pending, then sees it complete through the other instance.
+	events, resp := e.openEventsAt(e.url+"/v1/me/events?ticket="+e.issueTicket(u), "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("events of an unlinked user: %d, want 200", resp.StatusCode)
+	}
+	if ev := nextEvent(t, events, "pending"); ev.data != `{"linked":false}` {
+		t.Errorf("pending event data %s, want {\"linked\":false}", ev.data)
+	}
+	nextEvent(t, events, "comment")
+	r := e.me(u, "POST", "/link-codes", nil)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create link code: %d %s", r.status, r.body)
+	}
+	code, _ := r.object(t)["code"].(string)
+	if r := e.call(e.other, "POST", "/v1/link-codes/"+code+"/redeem", companionKey, map[string]any{"userId": userID}); r.status != http.StatusOK {
+		t.Fatalf("redeem link code: %d %s", r.status, r.body)
+	}
+	if ev := nextEvent(t, events, "linked"); !strings.Contains(ev.data, `"linked":true`) || !strings.Contains(ev.data, fmt.Sprintf(`"userId":%d`, userID)) {
+		t.Errorf("linked event data %s, want linked true and userId %d", ev.data, userID)
+	}
+	if ev := nextEvent(t, events, "save"); ev.id != "0" {
+		t.Errorf("first save event id %q, want 0", ev.id)
+	}
+	w := e.call(e.other, "POST", fmt.Sprintf("/v1/players/%d/mutations", userID), companionKey,
+		`{"ops":[{"op":"currency.add","currency":"coins","amount":1}]}`, "Idempotency-Key", "pending-1")
+	if w.status != http.StatusOK {
+		t.Fatalf("server write: %d %s", w.status, w.body)
+	}
+	if ev := nextEvent(t, events, "save"); ev.id != "1" {
+		t.Errorf("save event after the server write: id %q, want 1", ev.id)
 	}
 	if r := e.call(e.url, "GET", "/v1/me/events", "", nil); r.status != http.StatusUnauthorized {
 		t.Errorf("anonymous events: %d, want 401", r.status)

@@ -129,6 +129,31 @@ func (a *FirebaseAuth) Verify(ctx context.Context, idToken string) (FirebaseUser
 	return u, nil
 }
 
+// User looks up uid's account as it stands now, for requests that carry no
+// ID token (an event stream opened with a ticket): a disabled or deleted
+// account is refused as its tokens would be.
+// Errors: UNAUTHENTICATED (details.reason USER_DISABLED, USER_NOT_FOUND),
+// UNAVAILABLE when Firebase Auth cannot be reached.
+func (a *FirebaseAuth) User(ctx context.Context, uid string) (FirebaseUser, error) {
+	rec, err := a.client.GetUser(ctx, uid)
+	switch {
+	case auth.IsUserNotFound(err):
+		return FirebaseUser{}, save.Errorf(save.CodeUnauthenticated, "this account no longer exists: sign in again").
+			WithDetail("reason", reasonUserNotFound)
+	case err != nil && isNetworkError(err):
+		return FirebaseUser{}, save.Errorf(save.CodeUnavailable, "accounts cannot be checked right now; retry shortly")
+	case err != nil:
+		return FirebaseUser{}, fmt.Errorf("handlers.User(%s): %w", uid, err)
+	case rec.Disabled:
+		return FirebaseUser{}, save.Errorf(save.CodeUnauthenticated, "this account is disabled: contact support").
+			WithDetail("reason", reasonUserDisabled)
+	}
+	u := FirebaseUser{UID: rec.UID, Email: rec.Email}
+	u.Role, _ = rec.CustomClaims[ClaimRole].(string)
+	u.RobloxUserID, _ = claimUserID(rec.CustomClaims[ClaimRobloxUserID])
+	return u, nil
+}
+
 // SetRobloxUserID sets the ClaimRobloxUserID claim of uid, or removes it
 // when userID is 0, keeping the user's other custom claims (such as role).
 // The change reaches tokens issued afterwards: the client refreshes its ID

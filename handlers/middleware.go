@@ -151,6 +151,12 @@ var loggedQueryKeys = map[string]bool{
 	"idempotencyKey": true, "format": true,
 }
 
+// secretQueryKeys are query parameters of openapi.yaml whose values are
+// bearer secrets: always redacted, whatever loggedQueryKeys says.
+var secretQueryKeys = map[string]bool{
+	"ticket": true,
+}
+
 // RedactURL returns u's path and query for a log line, with the session id
 // of /v1/sessions/{id}/…, the link code of /v1/link-codes/{code}/… and
 // /v1/me/link-codes/{code}, and the value of every query parameter that is
@@ -183,7 +189,7 @@ func RedactURL(u *url.URL) string {
 		key, _, hasValue := strings.Cut(part, "=")
 		name, err := url.QueryUnescape(key)
 		switch {
-		case err == nil && loggedQueryKeys[name]:
+		case err == nil && loggedQueryKeys[name] && !secretQueryKeys[name]:
 		case hasValue:
 			parts[i] = key + "=" + redacted
 		default: // a bare ?CODE is a value without a name

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -200,6 +201,9 @@ func TestRequestLoggerRedactsSecrets(t *testing.T) {
 		{"POST", "/v1/me/link-codes", "/v1/me/link-codes"},
 		{"GET", "/v1/me/link?code=" + secret, "/v1/me/link?code=REDACTED"},
 		{"GET", "/v1/servers/job-1/changes?timeout=25s&sessionId=" + secret + "&" + secret, "/v1/servers/job-1/changes?timeout=25s&sessionId=REDACTED&REDACTED"},
+		{"GET", "/v1/me/events?ticket=evt_" + secret, "/v1/me/events?ticket=REDACTED"},
+		{"GET", "/v1/me/events?%74icket=evt_" + secret + "&limit=3", "/v1/me/events?%74icket=REDACTED&limit=3"},
+		{"GET", "/v1/me/events?ticket=evt_" + secret + "&ticket=" + secret, "/v1/me/events?ticket=REDACTED&ticket=REDACTED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
@@ -220,6 +224,23 @@ func TestRequestLoggerRedactsSecrets(t *testing.T) {
 				t.Errorf("requestUrl = %v, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestTicketIsAlwaysRedacted checks that the ticket of /v1/me/events, a
+// documented parameter, is a secret whatever the logged parameters say.
+func TestTicketIsAlwaysRedacted(t *testing.T) {
+	for name := range secretQueryKeys {
+		if loggedQueryKeys[name] {
+			t.Errorf("%s is both logged and secret", name)
+		}
+		u := &url.URL{Path: "/v1/me/events", RawQuery: name + "=evt_SECRET"}
+		if got := RedactURL(u); strings.Contains(got, "SECRET") {
+			t.Errorf("RedactURL(%s) = %s, the secret shows", u, got)
+		}
+	}
+	if !secretQueryKeys["ticket"] {
+		t.Error("ticket is not among the secret query parameters")
 	}
 }
 

@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
+
+	"github.com/savesync/savesync/save"
 )
 
 // DefaultPollInterval is how often WatchPlayer reads the player when the
@@ -148,4 +151,60 @@ func (s *Store) playerFromSnapshot(userID int64, snap *firestore.DocumentSnapsho
 		return Player{}, err
 	}
 	return s.decodePlayer(userID, &firestorepb.Document{Fields: fields}), nil
+}
+
+// WaitForLink returns uid's link as soon as there is one: at once when uid
+// is linked already, otherwise when a game server redeems one of uid's
+// link codes, through whichever instance of the service. It listens to
+// links/{uid} and falls back to reading it every PollInterval, as
+// WatchPlayer does. ok is false when ctx ends first.
+func (s *Store) WaitForLink(ctx context.Context, uid string, opts WatchOptions) (link Link, ok bool, err error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if uid == "" || strings.Contains(uid, "/") {
+		return Link{}, false, save.Errorf(save.CodeInvalidArgument, "waiting for a link needs a signed-in user with a Firebase uid without '/'")
+	}
+	if !opts.Poll {
+		it := s.fs.Doc(linkPath(uid)).Snapshots(ctx)
+		for {
+			snap, err := it.Next()
+			if err != nil {
+				break // fall back to polling, or ctx ended
+			}
+			if !snap.Exists() {
+				continue
+			}
+			fields, err := encodeFields(snap.Data())
+			if err != nil {
+				it.Stop()
+				return Link{}, false, err
+			}
+			it.Stop()
+			return decodeLink(uid, fields), true, nil
+		}
+		it.Stop()
+	}
+	t := time.NewTicker(opts.PollInterval)
+	defer t.Stop()
+	for {
+		if ctx.Err() != nil {
+			return Link{}, false, nil
+		}
+		l, found, err := s.LinkOf(ctx, uid)
+		if err != nil {
+			if ctx.Err() != nil {
+				return Link{}, false, nil
+			}
+			return Link{}, false, err
+		}
+		if found {
+			return l, true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Link{}, false, nil
+		case <-t.C:
+		}
+	}
 }

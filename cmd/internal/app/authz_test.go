@@ -55,7 +55,8 @@ POST /v1/me/collections/{collection}            | 401  | 401     | 401   | 401  
 DELETE /v1/me/collections/{collection}/{element} | 401 | 401     | 401   | 401    | 401  | 401     | 2xx    | NL       | NL      | NL    | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 POST /v1/me/mutations                           | 401  | 401     | 401   | 401    | 401  | 401     | 2xx    | NL       | NL      | NL    | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 GET /v1/me/ledger                               | 401  | 401     | 401   | 401    | 401  | 401     | 2xx    | NL       | NL      | NL    | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
-GET /v1/me/events                               | 401  | 401     | 401   | 401    | 401  | 401     | 2xx    | NL       | NL      | NL    | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+POST /v1/me/events/tickets                      | 401  | 401     | 401   | 401    | 401  | 401     | 2xx    | 2xx      | 2xx     | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+GET /v1/me/events                               | 401  | 401     | 401   | 401    | 401  | 401     | 2xx    | 2xx      | 2xx     | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 GET /v1/admin/players/{userId}/ledger           | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | 2xx     | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 GET /v1/admin/players/{userId}/versions/{version} | 401 | 401    | 401   | 401    | 401  | 401     | RR     | RR       | 2xx     | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 GET /v1/admin/players/{userId}/diff             | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | 2xx     | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
