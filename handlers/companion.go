@@ -25,6 +25,7 @@ type CompanionAPI struct {
 	opts  CompanionOptions
 
 	issued      *keyedLimiter // link codes issued, per account
+	playerFails *keyedLimiter // failed redemptions, per player who typed the code
 	jobFails    *keyedLimiter // failed redemptions, per game server
 	uniFails    *keyedLimiter // failed redemptions, per universe
 	prefixFails *keyedLimiter // failed redemptions, per code prefix
@@ -55,9 +56,14 @@ type CompanionOptions struct {
 	// every 30 s), refused with RATE_LIMITED. Beside it, the store keeps at
 	// most store.MaxLiveLinkCodes live per account by revoking the oldest.
 	LinkCodeIssue RateLimit
-	// RedeemFailuresPerJob limits failed link-code redemptions (unknown,
-	// expired or used codes) per game server, by its Roblox-Job-Id
-	// (10 at once, then one every 6 s).
+	// RedeemFailuresPerPlayer limits failed link-code redemptions (unknown,
+	// expired or used codes) per player who typed them, in a universe (5 at
+	// once, then one every 20 s). It comes first, so one player typing
+	// wrong codes over and over holds up only themself, not the others on
+	// their server or in their universe.
+	RedeemFailuresPerPlayer RateLimit
+	// RedeemFailuresPerJob limits failed redemptions per game server, by
+	// its Roblox-Job-Id (30 at once, then one every 2 s).
 	RedeemFailuresPerJob RateLimit
 	// RedeemFailuresPerUniverse limits failed redemptions per universe,
 	// whichever server sends them (100 at once, then one every 600 ms).
@@ -89,6 +95,7 @@ const streamRetryAfter = 10 * time.Second
 const (
 	limitEventStreams        = "EVENT_STREAMS_PER_ACCOUNT"
 	limitLinkCodeIssue       = "LINK_CODES_PER_ACCOUNT"
+	limitRedeemPerPlayer     = "REDEEM_FAILURES_PER_PLAYER"
 	limitRedeemPerJob        = "REDEEM_FAILURES_PER_JOB"
 	limitRedeemPerUniverse   = "REDEEM_FAILURES_PER_UNIVERSE"
 	limitRedeemPerCodePrefix = "REDEEM_FAILURES_PER_CODE_PREFIX"
@@ -111,7 +118,8 @@ func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts
 		opts.MaxStreams = 5
 	}
 	opts.LinkCodeIssue = opts.LinkCodeIssue.orDefault(RateLimit{Burst: 10, Every: 30 * time.Second})
-	opts.RedeemFailuresPerJob = opts.RedeemFailuresPerJob.orDefault(RateLimit{Burst: 10, Every: 6 * time.Second})
+	opts.RedeemFailuresPerPlayer = opts.RedeemFailuresPerPlayer.orDefault(RateLimit{Burst: 5, Every: 20 * time.Second})
+	opts.RedeemFailuresPerJob = opts.RedeemFailuresPerJob.orDefault(RateLimit{Burst: 30, Every: 2 * time.Second})
 	opts.RedeemFailuresPerUniverse = opts.RedeemFailuresPerUniverse.orDefault(RateLimit{Burst: 100, Every: 600 * time.Millisecond})
 	opts.RedeemFailuresPerPrefix = opts.RedeemFailuresPerPrefix.orDefault(RateLimit{Burst: 5, Every: 2 * time.Minute})
 	opts.EventTicketIssue = opts.EventTicketIssue.orDefault(RateLimit{Burst: 30, Every: 2 * time.Second})
@@ -121,6 +129,7 @@ func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts
 	return &CompanionAPI{
 		store: st, auth: auth, keys: keys, opts: opts,
 		issued:      newKeyedLimiter(opts.LinkCodeIssue, opts.Now),
+		playerFails: newKeyedLimiter(opts.RedeemFailuresPerPlayer, opts.Now),
 		jobFails:    newKeyedLimiter(opts.RedeemFailuresPerJob, opts.Now),
 		uniFails:    newKeyedLimiter(opts.RedeemFailuresPerUniverse, opts.Now),
 		prefixFails: newKeyedLimiter(opts.RedeemFailuresPerPrefix, opts.Now),
@@ -256,7 +265,7 @@ func (a *CompanionAPI) redeemLinkCode(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	limits := a.redeemLimits(c, code)
+	limits := a.redeemLimits(c, code, req.UserID)
 	for _, l := range limits {
 		if wait := l.limiter.wait(l.key); wait > 0 {
 			return refusal(save.CodeRateLimited, l.name, wait, "%s", l.what)
@@ -287,19 +296,18 @@ type redeemLimit struct {
 	what    string // the refusal's message
 }
 
-// redeemLimits lists the limits a redemption of code counts against: its
-// game server (when it sends Roblox-Job-Id), its universe, and the code's
-// prefix.
-func (a *CompanionAPI) redeemLimits(c *gin.Context, code string) []redeemLimit {
+// redeemLimits lists the limits a redemption of code by player counts
+// against, the narrowest first: the player, their game server (when it
+// sends Roblox-Job-Id), the universe, and the code's prefix.
+func (a *CompanionAPI) redeemLimits(c *gin.Context, code string, player int64) []redeemLimit {
 	universe := actorOf(c).ID
-	limits := []redeemLimit{
-		{a.uniFails, universe, limitRedeemPerUniverse, "too many wrong link codes from this universe"},
-		{a.prefixFails, code[:LinkCodePrefixLength], limitRedeemPerCodePrefix, "too many wrong link codes that start like this one: ask for a new code in the companion app"},
-	}
+	limits := []redeemLimit{{a.playerFails, universe + "\x00" + strconv.FormatInt(player, 10), limitRedeemPerPlayer, "too many wrong link codes typed by this player"}}
 	if job := c.GetHeader(headerJobID); job != "" {
-		limits = append([]redeemLimit{{a.jobFails, universe + "\x00" + job, limitRedeemPerJob, "too many wrong link codes from this game server"}}, limits...)
+		limits = append(limits, redeemLimit{a.jobFails, universe + "\x00" + job, limitRedeemPerJob, "too many wrong link codes from this game server"})
 	}
-	return limits
+	return append(limits,
+		redeemLimit{a.uniFails, universe, limitRedeemPerUniverse, "too many wrong link codes from this universe"},
+		redeemLimit{a.prefixFails, code[:LinkCodePrefixLength], limitRedeemPerCodePrefix, "too many wrong link codes that start like this one: ask for a new code in the companion app"})
 }
 
 // unlink removes the signed-in user's link and their robloxUserId claim.

@@ -124,6 +124,7 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 		clock := fstest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 		e := newCompanionEnv(t, func(o *handlers.CompanionOptions) {
 			o.Now = clock.Now
+			o.RedeemFailuresPerPlayer = handlers.RateLimit{Burst: 100, Every: time.Minute}
 			o.RedeemFailuresPerJob = handlers.RateLimit{Burst: 3, Every: time.Minute}
 			o.RedeemFailuresPerUniverse = handlers.RateLimit{Burst: 5, Every: time.Minute}
 		})
@@ -150,6 +151,36 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 		for _, s := range steps {
 			clock.Advance(s.advance)
 			if diff := cmp.Diff(s.want, refusalOf(t, e.redeem(s.code, 4901, s.job))); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", s.name, diff)
+			}
+		}
+	})
+
+	t.Run("per player, before the server", func(t *testing.T) {
+		t.Parallel()
+		clock := fstest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+		e := newCompanionEnv(t, func(o *handlers.CompanionOptions) {
+			o.Now = clock.Now
+			o.RedeemFailuresPerPlayer = handlers.RateLimit{Burst: 2, Every: time.Minute}
+			o.RedeemFailuresPerJob = handlers.RateLimit{Burst: 3, Every: time.Minute}
+		})
+		good := e.newCode(signUp(t))
+		steps := []struct {
+			name    string
+			code    string
+			player  int64
+			advance time.Duration
+			want    refused
+		}{
+			{"griefer wrong 1", wrongCode("GGGG", 1), 4911, 0, notFound},
+			{"griefer wrong 2", wrongCode("HHHH", 2), 4911, 0, notFound},
+			{"griefer is held up", wrongCode("JJJJ", 3), 4911, 0, limited("REDEEM_FAILURES_PER_PLAYER", "60")},
+			{"griefer again: refused before it counts", wrongCode("KKKK", 4), 4911, 0, limited("REDEEM_FAILURES_PER_PLAYER", "60")},
+			{"another player on the server links", good, 4912, 0, linked},
+		}
+		for _, s := range steps {
+			clock.Advance(s.advance)
+			if diff := cmp.Diff(s.want, refusalOf(t, e.redeem(s.code, s.player, "job-g"))); diff != "" {
 				t.Errorf("%s (-want +got):\n%s", s.name, diff)
 			}
 		}

@@ -111,7 +111,7 @@ func startAPIStack(t *testing.T) *apiStack {
 				// rightly refuse that (handlers tests cover them).
 				unlimited := handlers.RateLimit{Burst: 1 << 30, Every: time.Nanosecond}
 				o.companionLimits = &handlers.CompanionOptions{MaxStreams: 1 << 20, LinkCodeIssue: unlimited,
-					RedeemFailuresPerJob: unlimited, RedeemFailuresPerUniverse: unlimited, RedeemFailuresPerPrefix: unlimited,
+					RedeemFailuresPerPlayer: unlimited, RedeemFailuresPerJob: unlimited, RedeemFailuresPerUniverse: unlimited, RedeemFailuresPerPrefix: unlimited,
 					EventTicketIssue: unlimited}
 			})
 	}()
