@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestOpenAPISuccessAnswersHaveSchemas checks that every success answer
@@ -347,5 +349,65 @@ func describe(v any) string {
 		return fmt.Sprintf("string %q", v)
 	default:
 		return fmt.Sprintf("%T %v", v, v)
+	}
+}
+
+// TestSchemaCheck checks the schema checker on answers that break each
+// keyword it knows.
+func TestSchemaCheck(t *testing.T) {
+	spec, err := parseSpec([]byte(`
+openapi: 3.1.0
+paths:
+  /x:
+    get:
+      responses:
+        "200": {description: ok}
+components:
+  schemas:
+    ErrorCode: {type: string, enum: [INTERNAL], description: "| INTERNAL | 500 | x |"}
+    Thing:
+      type: object
+      required: [id, kind]
+      additionalProperties: false
+      properties:
+        id: {type: integer}
+        kind: {type: string, enum: [a, b]}
+        tags: {type: array, items: {type: string}}
+        counts: {type: object, additionalProperties: {type: integer}}
+        either: {oneOf: [{type: string}, {type: boolean}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := map[string]any{"$ref": "#/components/schemas/Thing"}
+	tests := []struct {
+		name, answer string
+		want         []string
+	}{
+		{name: "valid", answer: `{"id":1,"kind":"a","tags":["x"],"counts":{"c":2},"either":true}`},
+		{name: "required missing", answer: `{"id":1}`, want: []string{`$: required property "kind" is missing`}},
+		{name: "property not listed", answer: `{"id":1,"kind":"a","extra":0}`, want: []string{`$: property "extra" is not in the schema (additionalProperties: false)`}},
+		{name: "wrong type", answer: `{"id":"1","kind":"a"}`, want: []string{`$.id: string "1", want integer`}},
+		{name: "not an integer", answer: `{"id":1.5,"kind":"a"}`, want: []string{`$.id: float64 1.5, want integer`}},
+		{name: "not in enum", answer: `{"id":1,"kind":"c"}`, want: []string{`$.kind: c is not one of [a b]`}},
+		{name: "array item", answer: `{"id":1,"kind":"a","tags":[3]}`, want: []string{`$.tags[0]: float64 3, want string`}},
+		{name: "map value", answer: `{"id":1,"kind":"a","counts":{"c":"2"}}`, want: []string{`$.counts.c: string "2", want integer`}},
+		{name: "null array", answer: `{"id":1,"kind":"a","tags":null}`, want: []string{`$.tags: null, want array`}},
+		{name: "no oneOf branch", answer: `{"id":1,"kind":"a","either":1}`, want: []string{
+			`$.either: matches 0 of the oneOf schemas, want 1`,
+			`oneOf[0]: $.either: float64 1, want string`,
+			`oneOf[1]: $.either: float64 1, want boolean`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tt.answer), &v); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, spec.check(ref, v, "$", 0)); diff != "" {
+				t.Errorf("check (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
