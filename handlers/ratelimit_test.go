@@ -130,30 +130,18 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 		})
 		u := signUp(t)
 		good := e.newCode(u)
-		steps := []struct {
-			name    string
-			code    string
-			job     string
-			advance time.Duration
-			want    refused
-		}{
-			{"job A wrong 1", wrongCode("AAAA", 1), "job-a", 0, notFound},
-			{"job A wrong 2", wrongCode("BBBB", 2), "job-a", 0, notFound},
-			{"job A wrong 3", wrongCode("CCCC", 3), "job-a", 0, notFound},
-			{"job A, even the right code", good, "job-a", 0, limited("REDEEM_FAILURES_PER_JOB", "60")},
-			{"malformed codes are refused as such, not counted", "nope", "job-a", 0, refused{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT"}},
-			{"job B wrong 1", wrongCode("DDDD", 4), "job-b", 0, notFound},
-			{"job B wrong 2", wrongCode("EEEE", 5), "job-b", 0, notFound},
-			{"job B: the universe had 5", wrongCode("FFFF", 6), "job-b", 0, limited("REDEEM_FAILURES_PER_UNIVERSE", "60")},
-			{"no job id: the universe still counts", good, "", 0, limited("REDEEM_FAILURES_PER_UNIVERSE", "60")},
-			{"a minute later job A links", good, "job-a", time.Minute, linked},
-		}
-		for _, s := range steps {
-			clock.Advance(s.advance)
-			if diff := cmp.Diff(s.want, refusalOf(t, e.redeem(s.code, 4901, s.job))); diff != "" {
-				t.Errorf("%s (-want +got):\n%s", s.name, diff)
-			}
-		}
+		redeemSteps(t, e, clock, []redeemStep{
+			{"job A wrong 1", wrongCode("AAAA", 1), 4901, "job-a", 0, notFound},
+			{"job A wrong 2", wrongCode("BBBB", 2), 4901, "job-a", 0, notFound},
+			{"job A wrong 3", wrongCode("CCCC", 3), 4901, "job-a", 0, notFound},
+			{"job A, even the right code", good, 4901, "job-a", 0, limited("REDEEM_FAILURES_PER_JOB", "60")},
+			{"malformed codes are refused as such, not counted", "nope", 4901, "job-a", 0, refused{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT"}},
+			{"job B wrong 1", wrongCode("DDDD", 4), 4901, "job-b", 0, notFound},
+			{"job B wrong 2", wrongCode("EEEE", 5), 4901, "job-b", 0, notFound},
+			{"job B: the universe had 5", wrongCode("FFFF", 6), 4901, "job-b", 0, limited("REDEEM_FAILURES_PER_UNIVERSE", "60")},
+			{"no job id: the universe still counts", good, 4901, "", 0, limited("REDEEM_FAILURES_PER_UNIVERSE", "60")},
+			{"a minute later job A links", good, 4901, "job-a", time.Minute, linked},
+		})
 	})
 
 	t.Run("per player, before the server", func(t *testing.T) {
@@ -165,25 +153,13 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 			o.RedeemFailuresPerJob = handlers.RateLimit{Burst: 3, Every: time.Minute}
 		})
 		good := e.newCode(signUp(t))
-		steps := []struct {
-			name    string
-			code    string
-			player  int64
-			advance time.Duration
-			want    refused
-		}{
-			{"griefer wrong 1", wrongCode("GGGG", 1), 4911, 0, notFound},
-			{"griefer wrong 2", wrongCode("HHHH", 2), 4911, 0, notFound},
-			{"griefer is held up", wrongCode("JJJJ", 3), 4911, 0, limited("REDEEM_FAILURES_PER_PLAYER", "60")},
-			{"griefer again: refused before it counts", wrongCode("KKKK", 4), 4911, 0, limited("REDEEM_FAILURES_PER_PLAYER", "60")},
-			{"another player on the server links", good, 4912, 0, linked},
-		}
-		for _, s := range steps {
-			clock.Advance(s.advance)
-			if diff := cmp.Diff(s.want, refusalOf(t, e.redeem(s.code, s.player, "job-g"))); diff != "" {
-				t.Errorf("%s (-want +got):\n%s", s.name, diff)
-			}
-		}
+		redeemSteps(t, e, clock, []redeemStep{
+			{"griefer wrong 1", wrongCode("GGGG", 1), 4911, "job-g", 0, notFound},
+			{"griefer wrong 2", wrongCode("HHHH", 2), 4911, "job-g", 0, notFound},
+			{"griefer is held up", wrongCode("JJJJ", 3), 4911, "job-g", 0, limited("REDEEM_FAILURES_PER_PLAYER", "60")},
+			{"griefer again: refused before it counts", wrongCode("KKKK", 4), 4911, "job-g", 0, limited("REDEEM_FAILURES_PER_PLAYER", "60")},
+			{"another player on the server links", good, 4912, "job-g", 0, linked},
+		})
 	})
 
 	t.Run("per code prefix", func(t *testing.T) {
@@ -204,27 +180,37 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 				n++
 			}
 		}
-		steps := []struct {
-			name    string
-			code    string
-			job     string
-			advance time.Duration
-			want    refused
-		}{
-			{"guess 1 at the seen prefix", guess(1), "job-1", 0, notFound},
-			{"guess 2 from another server", guess(40), "job-2", 0, notFound},
-			{"guess 3 from a third server", guess(80), "job-3", 0, limited("REDEEM_FAILURES_PER_CODE_PREFIX", "300")},
-			{"the right code waits too", good, "job-4", 0, limited("REDEEM_FAILURES_PER_CODE_PREFIX", "300")},
-			{"other prefixes are not held up", wrongCode(nextPrefix(prefix), 7), "job-3", 0, notFound},
-			{"five minutes later the right code links", good, "job-4", 5 * time.Minute, linked},
-		}
-		for _, s := range steps {
-			clock.Advance(s.advance)
-			if diff := cmp.Diff(s.want, refusalOf(t, e.redeem(s.code, 4902, s.job))); diff != "" {
-				t.Errorf("%s (-want +got):\n%s", s.name, diff)
-			}
-		}
+		redeemSteps(t, e, clock, []redeemStep{
+			{"guess 1 at the seen prefix", guess(1), 4902, "job-1", 0, notFound},
+			{"guess 2 from another server", guess(40), 4902, "job-2", 0, notFound},
+			{"guess 3 from a third server", guess(80), 4902, "job-3", 0, limited("REDEEM_FAILURES_PER_CODE_PREFIX", "300")},
+			{"the right code waits too", good, 4902, "job-4", 0, limited("REDEEM_FAILURES_PER_CODE_PREFIX", "300")},
+			{"other prefixes are not held up", wrongCode(nextPrefix(prefix), 7), 4902, "job-3", 0, notFound},
+			{"five minutes later the right code links", good, 4902, "job-4", 5 * time.Minute, linked},
+		})
 	})
+}
+
+// redeemStep is one redemption of a throttling scenario: after the clock
+// advances, player redeems code from the game server job and gets want.
+type redeemStep struct {
+	name    string
+	code    string
+	player  int64
+	job     string
+	advance time.Duration
+	want    refused
+}
+
+// redeemSteps runs a throttling scenario in order on e's settable clock.
+func redeemSteps(t *testing.T, e *companionEnv, clock *fstest.Clock, steps []redeemStep) {
+	t.Helper()
+	for _, s := range steps {
+		clock.Advance(s.advance)
+		if diff := cmp.Diff(s.want, refusalOf(t, e.redeem(s.code, s.player, s.job))); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", s.name, diff)
+		}
+	}
 }
 
 // nextPrefix is a code prefix other than p.
