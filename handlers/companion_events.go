@@ -95,9 +95,7 @@ func (a *CompanionAPI) requireStreamUser(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	c.Set(firebaseUserKey, user)
-	c.Set(actorKey, save.Actor{Kind: save.ActorCompanion, ID: user.UID})
-	c.Next()
+	admitUser(c, user)
 }
 
 // streamEvents streams the linked player's save as it changes.

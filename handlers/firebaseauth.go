@@ -107,10 +107,16 @@ func (a *FirebaseAuth) RequireUser() gin.HandlerFunc {
 			writeError(c, err)
 			return
 		}
-		c.Set(firebaseUserKey, user)
-		c.Set(actorKey, save.Actor{Kind: save.ActorCompanion, ID: user.UID})
-		c.Next()
+		admitUser(c, user)
 	}
+}
+
+// admitUser makes a verified user the request's caller, a companion
+// actor (read it with FirebaseUserFrom), and runs the rest of the chain.
+func admitUser(c *gin.Context, user FirebaseUser) {
+	c.Set(firebaseUserKey, user)
+	c.Set(actorKey, save.Actor{Kind: save.ActorCompanion, ID: user.UID})
+	c.Next()
 }
 
 // Verify checks an ID token and returns its user.
