@@ -94,7 +94,7 @@ func startAPIStack(t *testing.T) *apiStack {
 
 // contractVars is the environment of the contract stack, with the test
 // binary's Firestore emulator and the Auth emulator.
-func contractVars(t *testing.T) map[string]string {
+func contractVars(t testing.TB) map[string]string {
 	t.Helper()
 	return map[string]string{
 		envPort:                  "0",
@@ -112,7 +112,7 @@ func contractVars(t *testing.T) map[string]string {
 }
 
 // newAPIStack is the fixtures around a run of the service on vars.
-func newAPIStack(t *testing.T, vars map[string]string, run *serviceRun) *apiStack {
+func newAPIStack(t testing.TB, vars map[string]string, run *serviceRun) *apiStack {
 	t.Helper()
 	game, err := save.LoadConfig(vars[envGameConfig])
 	if err != nil {

@@ -44,7 +44,7 @@ type companionStack struct {
 
 // startCompanionStack builds the companion page and runs the service with
 // CORS open to the page's origin only.
-func startCompanionStack(t *testing.T) *companionStack {
+func startCompanionStack(t testing.TB) *companionStack {
 	t.Helper()
 	dist := buildCompanion(t)
 	vars := contractVars(t)
@@ -67,7 +67,7 @@ func startCompanionStack(t *testing.T) *companionStack {
 }
 
 // restart stops the service and starts it again on the same port and data.
-func (s *companionStack) restart(t *testing.T) {
+func (s *companionStack) restart(t testing.TB) {
 	t.Helper()
 	s.run.stop(t)
 	s.run = nil
@@ -83,7 +83,7 @@ var (
 // buildCompanion bundles the page once per test binary with the
 // workspace's esbuild (installed by `npm ci --prefix web`, which make test
 // runs) and returns its folder.
-func buildCompanion(t *testing.T) string {
+func buildCompanion(t testing.TB) string {
 	t.Helper()
 	companionBuild.Do(func() {
 		root, err := filepath.Abs("../../..")
@@ -111,7 +111,7 @@ func buildCompanion(t *testing.T) string {
 
 // serveCompanion serves the built page and its config.json on a loopback
 // origin of its own and returns that origin.
-func serveCompanion(t *testing.T, dist, apiBase, authHost string) string {
+func serveCompanion(t testing.TB, dist, apiBase, authHost string) string {
 	t.Helper()
 	cfg, err := json.Marshal(map[string]any{
 		"apiBase": apiBase,
@@ -138,7 +138,7 @@ func serveCompanion(t *testing.T, dist, apiBase, authHost string) string {
 }
 
 // freePort is a loopback port nothing listens on right now.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -239,11 +239,11 @@ func (b *browserTab) waitFor(what, expr string) {
 }
 
 // eval is the value of a JavaScript expression in the page.
-func eval[T any](b *browserTab, expr string) T {
+func eval[T any](b *browserTab, expr string, opts ...chromedp.EvaluateOption) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		b.screenshot("failed")
 		b.t.Fatalf("evaluate %s: %v; page state: %s", expr, err, b.state())
