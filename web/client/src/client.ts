@@ -169,6 +169,12 @@ export class SavesyncClient {
    * to remove it; later adds, by the game or another device, survive.
    */
   removeFromCollection(collection: string, element: string, observedVersion: number, opts?: WriteOptions): Promise<Written<Outcome>> {
+    if (!fitsPathSegment(element)) {
+      // The service routes on the decoded path, so an element holding "/"
+      // cannot travel in it, and URL parsing drops "." and ".." segments:
+      // the same op goes through POST /v1/me/mutations instead.
+      return this.mutate({ ops: [{ op: "collection.remove", collection, element, observedVersion }] }, opts);
+    }
     return this.write<Outcome>(
       { method: "DELETE", path: `/v1/me/collections/${seg(collection)}/${seg(element)}`, query: { observedVersion } },
       opts,
@@ -319,6 +325,11 @@ export function newIdempotencyKey(): string {
 /** Statuses worth retrying under the same key: the request may not have been applied, or may be applied later. */
 function retryable(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
+}
+
+/** Whether s survives as one path segment of a URL the service routes. */
+function fitsPathSegment(s: string): boolean {
+  return s !== "" && s !== "." && s !== ".." && !s.includes("/");
 }
 
 /** A path segment, escaped. */
