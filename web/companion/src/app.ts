@@ -82,6 +82,8 @@ export class CompanionApp {
   private historyCursor: string | undefined;
   private historyLoading = false;
   private historyDirty = false;
+  /** Whether the player opened older pages of history, which a refresh then keeps. */
+  private historyExpanded = false;
 
   constructor(config: Config, auth: Auth) {
     this.config = config;
@@ -136,6 +138,7 @@ export class CompanionApp {
     this.retryKeys.clear();
     this.history = [];
     this.historyCursor = undefined;
+    this.historyExpanded = false;
     this.writes = 0;
     this.live = "closed";
   }
@@ -192,6 +195,7 @@ export class CompanionApp {
     this.walletBase = null;
     this.history = [];
     this.historyCursor = undefined;
+    this.historyExpanded = false;
     this.setView("pending-link");
     void this.requestLinkCode();
   }
@@ -291,8 +295,13 @@ export class CompanionApp {
 
   private onSave(p: Player): void {
     if (this.link === "pending") return; // a `linked` event comes first on a pending stream
-    const wasShown = this.player !== null;
+    const before = this.player?.version;
+    const wasShown = before !== undefined;
     this.acceptPlayer(p);
+    if (wasShown && (p.version ?? 0) > (before ?? 0) && this.writes === 0) {
+      // A change nobody on this page made: say so to screen readers.
+      setText(byId("announcer"), `Your save changed: it is now at version ${p.version}.`);
+    }
     if (this.link !== "linked") void this.enterLinked(this.session);
     else if (this.catalog && this.view !== "linked") this.setView("linked");
     if (wasShown) void this.refreshHistory();
@@ -492,10 +501,14 @@ export class CompanionApp {
         this.historyDirty = false;
         const page = await client.getLedger({ limit: historyPage });
         if (session !== this.session || this.link !== "linked") return;
-        const fresh = new Map(page.entries.map((e) => [e.entryId, e]));
-        const older = this.history.filter((e) => !fresh.has(e.entryId) && e.version < (page.entries.at(-1)?.version ?? 0));
-        if (this.history.length <= page.entries.length || older.length === 0) this.historyCursor = page.nextCursor;
-        this.history = [...page.entries, ...older];
+        if (this.historyExpanded) {
+          // Keep the older pages the player opened below the newest one.
+          const oldest = page.entries.at(-1)?.version ?? 0;
+          this.history = [...page.entries, ...this.history.filter((e) => e.version < oldest)];
+        } else {
+          this.history = page.entries;
+          this.historyCursor = page.nextCursor;
+        }
         this.renderHistory();
       } while (this.historyDirty);
     } catch {
@@ -516,6 +529,7 @@ export class CompanionApp {
       const known = new Set(this.history.map((e) => e.entryId));
       this.history.push(...page.entries.filter((e) => !known.has(e.entryId)));
       this.historyCursor = page.nextCursor;
+      this.historyExpanded = true;
       this.renderHistory();
     } catch (err) {
       if (session === this.session) {
