@@ -234,8 +234,10 @@ export class SavesyncClient {
       const token = await this.token(forceRefresh);
       forceRefresh = false;
       let res: globalThis.Response;
+      let text = "";
       try {
         res = await this.fetchOnce(url, req, token, opts?.signal);
+        if (res.ok) text = await res.text();
       } catch (cause) {
         opts?.signal?.throwIfAborted();
         const err = ApiError.network(cause, url);
@@ -243,10 +245,7 @@ export class SavesyncClient {
         await this.sleep(this.backoff(attempt));
         continue;
       }
-      if (res.ok) {
-        const text = await res.text();
-        return { body: (text === "" ? undefined : JSON.parse(text)) as T, headers: res.headers };
-      }
+      if (res.ok) return { body: parseBody<T>(text, res), headers: res.headers };
       const err = await ApiError.fromResponse(res);
       if (res.status === 401 && !refreshed) {
         // The token may have expired or been revoked since it was cached.
@@ -320,6 +319,22 @@ export class SavesyncClient {
 /** A new Idempotency-Key: a random UUID. */
 export function newIdempotencyKey(): string {
   return crypto.randomUUID();
+}
+
+/** A success body as JSON; one that is not JSON is the service's fault, not the caller's. */
+function parseBody<T>(text: string, res: globalThis.Response): T {
+  if (text === "") return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch (cause) {
+    throw new ApiError({
+      status: res.status,
+      code: "INTERNAL",
+      message: `the service answered HTTP ${res.status} with a body that is not JSON`,
+      requestId: res.headers.get("X-Request-Id") ?? undefined,
+      cause,
+    });
+  }
 }
 
 /** Statuses worth retrying under the same key: the request may not have been applied, or may be applied later. */

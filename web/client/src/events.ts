@@ -168,7 +168,7 @@ export class EventStream {
   }
 
   private setState(s: StreamState, cause?: ApiError): void {
-    if (s === this.current && cause === undefined) return;
+    if (s === this.current) return;
     this.current = s;
     this.handlers.state?.(s, cause);
   }
