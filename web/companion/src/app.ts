@@ -385,15 +385,18 @@ export class CompanionApp {
     this.buying.add(sku);
     const session = this.session;
     const price = numbers(item.price);
+    const intent = `purchase:${sku}`;
+    // A key kept from a try whose answer never came: this click finishes that purchase.
+    const resumed = this.retryKeys.has(intent);
     try {
-      const w = await this.runWrite(`purchase:${sku}`, { kind: "purchase", sku, price }, (key) => client.purchase(sku, { idempotencyKey: key }));
+      const w = await this.runWrite(intent, { kind: "purchase", sku, price }, (key) => client.purchase(sku, { idempotencyKey: key }));
       if (session !== this.session) return;
       const name = item.name ?? sku;
       this.say(
         "info",
         "PURCHASED",
-        w.replayed
-          ? `${name} was bought already: that earlier try went through, and you were charged once.`
+        w.replayed && resumed
+          ? `${name} was bought already: your earlier try went through, and you were charged once.`
           : `Bought ${name} for ${formatPrice(price)}.`,
       );
     } catch (err) {
