@@ -52,8 +52,8 @@ export class CompanionApp {
   private view: View = "loading";
   private user: User | null = null;
   private client: SavesyncClient | null = null;
-  /** Bumped on every sign-in and sign-out; answers for an older session are dropped. */
-  private session = 0;
+  /** Bumped on every sign-in and sign-out; answers that arrive for an earlier sign-in are dropped. */
+  private epoch = 0;
   private stream: EventStream | null = null;
   private live: StreamState = "closed";
 
@@ -99,10 +99,10 @@ export class CompanionApp {
     window.addEventListener("online", () => this.stream?.reconnect());
   }
 
-  // ---- session ------------------------------------------------------------
+  // ---- sign-in ----------------------------------------------------------
 
   private async onUser(user: User | null): Promise<void> {
-    const session = ++this.session;
+    const epoch = ++this.epoch;
     this.stream?.close();
     this.stream = null;
     this.resetAccount();
@@ -116,12 +116,12 @@ export class CompanionApp {
     this.setView("loading");
     try {
       const status = await this.client.getLink();
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       this.openStream();
-      if (status.linked) await this.enterLinked(session);
+      if (status.linked) await this.enterLinked(epoch);
       else this.enterPending();
     } catch (err) {
-      if (session === this.session) this.fail(err);
+      if (epoch === this.epoch) this.fail(err);
     }
   }
 
@@ -156,31 +156,31 @@ export class CompanionApp {
   private openStream(): void {
     const client = this.client;
     if (!client) return;
-    const session = this.session;
+    const epoch = this.epoch;
     this.stream = client.openEvents({
       state: (s) => {
-        if (session !== this.session) return;
+        if (epoch !== this.epoch) return;
         this.live = s;
         this.render();
       },
       save: (p) => {
-        if (session === this.session) this.onSave(p);
+        if (epoch === this.epoch) this.onSave(p);
       },
       pending: () => {
-        if (session === this.session) this.enterPending();
+        if (epoch === this.epoch) this.enterPending();
       },
       linked: (d) => {
-        if (session !== this.session) return;
+        if (epoch !== this.epoch) return;
         this.say("info", "LINKED", `Linked to Roblox player ${d.userId}. Your save is on its way.`);
-        void this.enterLinked(session);
+        void this.enterLinked(epoch);
       },
       unlinked: () => {
-        if (session !== this.session) return;
+        if (epoch !== this.epoch) return;
         this.say("info", "UNLINKED", "This account is no longer linked to a Roblox player.");
         this.enterPending();
       },
       error: (e) => {
-        if (session === this.session) this.say("error", e.code, `Live updates stopped: ${e.message}. Reconnecting…`);
+        if (epoch === this.epoch) this.say("error", e.code, `Live updates stopped: ${e.message}. Reconnecting…`);
       },
     });
   }
@@ -203,17 +203,17 @@ export class CompanionApp {
   private async requestLinkCode(): Promise<void> {
     const client = this.client;
     if (!client || this.linkCodeLoading) return;
-    const session = this.session;
+    const epoch = this.epoch;
     this.linkCodeLoading = true;
     this.render();
     try {
       const code = await client.createLinkCode();
-      if (session !== this.session || this.link !== "pending") return;
+      if (epoch !== this.epoch || this.link !== "pending") return;
       this.linkCode = code;
       clearInterval(this.linkTimer);
       this.linkTimer = setInterval(() => this.tickLinkCode(), 1000);
     } catch (err) {
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       const e = asApiError(err);
       if (!this.linkCode && e.code === "NETWORK_ERROR") {
         this.fail(e);
@@ -221,7 +221,7 @@ export class CompanionApp {
       }
       this.say("error", e.code, failure(e, "get a link code"));
     } finally {
-      if (session === this.session) {
+      if (epoch === this.epoch) {
         this.linkCodeLoading = false;
         this.render();
       }
@@ -241,28 +241,28 @@ export class CompanionApp {
   private async unlink(): Promise<void> {
     const client = this.client;
     if (!client) return;
-    const session = this.session;
+    const epoch = this.epoch;
     this.setWrites(1);
     try {
       const res = await client.unlink();
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       this.say("info", "UNLINKED", res.unlinked ? `Unlinked from Roblox player ${res.userId}.` : "This account was not linked.");
       // The stream of the old link ends; a new one waits for the next link.
       this.stream?.reconnect();
       this.enterPending();
     } catch (err) {
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       const e = asApiError(err);
       this.say("error", e.code, failure(e, "unlink your account", "unlinking twice is harmless"));
     } finally {
-      if (session === this.session) this.setWrites(-1);
+      if (epoch === this.epoch) this.setWrites(-1);
     }
   }
 
   // ---- save ---------------------------------------------------------------
 
   /** Loads what the linked view needs; shows it once the save and the catalog are there. */
-  private async enterLinked(session: number): Promise<void> {
+  private async enterLinked(epoch: number): Promise<void> {
     const client = this.client;
     if (!client) return;
     const first = this.link !== "linked";
@@ -272,7 +272,7 @@ export class CompanionApp {
     if (!first && this.player && this.catalog) return;
     try {
       const [player, catalog] = await Promise.all([client.getSave(), this.catalog ? Promise.resolve(null) : client.getCatalog()]);
-      if (session !== this.session || this.link !== "linked") return;
+      if (epoch !== this.epoch || this.link !== "linked") return;
       if (catalog) {
         this.catalog = catalog.skus;
         this.catalogById = new Map(catalog.skus.map((s) => [s.sku, s]));
@@ -281,7 +281,7 @@ export class CompanionApp {
       this.setView("linked");
       void this.refreshHistory();
     } catch (err) {
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       const e = asApiError(err);
       if (e.code === "PERMISSION_DENIED" && e.details.reason !== undefined) {
         // Unlinked in the meantime.
@@ -302,7 +302,7 @@ export class CompanionApp {
       // A change nobody on this page made: say so to screen readers.
       setText(byId("announcer"), `Your save changed: it is now at version ${p.version}.`);
     }
-    if (this.link !== "linked") void this.enterLinked(this.session);
+    if (this.link !== "linked") void this.enterLinked(this.epoch);
     else if (this.catalog && this.view !== "linked") this.setView("linked");
     if (wasShown) void this.refreshHistory();
   }
@@ -323,10 +323,10 @@ export class CompanionApp {
   private async refreshSave(version: number): Promise<void> {
     const client = this.client;
     if (!client || this.link !== "linked" || !this.player || (this.player.version ?? 0) >= version) return;
-    const session = this.session;
+    const epoch = this.epoch;
     try {
       const p = await client.getSave();
-      if (session === this.session && this.link === "linked") this.acceptPlayer(p);
+      if (epoch === this.epoch && this.link === "linked") this.acceptPlayer(p);
     } catch {
       // The stream or the next write brings it.
     }
@@ -340,7 +340,7 @@ export class CompanionApp {
    * again cannot apply it twice), then keeps or rolls back the overlay.
    */
   private async runWrite(intent: string, overlay: Overlay | null, send: (key: string) => Promise<Written<Outcome>>): Promise<Written<Outcome>> {
-    const session = this.session;
+    const epoch = this.epoch;
     if (overlay?.kind === "purchase" && !this.overlays.some((o) => o.kind === "purchase" && o.committed === undefined)) {
       this.walletBase = { version: this.player?.version ?? 0, currencies: { ...(this.player?.save?.currencies ?? {}) } };
     }
@@ -350,7 +350,7 @@ export class CompanionApp {
     const key = this.retryKeys.get(intent) ?? newIdempotencyKey();
     try {
       const w = await send(key);
-      if (session !== this.session) return w;
+      if (epoch !== this.epoch) return w;
       this.retryKeys.delete(intent);
       const version = w.body.version ?? 0;
       if (overlay) overlay.committed = version;
@@ -360,14 +360,14 @@ export class CompanionApp {
       return w;
     } catch (err) {
       const e = asApiError(err);
-      if (session === this.session) {
+      if (epoch === this.epoch) {
         if (outcomeUnknown(e)) this.retryKeys.set(intent, key);
         else this.retryKeys.delete(intent);
         if (overlay) this.overlays = this.overlays.filter((o) => o !== overlay);
       }
       throw e;
     } finally {
-      if (session === this.session) {
+      if (epoch === this.epoch) {
         if (!this.overlays.some((o) => o.kind === "purchase" && o.committed === undefined)) this.walletBase = null;
         this.writes--;
         this.render();
@@ -383,14 +383,14 @@ export class CompanionApp {
       return;
     }
     this.buying.add(sku);
-    const session = this.session;
+    const epoch = this.epoch;
     const price = numbers(item.price);
     const intent = `purchase:${sku}`;
     // A key kept from a try whose answer never came: this click finishes that purchase.
     const resumed = this.retryKeys.has(intent);
     try {
       const w = await this.runWrite(intent, { kind: "purchase", sku, price }, (key) => client.purchase(sku, { idempotencyKey: key }));
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       const name = item.name ?? sku;
       this.say(
         "info",
@@ -400,12 +400,12 @@ export class CompanionApp {
           : `Bought ${name} for ${formatPrice(price)}.`,
       );
     } catch (err) {
-      if (session === this.session) {
+      if (epoch === this.epoch) {
         const e = asApiError(err);
         this.say("error", e.code, purchaseRefusal(e, item));
       }
     } finally {
-      if (session === this.session) {
+      if (epoch === this.epoch) {
         this.buying.delete(sku);
         this.render();
       }
@@ -415,15 +415,15 @@ export class CompanionApp {
   private async changeSetting(key: string, value: SettingValue): Promise<void> {
     const client = this.client;
     if (!client) return;
-    const session = this.session;
+    const epoch = this.epoch;
     const what = label(key);
     try {
       await this.runWrite(`setting:${key}=${JSON.stringify(value)}`, { kind: "setting", key, value }, (k) =>
         client.setSetting(key, value, { idempotencyKey: k }),
       );
-      if (session === this.session) this.say("info", "SAVED", `${what} is now ${showSetting(key, value)}.`);
+      if (epoch === this.epoch) this.say("info", "SAVED", `${what} is now ${showSetting(key, value)}.`);
     } catch (err) {
-      if (session === this.session) {
+      if (epoch === this.epoch) {
         const e = asApiError(err);
         this.say("error", e.code, failure(e, `change ${what.toLowerCase()}`));
         this.render();
@@ -434,7 +434,7 @@ export class CompanionApp {
   private async addElement(collection: string, element: string, input: HTMLInputElement): Promise<void> {
     const client = this.client;
     if (!client) return;
-    const session = this.session;
+    const epoch = this.epoch;
     const name = label(collection).toLowerCase();
     if (element === "") {
       this.say("error", "INVALID_ARGUMENT", `Type what to add to your ${name} first.`);
@@ -450,9 +450,9 @@ export class CompanionApp {
       await this.runWrite(`add:${collection}:${element}`, { kind: "add", collection, element }, (k) =>
         client.addToCollection(collection, element, { idempotencyKey: k }),
       );
-      if (session === this.session) this.say("info", "SAVED", `Added “${element}” to your ${name}.`);
+      if (epoch === this.epoch) this.say("info", "SAVED", `Added “${element}” to your ${name}.`);
     } catch (err) {
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       const e = asApiError(err);
       if (input.value === "") input.value = element;
       this.say("error", e.code, failure(e, `add “${element}” to your ${name}`));
@@ -467,15 +467,15 @@ export class CompanionApp {
       this.render();
       return;
     }
-    const session = this.session;
+    const epoch = this.epoch;
     const name = label(collection).toLowerCase();
     try {
       await this.runWrite(`remove:${collection}:${element}`, { kind: "remove", collection, element }, (k) =>
         client.removeFromCollection(collection, element, seen, { idempotencyKey: k }),
       );
-      if (session === this.session) this.say("info", "SAVED", `Removed “${element}” from your ${name}.`);
+      if (epoch === this.epoch) this.say("info", "SAVED", `Removed “${element}” from your ${name}.`);
     } catch (err) {
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       const e = asApiError(err);
       this.say("error", e.code, failure(e, `remove “${element}” from your ${name}`));
       this.render();
@@ -497,13 +497,13 @@ export class CompanionApp {
       this.historyDirty = true;
       return;
     }
-    const session = this.session;
+    const epoch = this.epoch;
     this.historyLoading = true;
     try {
       do {
         this.historyDirty = false;
         const page = await client.getLedger({ limit: historyPage });
-        if (session !== this.session || this.link !== "linked") return;
+        if (epoch !== this.epoch || this.link !== "linked") return;
         if (this.historyExpanded) {
           // Keep the older pages the player opened below the newest one.
           const oldest = page.entries.at(-1)?.version ?? 0;
@@ -517,7 +517,7 @@ export class CompanionApp {
     } catch {
       // History is a convenience; the next write or live change reloads it.
     } finally {
-      if (session === this.session) this.historyLoading = false;
+      if (epoch === this.epoch) this.historyLoading = false;
     }
   }
 
@@ -525,17 +525,17 @@ export class CompanionApp {
     const client = this.client;
     const cursor = this.historyCursor;
     if (!client || !cursor) return;
-    const session = this.session;
+    const epoch = this.epoch;
     try {
       const page = await client.getLedger({ limit: historyPage, cursor });
-      if (session !== this.session) return;
+      if (epoch !== this.epoch) return;
       const known = new Set(this.history.map((e) => e.entryId));
       this.history.push(...page.entries.filter((e) => !known.has(e.entryId)));
       this.historyCursor = page.nextCursor;
       this.historyExpanded = true;
       this.renderHistory();
     } catch (err) {
-      if (session === this.session) {
+      if (epoch === this.epoch) {
         const e = asApiError(err);
         this.say("error", e.code, failure(e, "load older history"));
       }
@@ -611,7 +611,7 @@ export class CompanionApp {
     for (const v of ["loading", "error", "signed-out", "pending-link", "linked"] as const) {
       byId(`view-${v}`).hidden = this.view !== v;
     }
-    byId("session").hidden = this.user === null;
+    byId("epoch").hidden = this.user === null;
     setText(byId("account"), this.user?.email ?? "");
     setText(byId("live-label"), liveLabels[this.live]);
     byId("live").hidden = this.view !== "linked" && this.view !== "pending-link";
