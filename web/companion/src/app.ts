@@ -611,7 +611,7 @@ export class CompanionApp {
     for (const v of ["loading", "error", "signed-out", "pending-link", "linked"] as const) {
       byId(`view-${v}`).hidden = this.view !== v;
     }
-    byId("epoch").hidden = this.user === null;
+    byId("session").hidden = this.user === null;
     setText(byId("account"), this.user?.email ?? "");
     setText(byId("live-label"), liveLabels[this.live]);
     byId("live").hidden = this.view !== "linked" && this.view !== "pending-link";
