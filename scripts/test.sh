@@ -44,6 +44,8 @@ if [ ! -x web/node_modules/.bin/esbuild ]; then
 fi
 echo "--- web: the client's types match openapi.yaml, and type-check"
 npm --prefix web run --silent check
+echo "--- web: the client's tests (node --test)"
+npm --prefix web test --silent
 
 # The browser tests drive Debian's Chromium (nothing downloaded from
 # elsewhere).

@@ -36,7 +36,6 @@ import (
 //	go test -run '^$' -bench BenchmarkCompanionPage -benchtime 200x ./cmd/internal/app/
 func BenchmarkCompanionPage(b *testing.B) {
 	s := startCompanionStack(b)
-	browser := newBrowser(b)
 	dir := artifactDir(b)
 
 	js, err := os.ReadFile(filepath.Join(buildCompanion(b), "app.js"))
@@ -56,7 +55,7 @@ func BenchmarkCompanionPage(b *testing.B) {
 	s.gameMutation(userID, map[string]any{"op": "currency.add", "currency": "coins", "amount": 1})
 
 	// Signed in once, the SDK keeps the session in IndexedDB across reloads.
-	tab := openTab(b, browser, dir, "bench", s.page+"/")
+	tab := openPage(b, dir, "bench", s.page+"/")
 	tab.waitFor("the sign-in form", `document.body.dataset.view === "signed-out"`)
 	tab.do("sign in", chromedp.SendKeys(chromedp.CSS("#email"), u.Email),
 		chromedp.SendKeys(chromedp.CSS("#password"), u.Password),

@@ -161,7 +161,8 @@ func chromiumPath(t testing.TB) string {
 }
 
 // newBrowser starts a headless Chromium with an empty profile and returns
-// a context for its first tab.
+// a context for its first tab (the one the tests use: a tab opened beside
+// it answers no evaluation in headless mode).
 func newBrowser(t testing.TB) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -181,6 +182,17 @@ func newBrowser(t testing.TB) context.Context {
 		t.Fatalf("start Chromium: %v", err)
 	}
 	return ctx
+}
+
+// doubleClick double-clicks the first element matching sel as a mouse
+// does: a click, then a second one with click count 2.
+func doubleClick(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.QueryAfter(chromedp.CSS(sel), func(ctx context.Context, t *chromedp.Target, nodes []*chromedp.Node) (chromedp.Void, error) {
+		if _, err := chromedp.MouseClickNode(nodes[0])(ctx, t); err != nil {
+			return chromedp.Void{}, err
+		}
+		return chromedp.MouseClickNode(nodes[0], chromedp.ClickCount(2))(ctx, t)
+	}, chromedp.NodeVisible)
 }
 
 // browserTab is one tab showing the companion page.
@@ -209,12 +221,11 @@ func artifactDir(t testing.TB) string {
 	return dir
 }
 
-// openTab opens url in a new tab of the browser at ctx.
-func openTab(t testing.TB, browser context.Context, dir, name, url string) *browserTab {
+// openPage opens url in a browser of its own (an empty profile, as a
+// first visit has).
+func openPage(t testing.TB, dir, name, url string) *browserTab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser)
-	t.Cleanup(cancel)
-	tab := &browserTab{t: t, ctx: ctx, dir: dir, name: name}
+	tab := &browserTab{t: t, ctx: newBrowser(t), dir: dir, name: name}
 	tab.do("open "+url, chromedp.Navigate(url))
 	return tab
 }
@@ -249,6 +260,12 @@ func eval[T any](b *browserTab, expr string, opts ...chromedp.EvaluateOption) T 
 		b.t.Fatalf("evaluate %s: %v; page state: %s", expr, err, b.state())
 	}
 	return v
+}
+
+// eval0 evaluates a JavaScript statement in the page for its effect.
+func (b *browserTab) eval0(js string) {
+	b.t.Helper()
+	b.do("evaluate "+js, chromedp.Evaluate[chromedp.Void]("(() => { "+js+"; })()"))
 }
 
 // value is the data-value of the first element matching sel, as a number.
@@ -290,13 +307,12 @@ func (b *browserTab) screenshot(label string) {
 // page on an origin the service does not allow.
 func TestCompanionPageInChromium(t *testing.T) {
 	s := startCompanionStack(t)
-	browser := newBrowser(t)
 	dir := artifactDir(t)
 	email := fmt.Sprintf("browser-%d-%d@example.com", os.Getpid(), time.Now().UnixNano())
 	const password = "secret-123"
 	userID := 7_000_000_000 + time.Now().UnixNano()%1_000_000_000
 
-	tab := openTab(t, browser, dir, "page", s.page+"/?persistence=memory")
+	tab := openPage(t, dir, "page", s.page+"/?persistence=memory")
 	tab.waitFor("the sign-in form", `document.body.dataset.view === "signed-out"`)
 	tab.screenshot("signed-out")
 
@@ -329,7 +345,7 @@ func TestCompanionPageInChromium(t *testing.T) {
 	tab.screenshot("live-update")
 
 	// A double click buys once: one ledger entry, five potions, 15 gems.
-	tab.do("double-click buy", chromedp.DoubleClick(chromedp.CSS(`[data-buy="speedPotions"]`)))
+	tab.do("double-click buy", doubleClick(`[data-buy="speedPotions"]`))
 	tab.waitFor("the purchase", `document.querySelector("#message")?.dataset.code === "PURCHASED" && document.body.dataset.pendingWrites === "0"`)
 	gems -= 15
 	tab.waitFor("the potions", `document.querySelector('[data-item="speedPotion"]')?.dataset.value === "5"`)
@@ -359,7 +375,7 @@ func TestCompanionPageInChromium(t *testing.T) {
 	tab.do("set the volume", chromedp.SetValue(chromedp.CSS(`[data-setting="volume"]`), "35"),
 		chromedp.Evaluate[chromedp.Void](`void document.querySelector('[data-setting="volume"]').dispatchEvent(new Event("change", {bubbles: true}))`))
 	tab.do("add to the wishlist", chromedp.SendKeys(chromedp.CSS(`form[data-add-collection="wishlist"] input`), "cargoCrane"),
-		chromedp.Submit(chromedp.CSS(`form[data-add-collection="wishlist"] input`)))
+		chromedp.Click(chromedp.CSS(`form[data-add-collection="wishlist"] button`)))
 	tab.waitFor("the wishlist element", `document.querySelector('[data-collection="wishlist"] [data-element="cargoCrane"]') !== null && document.body.dataset.pendingWrites === "0"`)
 	edited := s.gameSave(userID)
 	if v, _ := edited.Settings["volume"].(float64); v != 35 {
@@ -373,8 +389,10 @@ func TestCompanionPageInChromium(t *testing.T) {
 
 	// The service restarts under the page: the stream comes back by
 	// itself and the next change from a game server appears.
+	tab.eval0(`window.liveStates = []; new MutationObserver(() => window.liveStates.push(document.body.dataset.live))
+		.observe(document.body, {attributes: true, attributeFilter: ["data-live"]})`)
 	s.restart(t)
-	tab.waitFor("the stream back", `document.body.dataset.live === "open"`)
+	tab.waitFor("the stream back", `window.liveStates.includes("reconnecting") && document.body.dataset.live === "open"`)
 	s.gameMutation(userID, map[string]any{"op": "currency.add", "currency": "gems", "amount": 7})
 	gems += 7
 	tab.waitFor("a change after the restart", fmt.Sprintf(`document.querySelector('[data-currency="gems"]')?.dataset.value === "%v"`, gems))
@@ -382,7 +400,7 @@ func TestCompanionPageInChromium(t *testing.T) {
 
 	// The same page on an origin the service does not allow: the browser
 	// refuses the answers, and the page says it cannot reach the service.
-	other := openTab(t, browser, dir, "stranger", s.stranger+"/?persistence=memory")
+	other := openPage(t, dir, "stranger", s.stranger+"/?persistence=memory")
 	other.waitFor("the sign-in form", `document.body.dataset.view === "signed-out"`)
 	other.do("sign in", chromedp.SendKeys(chromedp.CSS("#email"), email),
 		chromedp.SendKeys(chromedp.CSS("#password"), password),
