@@ -773,10 +773,10 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            code?: string;
+                            code: string;
                             /** Format: date-time */
-                            expiresAt?: string;
-                            expiresInSeconds?: number;
+                            expiresAt: string;
+                            expiresInSeconds: number;
                         };
                     };
                 };
@@ -1894,13 +1894,13 @@ export interface components {
         };
         Player: {
             /** Format: int64 */
-            userId?: number;
+            userId: number;
             /** Format: int64 */
-            version?: number;
-            schemaVersion?: number;
-            save?: components["schemas"]["Save"];
+            version: number;
+            schemaVersion: number;
+            save: components["schemas"]["Save"];
             session?: components["schemas"]["Lease"];
-            linked?: boolean;
+            linked: boolean;
             /** Format: date-time */
             updatedAt?: string;
         };
@@ -1983,19 +1983,19 @@ export interface components {
         };
         Outcome: {
             /** Format: int64 */
-            userId?: number;
+            userId: number;
             /** @description The ledger entry id (derived from the caller and the key); empty when unchanged. */
-            entryId?: string;
+            entryId: string;
             /** Format: int64 */
-            versionBefore?: number;
+            versionBefore: number;
             /** Format: int64 */
-            version?: number;
-            schemaVersion?: number;
+            version: number;
+            schemaVersion: number;
             /**
              * Format: date-time
              * @description When the entry committed; when unchanged, when the save was read.
              */
-            committedAt?: string;
+            committedAt: string;
             /**
              * @description Present (true) only when the mutation would have changed nothing and
              *     so committed nothing: version equals versionBefore and is the
@@ -2003,8 +2003,8 @@ export interface components {
              *     every committed answer and its replays.
              */
             unchanged?: boolean;
-            changedPaths?: string[];
-            changes?: components["schemas"]["Change"][];
+            changedPaths: string[];
+            changes: components["schemas"]["Change"][];
         };
     };
     responses: {
