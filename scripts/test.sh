@@ -62,4 +62,5 @@ fi
 chromium --version
 
 echo "--- go test"
-go test $race -count=1 -timeout 15m ./...
+# One Auth emulator for every package (each would otherwise start its own).
+scripts/auth-emulator.sh go test $race -count=1 -timeout 15m ./...

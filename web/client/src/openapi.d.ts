@@ -1113,7 +1113,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The user's own history, newest first, with an opaque cursor. */
+        /**
+         * The user's own history, newest first, with an opaque cursor.
+         * @description As the player may see it: an actor other than the signed-in user is
+         *     named by kind only (`id` is empty: no staff uid, no game server's job
+         *     id), and a collection element's value in `changes` is `true` where the
+         *     support ledger shows its observed-remove tags (which name who added it).
+         */
         get: {
             parameters: {
                 query?: {
