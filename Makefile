@@ -9,8 +9,8 @@ IMAGE ?= savesync:dev
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'
 
-run: ## run the service on the embedded defaults (http://localhost:8080)
-	go run ./cmd/savesync
+run: ## the service on its embedded defaults, the Auth emulator and the companion page (scripts/dev.sh)
+	./scripts/dev.sh
 
 test: ## every check and test of the project (what CI runs)
 	./scripts/test.sh

@@ -472,6 +472,62 @@ func (a *CompanionAPI) getLedger(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, page)
+	u, _ := FirebaseUserFrom(c)
+	c.JSON(http.StatusOK, ownLedger(page, u.UID))
 	return nil
+}
+
+// ownLedger is a page of a player's ledger as the player may see it: an
+// actor other than the signed-in user by kind only (no staff uid, no game
+// server's job id), and collection elements without their observed-remove
+// tags, which name who added them: an element that is there reads true.
+// The support ledger keeps both.
+func ownLedger(page store.LedgerPage, uid string) store.LedgerPage {
+	for i, e := range page.Entries {
+		if e.Actor.Kind != save.ActorCompanion || e.Actor.ID != uid {
+			page.Entries[i].Actor.ID = ""
+		}
+		page.Entries[i].Changes = withoutTags(e.Changes)
+	}
+	return page
+}
+
+// withoutTags replaces every observed-remove tag list in v (a list of
+// {"a": actor, "v": version} objects) with true.
+func withoutTags(v any) any {
+	switch v := v.(type) {
+	case []any:
+		if isTagList(v) {
+			return true
+		}
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = withoutTags(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = withoutTags(e)
+		}
+		return out
+	}
+	return v
+}
+
+// isTagList reports whether list is a non-empty list of collection tags.
+func isTagList(list []any) bool {
+	for _, e := range list {
+		m, ok := e.(map[string]any)
+		if !ok || len(m) != 2 {
+			return false
+		}
+		if _, ok := m["a"]; !ok {
+			return false
+		}
+		if _, ok := m["v"]; !ok {
+			return false
+		}
+	}
+	return len(list) > 0
 }

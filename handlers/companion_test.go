@@ -512,6 +512,50 @@ func TestSettingsCollectionsAndLedger(t *testing.T) {
 	}
 }
 
+// TestOwnLedgerNamesNoOtherActor: the player's own ledger shows who else
+// changed the save by kind only, and collection elements without the
+// observed-remove tags that carry the adders' ids.
+func TestOwnLedgerNamesNoOtherActor(t *testing.T) {
+	t.Parallel()
+	e := newCompanionEnv(t)
+	u := signUp(t)
+	e.link(u, 4603)
+	game := map[string]any{"ops": []any{map[string]any{"op": "collection.add", "collection": "badges", "element": "fromGame"}}}
+	if r := e.call(e.url, "POST", "/v1/players/4603/mutations", companionKey, game, "Idempotency-Key", "game-1", "Roblox-Job-Id", "job-secret-7"); r.status != http.StatusOK {
+		t.Fatalf("game mutation: %d %s", r.status, r.body)
+	}
+	if r := e.me(u, "POST", "/collections/badges", map[string]any{"element": "fromPage"}, "Idempotency-Key", "page-1"); r.status != http.StatusOK {
+		t.Fatalf("companion add: %d %s", r.status, r.body)
+	}
+	r := e.me(u, "GET", "/ledger", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("ledger: %d %s", r.status, r.body)
+	}
+	for _, leak := range []string{"job-secret-7", `"a":`} {
+		if strings.Contains(string(r.body), leak) {
+			t.Errorf("own ledger contains %s: %s", leak, r.body)
+		}
+	}
+	var page struct {
+		Entries []struct {
+			Actor   map[string]string `json:"actor"`
+			Changes []map[string]any  `json:"changes"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(r.body, &page); err != nil || len(page.Entries) < 2 {
+		t.Fatalf("ledger page: %v %s", err, r.body)
+	}
+	want := []map[string]string{{"kind": "companion", "id": u.UID}, {"kind": "server", "id": ""}}
+	got := []map[string]string{page.Entries[0].Actor, page.Entries[1].Actor}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actors, newest first (-want +got):\n%s", diff)
+	}
+	wantChange := []map[string]any{{"path": "collections.badges.fromPage", "old": nil, "new": true}}
+	if diff := cmp.Diff(wantChange, page.Entries[0].Changes); diff != "" {
+		t.Errorf("the companion's change (-want +got):\n%s", diff)
+	}
+}
+
 // sseEvent is one Server-Sent Event.
 type sseEvent struct {
 	name, id, data string

@@ -47,6 +47,11 @@ func NewEngine() *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
+	// Routes match the path as sent, so an escaped slash (%2F) stays inside
+	// its parameter (a collection element "red/blue" in the remove route);
+	// parameters are unescaped after matching.
+	r.UseRawPath = true
+	r.UnescapePathValues = true
 	r.NoMethod(NoMethod)
 	// With no trusted proxy ClientIP is the RemoteAddr, which
 	// ResolveClientIP has set; the error is only for unparsable CIDRs.

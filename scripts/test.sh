@@ -36,5 +36,31 @@ if [ ! -x node_modules/.bin/firebase ]; then
 	npm ci --no-audit --no-fund --omit=optional
 fi
 
+# The companion page (web/, its own npm workspace with esbuild, the
+# Firebase JS SDK, openapi-typescript and TypeScript).
+echo "--- npm ci --prefix web (companion page and its typed client)"
+if [ ! -x web/node_modules/.bin/esbuild ]; then
+	npm ci --prefix web --no-audit --no-fund
+fi
+echo "--- web: the client's types match openapi.yaml, and type-check"
+npm --prefix web run --silent check
+echo "--- web: the client's tests (node --test)"
+npm --prefix web test --silent
+
+# The browser tests drive Debian's Chromium (nothing downloaded from
+# elsewhere).
+echo "--- chromium (browser tests)"
+if ! command -v chromium >/dev/null 2>&1; then
+	sudo=
+	if [ "$(id -u)" != 0 ]; then
+		sudo=sudo
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get install -y -qq chromium >/dev/null ||
+		{ $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; }
+fi
+chromium --version
+
 echo "--- go test"
-go test $race -count=1 -timeout 15m ./...
+# One Auth emulator for every package (each would otherwise start its own).
+scripts/auth-emulator.sh go test $race -count=1 -timeout 15m ./...

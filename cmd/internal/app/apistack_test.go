@@ -76,67 +76,48 @@ type apiStack struct {
 // with the requests the tests send.
 func startAPIStack(t *testing.T) *apiStack {
 	t.Helper()
-	authHost := authtest.Host(t, contractProject)
-	emu := fstest.Emulator(t)
-	vars := map[string]string{
+	vars := contractVars(t)
+	run := runService(t, vars, func(o *RunOptions) {
+		o.longPollMaxWait = 300 * time.Millisecond
+		// The fixtures re-link the same accounts after every unlink
+		// the fuzz sends, and the fuzz redeems wrong codes from one
+		// job: far past the per-account and per-job limits, which
+		// rightly refuse that (handlers tests cover them).
+		unlimited := handlers.RateLimit{Burst: 1 << 30, Every: time.Nanosecond}
+		o.companionLimits = &handlers.CompanionOptions{MaxStreams: 1 << 20, LinkCodeIssue: unlimited,
+			RedeemFailuresPerPlayer: unlimited, RedeemFailuresPerJob: unlimited, RedeemFailuresPerUniverse: unlimited, RedeemFailuresPerPrefix: unlimited,
+			EventTicketIssue: unlimited}
+	})
+	t.Cleanup(func() { run.stop(t) })
+	return newAPIStack(t, vars, run)
+}
+
+// contractVars is the environment of the contract stack, with the test
+// binary's Firestore emulator and the Auth emulator.
+func contractVars(t testing.TB) map[string]string {
+	t.Helper()
+	return map[string]string{
 		envPort:                  "0",
 		envDataDir:               t.TempDir(),
 		envGameConfig:            "../../../config/sample-game.json",
 		envProject:               contractProject,
-		envFirestoreEmulatorHost: emu.Addr(),
-		envAuthEmulatorHost:      authHost,
+		envFirestoreEmulatorHost: fstest.Emulator(t).Addr(),
+		envAuthEmulatorHost:      authtest.Host(t, contractProject),
 		envServerKeys: fmt.Sprintf("%d:%s,%d:%s", contractUniverse, handlers.HashKey(contractKey),
 			contractUniverse, handlers.HashKey(contractNextKey)),
 		envWebhookSecret: contractWebhookSecret,
 		envOutboxRelay:   "off",
 		envLogLevel:      "error",
 	}
+}
+
+// newAPIStack is the fixtures around a run of the service on vars.
+func newAPIStack(t testing.TB, vars map[string]string, run *serviceRun) *apiStack {
+	t.Helper()
 	game, err := save.LoadConfig(vars[envGameConfig])
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan string, 1)
-	done := make(chan error, 1)
-	started := make(chan *App, 1)
-	go func() {
-		done <- Run(ctx, env(vars), io.Discard, WithHost("127.0.0.1"),
-			WithListening(func(addr string) { addrs <- addr }),
-			WithStarted(func(a *App) { started <- a }),
-			func(o *RunOptions) {
-				o.longPollMaxWait = 300 * time.Millisecond
-				// The fixtures re-link the same accounts after every unlink
-				// the fuzz sends, and the fuzz redeems wrong codes from one
-				// job: far past the per-account and per-job limits, which
-				// rightly refuse that (handlers tests cover them).
-				unlimited := handlers.RateLimit{Burst: 1 << 30, Every: time.Nanosecond}
-				o.companionLimits = &handlers.CompanionOptions{MaxStreams: 1 << 20, LinkCodeIssue: unlimited,
-					RedeemFailuresPerPlayer: unlimited, RedeemFailuresPerJob: unlimited, RedeemFailuresPerUniverse: unlimited, RedeemFailuresPerPrefix: unlimited,
-					EventTicketIssue: unlimited}
-			})
-	}()
-	var base string
-	select {
-	case addr := <-addrs:
-		base = "http://" + addr
-	case err := <-done:
-		cancel()
-		t.Fatalf("run returned before listening: %v", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		t.Fatal("run did not listen within 60 s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run = %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("run did not stop within 15 s")
-		}
-	})
 	app, err := firebase.NewApp(context.Background(), &firebase.Config{ProjectID: contractProject})
 	if err != nil {
 		t.Fatal(err)
@@ -146,12 +127,60 @@ func startAPIStack(t *testing.T) *apiStack {
 		t.Fatal(err)
 	}
 	return &apiStack{
-		t: t, base: base, app: <-started, emu: emu, authHost: authHost, auth: ac, game: game,
+		t: t, base: run.base, app: run.app, emu: fstest.Emulator(t), authHost: vars[envAuthEmulatorHost], auth: ac, game: game,
 		client: &http.Client{
 			Timeout: requestTimeout,
 			// A redirect is an answer to check, not to follow.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+	}
+}
+
+// serviceRun is one run of the service through Run, as the binary runs it.
+type serviceRun struct {
+	base   string // http://host:port
+	app    *App
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// runService starts the service on loopback with vars as its environment
+// and waits until it listens.
+func runService(t testing.TB, vars map[string]string, opts ...RunOption) *serviceRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan string, 1)
+	started := make(chan *App, 1)
+	r := &serviceRun{cancel: cancel, done: make(chan error, 1)}
+	opts = append([]RunOption{WithHost("127.0.0.1"),
+		WithListening(func(addr string) { addrs <- addr }),
+		WithStarted(func(a *App) { started <- a })}, opts...)
+	go func() { r.done <- Run(ctx, env(vars), io.Discard, opts...) }()
+	select {
+	case addr := <-addrs:
+		r.base = "http://" + addr
+	case err := <-r.done:
+		cancel()
+		t.Fatalf("run returned before listening: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("run did not listen within 60 s")
+	}
+	r.app = <-started
+	return r
+}
+
+// stop shuts the run down and reports an error it returned.
+func (r *serviceRun) stop(t testing.TB) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("run = %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("run did not stop within 15 s")
 	}
 }
 
