@@ -65,7 +65,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-web/node_modules/.bin/esbuild --servedir="$dist" --serve="127.0.0.1:$page_port" --log-level=warning &
+# esbuild serves until its stdin closes: give it one that stays open.
+sleep infinity | web/node_modules/.bin/esbuild --servedir="$dist" --serve="127.0.0.1:$page_port" --log-level=warning &
 pids+=($!)
 
 # The page's origin must be allowed by CORS; the default allows
@@ -87,4 +88,7 @@ cat <<EOF
 EOF
 PORT=$api_port .data/bin/savesync &
 pids+=($!)
-wait -n "${pids[@]}"
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "dev: a process stopped (status $status): stopping the rest" >&2
+exit "$status"
