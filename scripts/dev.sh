@@ -59,6 +59,8 @@ cleanup() {
 	for pid in "${pids[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
+	# The rest of this script's children (the sleep feeding esbuild).
+	pkill -TERM -P $$ 2>/dev/null || true
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT
