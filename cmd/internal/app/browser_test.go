@@ -24,7 +24,7 @@ import (
 // Debian's Chromium, served from an origin other than the API's, against
 // the service through Run, the Firestore emulator and the real Firebase
 // Auth emulator. They drive the page only through the attributes listed
-// in web/companion/README.md, and save a screenshot of every state they
+// in web/README.md, and save a screenshot of every state they
 // reach in the artefact folder (SAVESYNC_TEST_ARTIFACTS, by default
 // .data/test-artifacts/browser in the repository).
 
