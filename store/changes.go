@@ -175,11 +175,11 @@ func (c *Changes) decodeCursor(s string) (changesCursor, error) {
 // read queries once and returns the new changes and the next cursor.
 func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (ChangesPage, changesCursor, error) {
 	from := time.UnixMicro(cur.From).UTC()
-	docs, err := c.st.fs.CollectionGroup(ledgerGroup).
-		Where("outbox.holderJobId", "==", jobID).
-		Where("outbox.invalidate", "==", true).
-		Where("committedAt", ">=", from).
-		OrderBy("committedAt", firestore.Asc).
+	docs, err := c.st.fs.CollectionGroup(ledgerCollection).
+		Where(ledgerHolderJobID, "==", jobID).
+		Where(ledgerInvalidate, "==", true).
+		Where(ledgerCommittedAt, ">=", from).
+		OrderBy(ledgerCommittedAt, firestore.Asc).
 		Limit(len(cur.Seen) + c.pageSize).
 		Documents(ctx).GetAll()
 	if err != nil {
@@ -196,10 +196,7 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 	var kept []read // entries the next cursor must remember
 	page := ChangesPage{Changes: []Change{}}
 	for _, d := range docs {
-		var e ledgerEntry
-		if err := d.DataTo(&e); err != nil {
-			return ChangesPage{}, cur, fmt.Errorf("store.Changes(%s): %w", d.Ref.Path, err)
-		}
+		e := ledgerDocOf(d)
 		// The entry's full path, not its id: the same caller and key make
 		// the same id under different players.
 		prefix := seenID(d.Ref.Path)
@@ -210,13 +207,7 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 		if len(page.Changes) == c.pageSize {
 			continue
 		}
-		page.Changes = append(page.Changes, Change{
-			UserID:       e.UserID,
-			Version:      e.Version,
-			ChangedPaths: nonNil(e.ChangedPaths),
-			Actor:        ActorSeenByGameServers(save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID}),
-			CommittedAt:  e.CommittedAt.UTC(),
-		})
+		page.Changes = append(page.Changes, e.change())
 		kept = append(kept, read{e.CommittedAt, prefix})
 	}
 

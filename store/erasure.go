@@ -183,7 +183,7 @@ func erasureRequestKey(req ErasureRequest) string {
 // the answer to give when another delivery has erased already (waiting
 // for one that is erasing now).
 func (s *Store) claimErasure(ctx context.Context, recordID string, req ErasureRequest) (erasureClaim, *Erasure, error) {
-	ref := s.fs.Collection("erasures").Doc(recordID).Collection("requests").Doc(erasureRequestKey(req))
+	ref := s.fs.Doc(erasureRequestPath(recordID, erasureRequestKey(req)))
 	deadline := time.Now().Add(maxErasureWait)
 	for {
 		now := s.now().UTC().Truncate(time.Microsecond)
@@ -274,7 +274,7 @@ func storedErasure(data map[string]any) (Erasure, error) {
 // erase deletes the player's data and logs the request on the erasure
 // record recordID.
 func (s *Store) erase(ctx context.Context, recordID string, req ErasureRequest) (Erasure, error) {
-	rec := s.fs.Collection("erasures").Doc(recordID)
+	rec := s.fs.Doc(erasurePath(recordID))
 	out := Erasure{RecordID: recordID}
 	player := s.fs.Doc(playerPath(req.UserID))
 	snap, err := player.Get(ctx)
@@ -299,27 +299,27 @@ func (s *Store) erase(ctx context.Context, recordID string, req ErasureRequest) 
 		if err != nil {
 			return Erasure{}, err
 		}
-		if col.ID == "ledger" {
+		if col.ID == ledgerCollection {
 			out.Deleted.LedgerEntries += n
 		} else {
 			out.Deleted.Other += n
 		}
 	}
-	links, err := s.fs.Collection("links").Where("userId", "==", req.UserID).Documents(ctx).GetAll()
+	links, err := s.fs.Collection(linksCollection).Where("userId", "==", req.UserID).Documents(ctx).GetAll()
 	if err != nil {
 		return Erasure{}, err
 	}
 	for _, l := range links {
 		out.OwnerUIDs = appendNew(out.OwnerUIDs, l.Ref.ID)
 	}
-	if out.Deleted.Links, err = s.deleteAll(ctx, s.fs.Collection("links").Where("userId", "==", req.UserID)); err != nil {
+	if out.Deleted.Links, err = s.deleteAll(ctx, s.fs.Collection(linksCollection).Where("userId", "==", req.UserID)); err != nil {
 		return Erasure{}, err
 	}
-	if out.Deleted.LinkCodes, err = s.deleteAll(ctx, s.fs.Collection("linkCodes").Where("userId", "==", req.UserID)); err != nil {
+	if out.Deleted.LinkCodes, err = s.deleteAll(ctx, s.fs.Collection(linkCodesCollection).Where("userId", "==", req.UserID)); err != nil {
 		return Erasure{}, err
 	}
 	for _, uid := range out.OwnerUIDs {
-		n, err := s.deleteAll(ctx, s.fs.Collection("linkCodes").Where("uid", "==", uid))
+		n, err := s.deleteAll(ctx, s.fs.Collection(linkCodesCollection).Where("uid", "==", uid))
 		if err != nil {
 			return Erasure{}, err
 		}

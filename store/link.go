@@ -118,7 +118,7 @@ func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error
 // redeemed meanwhile is left alone: the deletes are conditional on the
 // documents being as read.
 func (s *Store) revokeOldLinkCodes(ctx context.Context, uid, keep string, now time.Time) error {
-	docs, err := s.fs.Collection("linkCodes").Where("uid", "==", uid).Documents(ctx).GetAll()
+	docs, err := s.fs.Collection(linkCodesCollection).Where("uid", "==", uid).Documents(ctx).GetAll()
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (
 	}
 	codeName := s.docName(linkCodePath(code))
 	linkName := s.docName(linkPath(uid))
-	playerName := s.playerName(userID)
+	playerName := s.docName(playerPath(userID))
 	var link Link
 	_, err = s.runTxn(ctx, []string{codeName, linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
 		now := s.now().UTC().Truncate(time.Microsecond)
@@ -256,7 +256,7 @@ func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err
 		if err != nil || !found {
 			return Link{}, false, err
 		}
-		playerName := s.playerName(seen.UserID)
+		playerName := s.docName(playerPath(seen.UserID))
 		_, err = s.runTxn(ctx, []string{linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
 			d, exists := docs[linkName]
 			if !exists {
@@ -404,12 +404,3 @@ func alreadyLinked(l Link) error {
 func linkCodeError(reason, format string, args ...any) error {
 	return save.Errorf(save.CodeNotFound, format, args...).WithDetail("reason", reason).WithDetail("field", "code")
 }
-
-// docName is the full resource name of a document path.
-func (s *Store) docName(path string) string {
-	return s.database + "/documents/" + path
-}
-
-func linkCodePath(code string) string { return "linkCodes/" + code }
-
-func linkPath(uid string) string { return "links/" + uid }

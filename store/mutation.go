@@ -301,14 +301,14 @@ type groupResult struct {
 // the group into two halves committed in order, until the cause stands
 // alone and fails by itself.
 func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingMutation) {
-	names := []string{s.playerName(userID)}
+	names := []string{s.docName(playerPath(userID))}
 	for _, pm := range group {
-		names = append(names, s.ledgerName(userID, pm.entryID))
+		names = append(names, s.docName(ledgerPath(userID, pm.entryID)))
 		if pm.req.Once != "" {
-			names = append(names, s.onceName(userID, pm.req.Once))
+			names = append(names, s.docName(oncePath(userID, pm.req.Once)))
 		}
 		for _, once := range pm.req.Settles {
-			names = append(names, s.onceName(userID, once))
+			names = append(names, s.docName(oncePath(userID, once)))
 		}
 	}
 	var results []groupResult
@@ -380,14 +380,14 @@ func splittable(ctx context.Context, err error) bool {
 // applyGroup applies a group's mutations in order on the state read by
 // this attempt and returns each mutation's result and the writes.
 func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[string]*firestorepb.Document) ([]groupResult, []*firestorepb.Write, error) {
-	p := s.decodePlayer(userID, docs[s.playerName(userID)])
+	p := s.decodePlayer(userID, docs[s.docName(playerPath(userID))])
 	results := make([]groupResult, len(group))
 
 	// Replays are answered before anything else: they need no state.
 	fresh := make([]int, 0, len(group))
 	for i, pm := range group {
-		if doc, ok := docs[s.ledgerName(userID, pm.entryID)]; ok {
-			results[i] = replay(pm, doc.GetFields())
+		if doc, ok := docs[s.docName(ledgerPath(userID, pm.entryID))]; ok {
+			results[i] = replay(pm, ledgerDocIn(pm.entryID, doc))
 			continue
 		}
 		fresh = append(fresh, i)
@@ -473,7 +473,7 @@ func (g *groupAttempt) apply(pm *pendingMutation) (r groupResult) {
 		}
 	}()
 	if pm.req.Once != "" {
-		if by := onceEntry(g.docs[s.onceName(userID, pm.req.Once)], g.onceDone[pm.req.Once]); by != "" {
+		if by := onceEntry(g.docs[s.docName(oncePath(userID, pm.req.Once))], g.onceDone[pm.req.Once]); by != "" {
 			return groupResult{err: save.Errorf(save.CodeAlreadyApplied, "%s was already done for this player, by ledger entry %s", pm.req.Once, by).
 				WithDetail("once", pm.req.Once).WithDetail("entryId", by)}
 		}
@@ -527,7 +527,7 @@ func (g *groupAttempt) apply(pm *pendingMutation) (r groupResult) {
 		done[pm.req.Once] = out.EntryID
 	}
 	for _, once := range pm.req.Settles {
-		if done[once] == "" && onceEntry(g.docs[s.onceName(userID, once)], g.onceDone[once]) == "" {
+		if done[once] == "" && onceEntry(g.docs[s.docName(oncePath(userID, once))], g.onceDone[once]) == "" {
 			writes = append(writes, s.onceWrite(userID, once, out))
 			done[once] = out.EntryID
 		}
@@ -591,16 +591,10 @@ func checkWrites(writes []*firestorepb.Write) (int, error) {
 	return total, nil
 }
 
-// onceName is the document that records a once-only mutation of a player.
-func (s *Store) onceName(userID int64, once string) string {
-	sum := sha256.Sum256([]byte(once))
-	return s.playerName(userID) + "/once/" + hex.EncodeToString(sum[:20])
-}
-
 // onceWrite records that a once-only mutation was done, by which entry.
 func (s *Store) onceWrite(userID int64, once string, out Outcome) *firestorepb.Write {
 	return &firestorepb.Write{
-		Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.onceName(userID, once), Fields: map[string]*firestorepb.Value{
+		Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.docName(oncePath(userID, once)), Fields: map[string]*firestorepb.Value{
 			"once":        stringValue(once),
 			"entryId":     stringValue(out.EntryID),
 			"version":     intValue(out.Version),
@@ -631,13 +625,13 @@ func (s *Store) explain(err error, userID, version int64, st save.State) error {
 }
 
 // replay answers a mutation whose ledger entry already exists.
-func replay(pm *pendingMutation, entry map[string]*firestorepb.Value) groupResult {
-	if fieldString(entry, "requestHash") != pm.hash {
+func replay(pm *pendingMutation, entry ledgerDoc) groupResult {
+	if entry.RequestHash != pm.hash {
 		return groupResult{err: save.Errorf(save.CodeIdempotencyKeyReused,
 			"this Idempotency-Key was already used for a different request; use a new key for a new mutation").
-			WithDetail("entryId", pm.entryID).WithDetail("committedVersion", fieldInt(entry, "version"))}
+			WithDetail("entryId", pm.entryID).WithDetail("committedVersion", entry.Version)}
 	}
-	body := []byte(fieldString(entry, "response"))
+	body := []byte(entry.Response)
 	var out Outcome
 	if err := json.Unmarshal(body, &out); err != nil {
 		return groupResult{err: err}
@@ -679,63 +673,38 @@ func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out Outcome, body []b
 	if err != nil {
 		return nil, err
 	}
-	changes, err := jsonTree(out.Changes)
-	if err != nil {
-		return nil, err
-	}
-	var expected any
-	if ev := pm.req.Mutation.ExpectedVersion; ev != nil {
-		expected = *ev
-	}
 	holder := ""
 	if p.Session != nil && p.Session.ExpiresAt.After(out.CommittedAt) {
 		holder = p.Session.JobID
 	}
-	invalidate := holder != "" && !(pm.req.Actor.Kind == save.ActorServer && pm.req.JobID == holder)
-	entry := map[string]any{
-		"entryId":         out.EntryID,
-		"userId":          out.UserID,
-		"kind":            "mutation",
-		"idempotencyKey":  pm.req.IdempotencyKey,
-		"requestHash":     pm.hash,
-		"actor":           map[string]any{"kind": string(pm.req.Actor.Kind), "id": pm.req.Actor.ID},
-		"jobId":           pm.req.JobID,
-		"reason":          pm.req.Mutation.Reason,
-		"expectedVersion": expected,
-		"ops":             ops,
-		"versionBefore":   out.VersionBefore,
-		"version":         out.Version,
-		"schemaBefore":    int64(schemaBefore),
-		"schemaVersion":   int64(out.SchemaVersion),
-		"changes":         changes,
-		"changedPaths":    toAnySlice(out.ChangedPaths),
-		"committedAt":     out.CommittedAt,
-		"response":        string(body),
-		"outbox": map[string]any{
-			"published":   false,
-			"invalidate":  invalidate,
-			"holderJobId": holder,
+	doc := ledgerDoc{
+		EntryID:         out.EntryID,
+		UserID:          out.UserID,
+		Kind:            ledgerKindMutation,
+		IdempotencyKey:  pm.req.IdempotencyKey,
+		RequestHash:     pm.hash,
+		Actor:           pm.req.Actor,
+		JobID:           pm.req.JobID,
+		Reason:          pm.req.Mutation.Reason,
+		ExpectedVersion: pm.req.Mutation.ExpectedVersion,
+		VersionBefore:   out.VersionBefore,
+		Version:         out.Version,
+		SchemaBefore:    int64(schemaBefore),
+		SchemaVersion:   int64(out.SchemaVersion),
+		Changes:         out.Changes,
+		ChangedPaths:    out.ChangedPaths,
+		CommittedAt:     out.CommittedAt,
+		Response:        string(body),
+		Outbox: ledgerOutbox{
+			Invalidate:  holder != "" && !(pm.req.Actor.Kind == save.ActorServer && pm.req.JobID == holder),
+			HolderJobID: holder,
 		},
 	}
+	doc.Ops, _ = ops.([]any)
 	if s.retention > 0 {
-		entry["expireAt"] = out.CommittedAt.Add(s.retention)
+		doc.ExpireAt = out.CommittedAt.Add(s.retention)
 	}
-	fields, err := encodeFields(entry)
-	if err != nil {
-		return nil, err
-	}
-	return &firestorepb.Write{
-		Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.ledgerName(out.UserID, out.EntryID), Fields: fields}},
-		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
-	}, nil
-}
-
-func toAnySlice(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
+	return s.ledgerCreate(doc)
 }
 
 func nonNil(ss []string) []string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -39,38 +38,6 @@ type Event struct {
 	Changes []map[string]any `json:"changes"`
 }
 
-// ledgerEntry is the part of a ledger document the outbox and the
-// long-poll read.
-type ledgerEntry struct {
-	EntryID       string           `firestore:"entryId"`
-	UserID        int64            `firestore:"userId"`
-	Kind          string           `firestore:"kind"`
-	Actor         ledgerActor      `firestore:"actor"`
-	JobID         string           `firestore:"jobId"`
-	Reason        string           `firestore:"reason"`
-	Ops           any              `firestore:"ops"`
-	VersionBefore int64            `firestore:"versionBefore"`
-	Version       int64            `firestore:"version"`
-	Changes       []map[string]any `firestore:"changes"`
-	ChangedPaths  []string         `firestore:"changedPaths"`
-	CommittedAt   time.Time        `firestore:"committedAt"`
-	Outbox        ledgerOutbox     `firestore:"outbox"`
-}
-
-type ledgerActor struct {
-	Kind string `firestore:"kind"`
-	ID   string `firestore:"id"`
-}
-
-type ledgerOutbox struct {
-	Published   bool   `firestore:"published"`
-	Invalidate  bool   `firestore:"invalidate"`
-	HolderJobID string `firestore:"holderJobId"`
-}
-
-// ledgerGroup is the collection id of every player's ledger.
-const ledgerGroup = "ledger"
-
 // PendingEvents returns up to limit committed mutations whose events have
 // not been published yet, oldest first; a player's events come in version
 // order. They stay pending until MarkPublished, so a relay that dies
@@ -79,11 +46,11 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	docs, err := s.fs.CollectionGroup(ledgerGroup).
-		Where("outbox.published", "==", false).
-		OrderBy("committedAt", firestore.Asc).
-		OrderBy("userId", firestore.Asc).
-		OrderBy("version", firestore.Asc).
+	docs, err := s.fs.CollectionGroup(ledgerCollection).
+		Where(ledgerPublished, "==", false).
+		OrderBy(ledgerCommittedAt, firestore.Asc).
+		OrderBy(ledgerUserID, firestore.Asc).
+		OrderBy(ledgerVersion, firestore.Asc).
 		Limit(limit).
 		Documents(ctx).GetAll()
 	if err != nil {
@@ -91,11 +58,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 	}
 	events := make([]Event, 0, len(docs))
 	for _, d := range docs {
-		var e ledgerEntry
-		if err := d.DataTo(&e); err != nil {
-			return nil, fmt.Errorf("store.PendingEvents(%s): %w", d.Ref.Path, err)
-		}
-		events = append(events, e.event())
+		events = append(events, ledgerDocOf(d).event())
 	}
 	inVersionOrder(events)
 	return events, nil
@@ -139,8 +102,8 @@ func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
 	jobs := make([]*firestore.BulkWriterJob, 0, len(events))
 	for _, e := range events {
 		job, err := bw.Update(s.fs.Doc(ledgerPath(e.UserID, e.EntryID)), []firestore.Update{
-			{Path: "outbox.published", Value: true},
-			{Path: "outbox.publishedAt", Value: now},
+			{Path: ledgerPublished, Value: true},
+			{Path: ledgerPublishedAt, Value: now},
 		})
 		if err != nil {
 			bw.End()
@@ -165,12 +128,6 @@ type RelayLease struct {
 	// Held reports whether the caller holds the lease now.
 	Held bool
 }
-
-// relayLeasePath is the one document that says which instance drains the
-// outbox. One drainer at a time keeps each player's events in order on
-// the topics and costs one lease write per TTL/2 instead of a claim write
-// per event.
-const relayLeasePath = "relay/lease"
 
 // ClaimRelay takes the outbox relay lease for holder when it is free or
 // expired, renews it when holder has it and less than half of ttl is
@@ -247,37 +204,4 @@ func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (Rela
 		return RelayLease{}, err
 	}
 	return RelayLease{Holder: doc.Holder, Epoch: doc.Epoch, ExpiresAt: doc.ExpiresAt}, nil
-}
-
-// event converts a ledger entry to an Event.
-func (e ledgerEntry) event() Event {
-	paths := e.ChangedPaths
-	if paths == nil {
-		paths = []string{}
-	}
-	changes := e.Changes
-	if changes == nil {
-		changes = []map[string]any{}
-	}
-	return Event{
-		UserID:        e.UserID,
-		Version:       e.Version,
-		VersionBefore: e.VersionBefore,
-		EntryID:       e.EntryID,
-		Kind:          e.Kind,
-		Actor:         save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID},
-		JobID:         e.JobID,
-		ChangedPaths:  paths,
-		Invalidate:    e.Outbox.Invalidate,
-		HolderJobID:   e.Outbox.HolderJobID,
-		CommittedAt:   e.CommittedAt.UTC(),
-		Reason:        e.Reason,
-		Ops:           e.Ops,
-		Changes:       changes,
-	}
-}
-
-// ledgerPath is a ledger entry's path relative to the database root.
-func ledgerPath(userID int64, entryID string) string {
-	return "players/" + strconv.FormatInt(userID, 10) + "/ledger/" + entryID
 }

@@ -158,7 +158,7 @@ func (s *Store) view(p Player, st save.State) PlayerView {
 // those fields when the document exists, or its creation when it does not,
 // with version 0 and the starting save unless fields carry their own.
 func (s *Store) upsertPlayer(p Player, fields map[string]*firestorepb.Value, now time.Time) *firestorepb.Write {
-	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
+	doc := &firestorepb.Document{Name: s.docName(playerPath(p.UserID)), Fields: fields}
 	if p.Exists {
 		return &firestorepb.Write{
 			Operation:       &firestorepb.Write_Update{Update: doc},

@@ -83,10 +83,9 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		return nil, 0, nil, save.Errorf(save.CodeInvalidArgument, "versions start at 0, got %d", oldest).WithDetail("field", "version")
 	}
 	var p Player
-	var entries []LedgerEntry
-	var schemas []int
+	var entries []ledgerDoc
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		entries, schemas = entries[:0], schemas[:0]
+		entries = entries[:0]
 		snap, err := tx.Get(s.fs.Doc(playerPath(userID)))
 		switch {
 		case status.Code(err) == codes.NotFound:
@@ -100,8 +99,8 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 			}
 			p = s.decodePlayer(userID, docOf(fields))
 		}
-		q := s.fs.Collection(playerPath(userID)+"/ledger").Where("version", ">=", max(oldest, 1)).
-			OrderBy("version", firestore.Desc).Limit(MaxRewind + 2)
+		q := s.fs.Collection(ledgerCollectionPath(userID)).Where(ledgerVersion, ">=", max(oldest, 1)).
+			OrderBy(ledgerVersion, firestore.Desc).Limit(MaxRewind + 2)
 		it := tx.Documents(q)
 		defer it.Stop()
 		for {
@@ -112,9 +111,7 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 			if err != nil {
 				return err
 			}
-			entries = append(entries, decodeLedgerEntry(d.Ref.ID, d.Data()))
-			schemaBefore, _ := save.ChangeInt(d.Data()["schemaBefore"])
-			schemas = append(schemas, int(schemaBefore))
+			entries = append(entries, ledgerDocOf(d))
 		}
 	}, firestore.ReadOnly)
 	if err != nil {
@@ -160,7 +157,7 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 	if err := capture(next); err != nil {
 		return nil, 0, nil, err
 	}
-	for i, e := range entries {
+	for _, e := range entries {
 		if e.Version == oldest {
 			// The entry that made the oldest version: only its time is needed.
 			times[e.Version] = e.CommittedAt
@@ -173,11 +170,11 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		if want[e.Version] {
 			times[e.Version] = e.CommittedAt
 		}
-		if err := save.UndoChanges(raw, changesOf(e)); err != nil {
+		if err := save.UndoChanges(raw, e.Changes); err != nil {
 			return nil, 0, nil, fmt.Errorf("store.SaveAt(%d): entry %s: %w", userID, e.EntryID, err)
 		}
-		if schemas[i] > 0 {
-			schemaAt = schemas[i]
+		if e.SchemaBefore > 0 {
+			schemaAt = int(e.SchemaBefore)
 		}
 		next--
 		if err := capture(next); err != nil {
@@ -240,14 +237,14 @@ func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (Mutatio
 // purchasesAfter names the refunds of the purchases committed after
 // version from, up to version to.
 func (s *Store) purchasesAfter(ctx context.Context, userID, from, to int64) ([]string, error) {
-	docs, err := s.fs.Collection(playerPath(userID)+"/ledger").Where("version", ">", from).Where("version", "<=", to).
-		Select("ops").Documents(ctx).GetAll()
+	docs, err := s.fs.Collection(ledgerCollectionPath(userID)).Where(ledgerVersion, ">", from).Where(ledgerVersion, "<=", to).
+		Select(ledgerOps).Documents(ctx).GetAll()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, d := range docs {
-		if hasOp(d.Data()["ops"], save.OpPurchase) {
+		if ledgerDocOf(d).hasOp(save.OpPurchase) {
 			out = append(out, refundOnce(d.Ref.ID))
 		}
 	}
@@ -281,17 +278,17 @@ type RefundResult struct {
 // Errors: NOT_FOUND (no such entry), INVALID_ARGUMENT (the entry holds no
 // purchase), and those of ApplyMutation.
 func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundResult, error) {
-	entry, ok, err := s.LedgerEntryByID(ctx, req.UserID, req.EntryID)
+	entry, ok, err := s.readLedgerDoc(ctx, req.UserID, req.EntryID)
 	if err != nil {
 		return RefundResult{}, err
 	}
 	if !ok {
 		return RefundResult{}, save.Errorf(save.CodeNotFound, "player %d has no ledger entry %q", req.UserID, req.EntryID).WithDetail("field", "refundEntryId")
 	}
-	if !hasOp(entry.Ops, save.OpPurchase) {
+	if !entry.hasOp(save.OpPurchase) {
 		return RefundResult{}, save.Errorf(save.CodeInvalidArgument, "entry %s holds no purchase; compensate with explicit ops instead", req.EntryID).WithDetail("field", "refundEntryId")
 	}
-	purchase := changesOf(entry.LedgerEntry)
+	purchase := entry.Changes
 	reason := fmt.Sprintf("refund of entry %s (version %d): %s", req.EntryID, entry.Version, req.Reason)
 	// One purchase is refunded once, whichever operator asks and under
 	// whatever key: the refund records itself as done in its transaction.
@@ -351,7 +348,7 @@ func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor
 // entry: the stored answer under the same reason, IDEMPOTENCY_KEY_REUSED
 // under another. done is false when the key has no entry yet.
 func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Actor, key, reason string) (res MutationResult, done bool, err error) {
-	e, ok, err := s.LedgerEntryByID(ctx, userID, EntryID(actor, key))
+	e, ok, err := s.readLedgerDoc(ctx, userID, EntryID(actor, key))
 	if err != nil || !ok {
 		return MutationResult{}, false, err
 	}
@@ -366,17 +363,6 @@ func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Acto
 	}
 	s.metrics.replays.Add(1)
 	return MutationResult{Outcome: out, Body: []byte(e.Response), Replayed: true}, true, nil
-}
-
-// hasOp reports whether stored ops include one of kind.
-func hasOp(ops any, kind string) bool {
-	list, _ := ops.([]any)
-	for _, op := range list {
-		if m, ok := op.(map[string]any); ok && m["op"] == kind {
-			return true
-		}
-	}
-	return false
 }
 
 // docOf wraps decoded fields as a document for decodePlayer.

@@ -67,8 +67,8 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 		return JoinResult{}, s.CheckClientSchema(req.ClientSchema)
 	}
 	var res JoinResult
-	_, err := s.runTxn(ctx, []string{s.playerName(req.UserID)}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		p := s.decodePlayer(req.UserID, docs[s.playerName(req.UserID)])
+	_, err := s.runTxn(ctx, []string{s.docName(playerPath(req.UserID))}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		p := s.decodePlayer(req.UserID, docs[s.docName(playerPath(req.UserID))])
 		if err := s.checkJoinSchema(p, req.ClientSchema); err != nil {
 			return nil, err
 		}
@@ -175,7 +175,7 @@ func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult
 		return LeaveResult{}, err
 	}
 	entryID := EntryID(req.Actor, req.IdempotencyKey)
-	playerName, recordName := s.playerName(userID), s.leaveName(userID, entryID)
+	playerName, recordName := s.docName(playerPath(userID)), s.docName(leavePath(userID, entryID))
 
 	var final []byte
 	if req.Final != nil {
@@ -267,11 +267,6 @@ func replayLeave(rec *firestorepb.Document, hash, entryID string) (LeaveResult, 
 	return LeaveResult{Released: released, Body: []byte(fieldString(f, "response")), Replayed: true}, nil
 }
 
-// leaveName is the full resource name of a leave's idempotency record.
-func (s *Store) leaveName(userID int64, entryID string) string {
-	return s.playerName(userID) + "/leaves/" + entryID
-}
-
 // leaveRecordWrite creates a leave's record: who left which session under
 // which key, what it released, and the answer to replay. It expires with
 // the ledger's retention, for the same Firestore TTL policy.
@@ -297,7 +292,7 @@ func (s *Store) leaveRecordWrite(userID int64, entryID, hash string, req LeaveRe
 		return nil, err
 	}
 	return &firestorepb.Write{
-		Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.leaveName(userID, entryID), Fields: fields}},
+		Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.docName(leavePath(userID, entryID)), Fields: fields}},
 		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
 	}, nil
 }
@@ -337,8 +332,8 @@ func (s *Store) RenewSession(ctx context.Context, sessionID string) (Lease, erro
 		return Lease{}, err
 	}
 	var lease Lease
-	_, err = s.runTxn(ctx, []string{s.playerName(ref.userID)}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		p := s.decodePlayer(ref.userID, docs[s.playerName(ref.userID)])
+	_, err = s.runTxn(ctx, []string{s.docName(playerPath(ref.userID))}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		p := s.decodePlayer(ref.userID, docs[s.docName(playerPath(ref.userID))])
 		now := s.now().UTC().Truncate(time.Microsecond)
 		switch s.standing(p, ref) {
 		case sessionNeverIssued:

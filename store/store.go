@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,21 +142,6 @@ func (s *Store) Metrics() Metrics {
 
 // Ping checks that Firestore answers, for readiness probes.
 func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.fs.Collection("players").Limit(1).Documents(ctx).GetAll()
+	_, err := s.fs.Collection(playersCollection).Limit(1).Documents(ctx).GetAll()
 	return err
-}
-
-// playerPath is the document path of a player relative to the database root.
-func playerPath(userID int64) string {
-	return "players/" + strconv.FormatInt(userID, 10)
-}
-
-// playerName is the full resource name of a player's document.
-func (s *Store) playerName(userID int64) string {
-	return s.database + "/documents/" + playerPath(userID)
-}
-
-// ledgerName is the full resource name of one ledger entry.
-func (s *Store) ledgerName(userID int64, entryID string) string {
-	return s.playerName(userID) + "/ledger/" + entryID
 }

@@ -3,9 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"strings"
 	"time"
 
@@ -127,11 +125,4 @@ func wellFormedTicket(t string) bool {
 
 func ticketError(reason, format string, args ...any) error {
 	return save.Errorf(save.CodeUnauthenticated, format, args...).WithDetail("reason", reason)
-}
-
-// eventTicketPath is where a ticket's record lives: under its hash, so the
-// database never holds a usable ticket.
-func eventTicketPath(ticket string) string {
-	sum := sha256.Sum256([]byte(ticket))
-	return "eventTickets/" + hex.EncodeToString(sum[:])
 }
