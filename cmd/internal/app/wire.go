@@ -22,9 +22,10 @@ import (
 
 	gameconfig "github.com/savesync/savesync/config"
 	"github.com/savesync/savesync/emulator"
+	"github.com/savesync/savesync/events"
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/logging"
-	ssevents "github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/opencloud"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -316,13 +317,13 @@ func (a *App) StopStreams() {
 // Cloud key is configured, the forwarder to Roblox. They stop when the app
 // closes.
 func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger, notify <-chan struct{}) error {
-	topics := []string{cfg.invalidationTopic, cfg.auditTopic, ssevents.DefaultDeadLetterTopic}
-	subscription := ssevents.SubscriptionConfig{Name: ssevents.DefaultInvalidationSubscription, Topic: cfg.invalidationTopic, Ordered: true}
+	topics := []string{cfg.invalidationTopic, cfg.auditTopic, events.DefaultDeadLetterTopic}
+	subscription := events.SubscriptionConfig{Name: events.DefaultInvalidationSubscription, Topic: cfg.invalidationTopic, Ordered: true}
 	if cfg.pubsubBackend() != backendCloud {
-		if err := ssevents.EnsureTopics(ctx, a.pubsub, topics...); err != nil {
+		if err := events.EnsureTopics(ctx, a.pubsub, topics...); err != nil {
 			return fmt.Errorf("create the Pub/Sub topics: %w", err)
 		}
-		if err := ssevents.EnsureSubscriptions(ctx, a.pubsub, subscription); err != nil {
+		if err := events.EnsureSubscriptions(ctx, a.pubsub, subscription); err != nil {
 			return fmt.Errorf("create the Pub/Sub subscription: %w", err)
 		}
 	}
@@ -338,7 +339,7 @@ func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger, 
 		logger.Info("outbox relay off on this instance (" + envOutboxRelay + "=off); another instance or job must run it")
 		return a.startForwarder(workCtx, cfg, logger, subscription.Name)
 	}
-	relay := ssevents.NewRelay(a.store, a.pubsub, ssevents.RelayOptions{
+	relay := events.NewRelay(a.store, a.pubsub, events.RelayOptions{
 		InvalidationTopic: cfg.invalidationTopic,
 		AuditTopic:        cfg.auditTopic,
 	})
@@ -364,19 +365,23 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 		logger.Info("Roblox Open Cloud forwarder off: set " + envRobloxAPIKey + " and " + envRobloxUniverseID + " to deliver invalidations through MessagingService; game servers can long-poll /v1/servers/{jobId}/changes")
 		return nil
 	}
-	opts := ssevents.ForwarderOptions{
-		Subscription:      subscription,
+	publisher, err := opencloud.NewPublisher(opencloud.Options{
 		UniverseID:        cfg.robloxUniverseID,
 		APIKey:            cfg.robloxAPIKey,
 		ConcurrentPlayers: cfg.robloxConcurrentPlayers,
+	})
+	if err != nil {
+		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
-	if _, err := ssevents.NewForwarder(a.pubsub, opts); err != nil {
+	opts := events.ForwarderOptions{Subscription: subscription}
+	if _, err := events.NewForwarder(a.pubsub, publisher, opts); err != nil {
 		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
 	// A forwarder is spent once its Run returns (it stops its publishers),
-	// so every restart after a failed Receive gets a fresh one.
+	// so every restart after a failed Receive gets a fresh one; the Open
+	// Cloud publisher, and with it the universe's rate budget, is kept.
 	a.goWork(workCtx, logger, "Open Cloud forwarder", func(ctx context.Context) error {
-		fwd, err := ssevents.NewForwarder(a.pubsub, opts)
+		fwd, err := events.NewForwarder(a.pubsub, publisher, opts)
 		if err != nil {
 			return err
 		}

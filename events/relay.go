@@ -3,7 +3,7 @@
 // (invalidations and audit), and a forwarder that turns invalidations into
 // Roblox Open Cloud messages for the live game servers. Delivery is at
 // least once; consumers dedupe on (userId, version) with a Deduper.
-package pubsub
+package events
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/uuid"
 
 	"github.com/savesync/savesync/logging"
@@ -63,15 +63,15 @@ type RelayOptions struct {
 // TTL/2 rather than a claim write per entry.
 type Relay struct {
 	outbox Outbox
-	inv    *gpubsub.Publisher
-	audit  *gpubsub.Publisher
+	inv    *pubsub.Publisher
+	audit  *pubsub.Publisher
 	opts   RelayOptions
 	wake   chan struct{}
 }
 
 // NewRelay returns a relay from outbox to the client's topics. The topics
 // must exist (EnsureTopics).
-func NewRelay(outbox Outbox, client *gpubsub.Client, opts RelayOptions) *Relay {
+func NewRelay(outbox Outbox, client *pubsub.Client, opts RelayOptions) *Relay {
 	if opts.InvalidationTopic == "" {
 		opts.InvalidationTopic = DefaultInvalidationTopic
 	}
@@ -189,7 +189,7 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 // pendingPublish is one event's messages in flight.
 type pendingPublish struct {
 	event   store.Event
-	results []*gpubsub.PublishResult
+	results []*pubsub.PublishResult
 }
 
 // publish sends each event's messages and waits for Pub/Sub to accept
@@ -205,13 +205,13 @@ func (r *Relay) publish(ctx context.Context, events []store.Event) ([]store.Even
 		if needsInvalidation(e) {
 			m, err := invalidationMessage(e)
 			if err != nil {
-				return nil, fmt.Errorf("pubsub.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
+				return nil, fmt.Errorf("events.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
 			}
 			p.results = append(p.results, r.inv.Publish(ctx, m))
 		}
 		m, err := auditMessage(e)
 		if err != nil {
-			return nil, fmt.Errorf("pubsub.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
+			return nil, fmt.Errorf("events.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
 		}
 		p.results = append(p.results, r.audit.Publish(ctx, m))
 		pending = append(pending, p)
@@ -225,7 +225,7 @@ func (r *Relay) publish(ctx context.Context, events []store.Event) ([]store.Even
 		for _, res := range p.results {
 			if _, err := res.Get(ctx); err != nil {
 				if ok {
-					errs = append(errs, fmt.Errorf("pubsub.Relay: publish %d v%d: %w", p.event.UserID, p.event.Version, err))
+					errs = append(errs, fmt.Errorf("events.Relay: publish %d v%d: %w", p.event.UserID, p.event.Version, err))
 				}
 				ok = false
 			}

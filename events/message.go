@@ -1,11 +1,11 @@
-package pubsub
+package events
 
 import (
 	"encoding/json"
 	"strconv"
 	"time"
 
-	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
@@ -51,7 +51,7 @@ func needsInvalidation(e store.Event) bool {
 }
 
 // invalidationMessage builds the invalidation message of an event.
-func invalidationMessage(e store.Event) (*gpubsub.Message, error) {
+func invalidationMessage(e store.Event) (*pubsub.Message, error) {
 	inv := Invalidation{
 		UserID:       e.UserID,
 		Version:      e.Version,
@@ -76,7 +76,7 @@ func invalidationMessage(e store.Event) (*gpubsub.Message, error) {
 
 // auditMessage builds the audit message of an event: the whole ledger
 // entry as committed.
-func auditMessage(e store.Event) (*gpubsub.Message, error) {
+func auditMessage(e store.Event) (*pubsub.Message, error) {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
@@ -84,9 +84,9 @@ func auditMessage(e store.Event) (*gpubsub.Message, error) {
 	return eventMessage(e, body), nil
 }
 
-func eventMessage(e store.Event, body []byte) *gpubsub.Message {
+func eventMessage(e store.Event, body []byte) *pubsub.Message {
 	uid := strconv.FormatInt(e.UserID, 10)
-	return &gpubsub.Message{
+	return &pubsub.Message{
 		Data:        body,
 		OrderingKey: uid,
 		Attributes: map[string]string{
