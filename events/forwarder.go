@@ -97,9 +97,9 @@ type ForwarderStats struct {
 
 // Forwarder delivers invalidations to live game servers through Roblox
 // Open Cloud messaging: it reads the invalidation subscription, coalesces
-// players into as few messages as fit, paces publishes under the
-// universe's limit, retries throttling and server errors with backoff, and
-// dead-letters what it cannot deliver. A Pub/Sub message is acknowledged
+// players into as few messages as fit, publishes them one at a time
+// through an opencloud.Publisher (which paces them under the universe's
+// limit and retries), and dead-letters what Open Cloud cannot take. A Pub/Sub message is acknowledged
 // only once its player was published or dead-lettered, so a crash
 // redelivers it.
 type Forwarder struct {

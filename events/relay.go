@@ -1,8 +1,9 @@
-// Package pubsub carries savesync's events out of Firestore: a relay that
+// Package events carries savesync's events out of Firestore: a relay that
 // drains the ledger's outbox onto two Google Cloud Pub/Sub topics
 // (invalidations and audit), and a forwarder that turns invalidations into
-// Roblox Open Cloud messages for the live game servers. Delivery is at
-// least once; consumers dedupe on (userId, version) with a Deduper.
+// Roblox Open Cloud messages for the live game servers (published through
+// package opencloud). Delivery is at least once; consumers dedupe on
+// (userId, version) with a Deduper.
 package events
 
 import (
