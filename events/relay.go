@@ -17,7 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/savesync/savesync/logging"
-	"github.com/savesync/savesync/store"
+	"github.com/savesync/savesync/save"
 )
 
 // Default topic ids.
@@ -28,9 +28,9 @@ const (
 
 // Outbox is the store side of the relay; *store.Store implements it.
 type Outbox interface {
-	PendingEvents(ctx context.Context, limit int) ([]store.Event, error)
-	MarkPublished(ctx context.Context, events []store.Event) error
-	ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (store.RelayLease, error)
+	PendingEvents(ctx context.Context, limit int) ([]save.Event, error)
+	MarkPublished(ctx context.Context, events []save.Event) error
+	ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (save.RelayLease, error)
 	ReleaseRelay(ctx context.Context, holder string) error
 }
 
@@ -189,7 +189,7 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 
 // pendingPublish is one event's messages in flight.
 type pendingPublish struct {
-	event   store.Event
+	event   save.Event
 	results []*pubsub.PublishResult
 }
 
@@ -199,7 +199,7 @@ type pendingPublish struct {
 // not returned either: they stay pending and are published again after
 // the failed one, so a consumer that dedupes on (userId, version) still
 // sees the player's versions in order.
-func (r *Relay) publish(ctx context.Context, events []store.Event) ([]store.Event, error) {
+func (r *Relay) publish(ctx context.Context, events []save.Event) ([]save.Event, error) {
 	pending := make([]pendingPublish, 0, len(events))
 	for _, e := range events {
 		p := pendingPublish{event: e}
@@ -220,7 +220,7 @@ func (r *Relay) publish(ctx context.Context, events []store.Event) ([]store.Even
 
 	failed := make(map[int64]bool)
 	var errs []error
-	done := make([]store.Event, 0, len(pending))
+	done := make([]save.Event, 0, len(pending))
 	for _, p := range pending {
 		ok := !failed[p.event.UserID]
 		for _, res := range p.results {

@@ -139,7 +139,7 @@ func TestCompanionWriteReachesGameServerAfterRelayRestart(t *testing.T) {
 		if m.Topic != "projects/"+testProject+"/topics/"+auditTopic || m.Attributes[events.AttrVersion] != "1" || m.OrderingKey != "81" {
 			continue
 		}
-		var e store.Event
+		var e save.Event
 		if err := json.Unmarshal(m.Data, &e); err != nil {
 			t.Fatalf("audit body: %v", err)
 		}
@@ -157,7 +157,7 @@ type killedBeforeMark struct {
 	killed atomic.Bool
 }
 
-func (k *killedBeforeMark) MarkPublished(ctx context.Context, events []store.Event) error {
+func (k *killedBeforeMark) MarkPublished(ctx context.Context, events []save.Event) error {
 	if k.killed.CompareAndSwap(false, true) {
 		return errors.New("instance killed before marking the batch")
 	}

@@ -191,7 +191,7 @@ func TestAdminRefundAndReplay(t *testing.T) {
 		t.Fatalf("refund: %d %s (replayed %q)", first.status, first.body, first.header.Get("Idempotent-Replayed"))
 	}
 	var got struct {
-		Mutation    store.Outcome    `json:"mutation"`
+		Mutation    save.Outcome    `json:"mutation"`
 		Unrecovered []save.Shortfall `json:"unrecovered"`
 	}
 	if err := json.Unmarshal(first.body, &got); err != nil {
@@ -290,7 +290,7 @@ func TestAdminTimeTravelRestoreAndExport(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("restore: %d %s", r.status, r.body)
 	}
-	var out store.Outcome
+	var out save.Outcome
 	if err := json.Unmarshal(r.body, &out); err != nil {
 		t.Fatal(err)
 	}

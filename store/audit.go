@@ -34,7 +34,7 @@ type AuditQuery struct {
 // AuditEntry is a ledger entry as support sees it: the companion's view
 // plus the idempotency key and the game server's job id.
 type AuditEntry struct {
-	LedgerEntry
+	save.LedgerEntry
 	IdempotencyKey  string `json:"idempotencyKey"`
 	JobID           string `json:"jobId,omitempty"`
 	ExpectedVersion *int64 `json:"expectedVersion,omitempty"`

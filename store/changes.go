@@ -24,20 +24,6 @@ type Change struct {
 	CommittedAt  time.Time  `json:"committedAt"`
 }
 
-// ActorSeenByGameServers is an actor as game servers and anything else
-// outside the service may see it: a game server learns that a change came
-// from the companion or from support, not which account made it, so the
-// id of companion and admin actors (a Firebase uid) is dropped. Game-server
-// and system actors keep their id (a universe, a service task), which names
-// no person. The ledger and the audit topic keep the full actor.
-func ActorSeenByGameServers(a save.Actor) save.Actor {
-	switch a.Kind {
-	case save.ActorCompanion, save.ActorAdmin:
-		return save.Actor{Kind: a.Kind}
-	}
-	return a
-}
-
 // ChangesPage is one answer of the changes long-poll. Cursor goes into the
 // next call; it is opaque to callers.
 type ChangesPage struct {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/iterator"
@@ -18,27 +17,11 @@ const (
 	MaxLedgerPage = 100
 )
 
-// LedgerEntry is one committed change of a player's save as its owner and
-// support see it: who, when, which ops and what changed. The idempotency
-// record and outbox state stay internal.
-type LedgerEntry struct {
-	EntryID       string     `json:"entryId"`
-	Kind          string     `json:"kind"`
-	Version       int64      `json:"version"`
-	VersionBefore int64      `json:"versionBefore"`
-	CommittedAt   time.Time  `json:"committedAt"`
-	Actor         save.Actor `json:"actor"`
-	Reason        string     `json:"reason,omitempty"`
-	Ops           any        `json:"ops"`
-	Changes       any        `json:"changes"`
-	ChangedPaths  []string   `json:"changedPaths"`
-}
-
 // LedgerPage is one page of history, newest first. NextCursor, when not
 // empty, fetches the next (older) page.
 type LedgerPage struct {
-	Entries    []LedgerEntry `json:"entries"`
-	NextCursor string        `json:"nextCursor,omitempty"`
+	Entries    []save.LedgerEntry `json:"entries"`
+	NextCursor string             `json:"nextCursor,omitempty"`
 }
 
 // ledgerCursor is what an opaque cursor carries: the version of the last
@@ -72,7 +55,7 @@ func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, lim
 	}
 	it := q.Limit(limit + 1).Documents(ctx)
 	defer it.Stop()
-	page := LedgerPage{Entries: []LedgerEntry{}}
+	page := LedgerPage{Entries: []save.LedgerEntry{}}
 	for {
 		snap, err := it.Next()
 		if err == iterator.Done {

@@ -216,12 +216,12 @@ func (d ledgerDoc) hasOp(kind string) bool {
 }
 
 // entry is the entry as its owner and support see it.
-func (d ledgerDoc) entry() LedgerEntry {
+func (d ledgerDoc) entry() save.LedgerEntry {
 	changes := make([]any, len(d.Changes))
 	for i, c := range d.Changes {
 		changes[i] = map[string]any{"path": c.Path, "old": jsonSafe(c.Old), "new": jsonSafe(c.New)}
 	}
-	return LedgerEntry{
+	return save.LedgerEntry{
 		EntryID:       d.EntryID,
 		Kind:          d.Kind,
 		Version:       d.Version,
@@ -247,12 +247,12 @@ func (d ledgerDoc) auditEntry() AuditEntry {
 }
 
 // event is the entry as the outbox relay publishes it.
-func (d ledgerDoc) event() Event {
+func (d ledgerDoc) event() save.Event {
 	changes := make([]map[string]any, len(d.Changes))
 	for i, c := range d.Changes {
 		changes[i] = map[string]any{"path": c.Path, "old": c.Old, "new": c.New}
 	}
-	e := Event{
+	e := save.Event{
 		UserID:        d.UserID,
 		Version:       d.Version,
 		VersionBefore: d.VersionBefore,
@@ -279,7 +279,7 @@ func (d ledgerDoc) change() Change {
 		UserID:       d.UserID,
 		Version:      d.Version,
 		ChangedPaths: nonNil(d.ChangedPaths),
-		Actor:        ActorSeenByGameServers(d.Actor),
+		Actor:        d.Actor.SeenByGameServers(),
 		CommittedAt:  d.CommittedAt,
 	}
 }

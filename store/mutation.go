@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -36,29 +37,10 @@ type MutationRequest struct {
 	Settles []string
 }
 
-// Outcome is what a committed mutation answers. Its JSON is stored in the
-// ledger entry and returned byte for byte on every replay.
-type Outcome struct {
-	UserID        int64         `json:"userId"`
-	EntryID       string        `json:"entryId"`
-	VersionBefore int64         `json:"versionBefore"`
-	Version       int64         `json:"version"`
-	SchemaVersion int           `json:"schemaVersion"`
-	CommittedAt   time.Time     `json:"committedAt"`
-	ChangedPaths  []string      `json:"changedPaths"`
-	Changes       []save.Change `json:"changes"`
-	// Unchanged is set on the answer to a mutation that would change
-	// nothing (a setting set to the value it has, a remove of an absent
-	// element): nothing was written, Version is the current version and
-	// VersionBefore equals it, EntryID is empty (no ledger entry) and
-	// CommittedAt is when the save was read. Absent on every committed answer.
-	Unchanged bool `json:"unchanged,omitempty"`
-}
-
 // MutationResult is a mutation's answer: the outcome, the exact response
 // body, and whether it was replayed from the idempotency record.
 type MutationResult struct {
-	Outcome  Outcome
+	Outcome  save.Outcome
 	Body     []byte
 	Replayed bool
 }
@@ -157,10 +139,14 @@ func (s *Store) prepare(req MutationRequest) (*pendingMutation, error) {
 	if err := CheckIdempotencyKey(req.IdempotencyKey); err != nil {
 		return nil, err
 	}
-	if err := checkRequestText(req); err != nil {
-		return nil, err
+	if !utf8.ValidString(req.JobID) {
+		// Firestore stores only valid UTF-8, whatever check the caller's
+		// edge made: such text would fail the commit of every mutation
+		// grouped with this one. The domain checks the rest of the request.
+		return nil, save.Errorf(save.CodeInvalidArgument, "jobId: must be valid UTF-8").WithDetail("field", "jobId")
 	}
-	if err := s.cfg.CheckMutation(req.Mutation, req.Actor.Kind); err != nil {
+	pm := &pendingMutation{req: req, entryID: EntryID(req.Actor, req.IdempotencyKey), done: make(chan struct{})}
+	if err := s.cfg.CheckRequest(pm.request()); err != nil {
 		return nil, err
 	}
 	canon, err := json.Marshal(struct {
@@ -171,12 +157,20 @@ func (s *Store) prepare(req MutationRequest) (*pendingMutation, error) {
 		return nil, save.Errorf(save.CodeInvalidArgument, "the mutation cannot be encoded: %v", err)
 	}
 	sum := sha256.Sum256(canon)
-	return &pendingMutation{
-		req:     req,
-		entryID: EntryID(req.Actor, req.IdempotencyKey),
-		hash:    hex.EncodeToString(sum[:]),
-		done:    make(chan struct{}),
-	}, nil
+	pm.hash = hex.EncodeToString(sum[:])
+	return pm, nil
+}
+
+// request is the mutation as the domain judges and applies it.
+func (pm *pendingMutation) request() save.Request {
+	return save.Request{
+		EntryID:  pm.entryID,
+		Hash:     pm.hash,
+		Actor:    pm.req.Actor,
+		Mutation: pm.req.Mutation,
+		Once:     pm.req.Once,
+		Settles:  pm.req.Settles,
+	}
 }
 
 // CheckIdempotencyKey validates an Idempotency-Key value.
@@ -191,28 +185,6 @@ func CheckIdempotencyKey(key string) error {
 	for _, r := range key {
 		if r > unicode.MaxASCII || !unicode.IsPrint(r) {
 			return save.Errorf(save.CodeInvalidArgument, "the Idempotency-Key must be printable ASCII")
-		}
-	}
-	return nil
-}
-
-// checkRequestText refuses the request's own text that Firestore cannot
-// store (strings that are not valid UTF-8), whatever check the caller's
-// edge made: such text would fail the commit of every mutation grouped with
-// this one. The ops' text is checked with the ops (CheckMutation).
-// Errors: INVALID_ARGUMENT naming the field.
-func checkRequestText(req MutationRequest) error {
-	fields := []struct{ name, value string }{
-		{"jobId", req.JobID},
-		{"actor.id", req.Actor.ID},
-		{"once", req.Once},
-	}
-	for i, once := range req.Settles {
-		fields = append(fields, struct{ name, value string }{fmt.Sprintf("settles[%d]", i), once})
-	}
-	for _, f := range fields {
-		if !utf8.ValidString(f.value) {
-			return save.Errorf(save.CodeInvalidArgument, "%s: must be valid UTF-8", f.name).WithDetail("field", f.name)
 		}
 	}
 	return nil
@@ -377,197 +349,179 @@ func splittable(ctx context.Context, err error) bool {
 	return !domain
 }
 
-// applyGroup applies a group's mutations in order on the state read by
-// this attempt and returns each mutation's result and the writes.
+// applyGroup answers a group's mutations on the documents read by this
+// attempt and returns each mutation's result and the writes. The domain
+// answers the whole group in one call (save.Config.ApplyGroup); the store
+// turns the answers into writes. A member whose writes Firestore cannot
+// take fails alone, and one that does not fit the commit request waits for
+// the next commit with the members after it: the domain then answers the
+// group again without them, so the others apply as if they had not come.
 func (s *Store) applyGroup(userID int64, group []*pendingMutation, docs map[string]*firestorepb.Document) ([]groupResult, []*firestorepb.Write, error) {
 	p := s.decodePlayer(userID, docs[s.docName(playerPath(userID))])
 	results := make([]groupResult, len(group))
+	g, recorded := s.groupOf(p, group, docs)
+	live := s.runBeforeApply(group, results)
+	for {
+		g.Requests = g.Requests[:0]
+		for _, i := range live {
+			g.Requests = append(g.Requests, group[i].request())
+		}
+		answered, err := s.cfg.ApplyGroup(g)
+		if err != nil {
+			return nil, nil, err
+		}
+		writes, rest, err := s.groupWrites(p, g, group, live, answered, recorded, results)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(rest) == len(live) {
+			return results, writes, nil
+		}
+		live = rest
+	}
+}
 
-	// Replays are answered before anything else: they need no state.
-	fresh := make([]int, 0, len(group))
+// groupOf is the group as the domain takes it: the player's save as read,
+// with the ledger entries and once-only records the members name. It also
+// returns the ledger entries read, by entry id, for their stored answers.
+func (s *Store) groupOf(p Player, group []*pendingMutation, docs map[string]*firestorepb.Document) (save.Group, map[string]ledgerDoc) {
+	g := save.Group{
+		UserID:   p.UserID,
+		Save:     p.Raw,
+		Schema:   p.SchemaVersion,
+		Version:  p.Version,
+		Now:      s.now().UTC().Truncate(time.Microsecond),
+		Recorded: make(map[string]save.Recorded),
+		Done:     make(map[string]string),
+		Requests: make([]save.Request, 0, len(group)),
+	}
+	recorded := make(map[string]ledgerDoc)
+	for _, pm := range group {
+		if doc, ok := docs[s.docName(ledgerPath(p.UserID, pm.entryID))]; ok {
+			e := ledgerDocIn(pm.entryID, doc)
+			recorded[pm.entryID] = e
+			g.Recorded[pm.entryID] = save.Recorded{Hash: e.RequestHash, Version: e.Version}
+		}
+		for _, once := range pm.onceNames() {
+			if rec, ok := docs[s.docName(oncePath(p.UserID, once))]; ok {
+				g.Done[once] = fieldString(rec.GetFields(), "entryId")
+			}
+		}
+	}
+	return g, recorded
+}
+
+// runBeforeApply runs the test hook, when set, on every member of the
+// attempt; a member whose hook panics fails alone. It returns the indexes
+// of the members still in the group.
+func (s *Store) runBeforeApply(group []*pendingMutation, results []groupResult) []int {
+	live := make([]int, 0, len(group))
 	for i, pm := range group {
-		if doc, ok := docs[s.docName(ledgerPath(userID, pm.entryID))]; ok {
-			results[i] = replay(pm, ledgerDocIn(pm.entryID, doc))
-			continue
+		if s.beforeApply != nil {
+			if err := s.callBeforeApply(pm); err != nil {
+				results[i] = groupResult{err: err}
+				continue
+			}
 		}
-		fresh = append(fresh, i)
+		live = append(live, i)
 	}
-	if len(fresh) == 0 {
-		return results, nil, nil
-	}
-
-	st, err := s.currentState(p)
-	if err != nil {
-		return nil, nil, err
-	}
-	g := &groupAttempt{
-		s:            s,
-		p:            p,
-		docs:         docs,
-		st:           st,
-		migrated:     st,
-		schemaBefore: p.SchemaVersion,
-		version:      p.Version,
-		now:          s.now().UTC().Truncate(time.Microsecond),
-		onceDone:     make(map[string]string),
-	}
-	if !p.Exists {
-		g.schemaBefore = s.cfg.SchemaVersion
-	}
-	inGroup := make(map[string]int)
-	for _, i := range fresh {
-		pm := group[i]
-		if g.full {
-			// Keep the group's order: once one member waits, the rest do.
-			results[i].err = errDeferred
-			continue
-		}
-		if j, dup := inGroup[pm.entryID]; dup {
-			results[i] = replayInGroup(pm, group[j], results[j])
-			continue
-		}
-		results[i] = g.apply(pm)
-		if results[i].err == nil && !results[i].res.Outcome.Unchanged {
-			// A later duplicate replays this answer; the duplicate of an
-			// unchanged answer is evaluated again, as it would be in a
-			// later group, since nothing was stored under the key.
-			inGroup[pm.entryID] = i
-		}
-	}
-	if len(g.ledger) == 0 {
-		return results, nil, nil
-	}
-	pw, err := s.playerWrite(p, g.st, g.version, g.now)
-	if err != nil {
-		return nil, nil, err
-	}
-	return results, append([]*firestorepb.Write{pw}, g.ledger...), nil
+	return live
 }
 
-// groupAttempt is what one transaction attempt carries from one member of
-// a group to the next: the state so far and the writes of the members
-// that passed.
-type groupAttempt struct {
-	s            *Store
-	p            Player
-	docs         map[string]*firestorepb.Document
-	st           save.State // after the members applied so far
-	migrated     save.State // as read, migrated to the current schema
-	schemaBefore int
-	version      int64
-	now          time.Time
-	ledger       []*firestorepb.Write
-	ledgerBytes  int
-	full         bool              // a member did not fit: it and the rest wait
-	onceDone     map[string]string // once-only things done in this group, by entry
-}
-
-// apply applies one member on the attempt's state. The attempt takes the
-// member's writes and new state only once every check has passed, so a
-// member that fails, even by panicking, leaves the attempt as it was.
-func (g *groupAttempt) apply(pm *pendingMutation) (r groupResult) {
-	s, userID := g.s, g.p.UserID
+// callBeforeApply runs the test hook on one member, turning its panic into
+// the member's error.
+func (s *Store) callBeforeApply(pm *pendingMutation) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			r = groupResult{err: fmt.Errorf("store: applying mutation %s of player %d panicked: %v\n%s", pm.entryID, userID, v, debug.Stack())}
+			err = fmt.Errorf("store: applying mutation %s of player %d panicked: %v\n%s", pm.entryID, pm.req.UserID, v, debug.Stack())
 		}
 	}()
-	if pm.req.Once != "" {
-		if by := onceEntry(g.docs[s.docName(oncePath(userID, pm.req.Once))], g.onceDone[pm.req.Once]); by != "" {
-			return groupResult{err: save.Errorf(save.CodeAlreadyApplied, "%s was already done for this player, by ledger entry %s", pm.req.Once, by).
-				WithDetail("once", pm.req.Once).WithDetail("entryId", by)}
+	s.beforeApply(&pm.req)
+	return nil
+}
+
+// groupWrites turns the domain's answers to the live members into their
+// results and the attempt's writes: the player's, then each committing
+// member's ledger entry and once-only records. When a member's writes
+// cannot be sent, or do not fit the commit request, it returns the members
+// to answer again without it (fewer than live); the writes are then nil.
+func (s *Store) groupWrites(p Player, g save.Group, group []*pendingMutation, live []int, answered save.GroupResult, recorded map[string]ledgerDoc, results []groupResult) ([]*firestorepb.Write, []int, error) {
+	var ledger []*firestorepb.Write
+	ledgerBytes := 0
+	for k, a := range answered.Answers {
+		i, pm := live[k], group[live[k]]
+		switch {
+		case a.Err != nil:
+			results[i] = groupResult{err: a.Err}
+		case a.Replay == save.ReplayRecorded:
+			results[i] = replay(recorded[pm.entryID])
+		case a.Replay == save.ReplayInGroup:
+			results[i] = results[live[a.ReplayOf]]
+			results[i].res.Replayed = true
+		case a.Outcome.Unchanged:
+			body, err := json.Marshal(a.Outcome)
+			if err != nil {
+				results[i] = groupResult{err: fmt.Errorf("store: encoding the outcome of %s: %w", pm.entryID, err)}
+				continue
+			}
+			results[i] = groupResult{res: MutationResult{Outcome: a.Outcome, Body: body}}
+		default:
+			body, writes, size, err := s.entryWrites(p, pm, a, g.Schema)
+			if err != nil {
+				results[i] = groupResult{err: err}
+				return nil, slices.Delete(slices.Clone(live), k, k+1), nil
+			}
+			if len(ledger) > 0 && ledgerBytes+size > maxGroupLedgerBytes {
+				// Keep the group's order: once one member waits, the rest do.
+				for _, j := range live[k:] {
+					results[j] = groupResult{err: errDeferred}
+				}
+				return nil, live[:k], nil
+			}
+			ledger = append(ledger, writes...)
+			ledgerBytes += size
+			results[i] = groupResult{res: MutationResult{Outcome: a.Outcome, Body: body}}
 		}
 	}
-	if s.beforeApply != nil {
-		s.beforeApply(&pm.req)
+	if len(ledger) == 0 {
+		return nil, live, nil
 	}
-	applied, err := s.cfg.Apply(g.st, g.version, pm.req.Mutation, pm.req.Actor)
+	pw, err := s.playerWrite(p, answered.Save, answered.Version, g.Now)
 	if err != nil {
-		return groupResult{err: s.explain(err, userID, g.version, g.st)}
+		return nil, live, err
 	}
-	if len(applied.Changes) == 0 && pm.req.Once == "" && len(pm.req.Settles) == 0 {
-		// Nothing would change, so nothing is written: the version stays
-		// the number of ledger entries, and no listener is woken for
-		// nothing. (A once-only mutation still records that it was done.)
-		return g.unchanged(pm)
-	}
-	out := Outcome{
-		UserID:        userID,
-		EntryID:       pm.entryID,
-		VersionBefore: g.version,
-		Version:       g.version + 1,
-		SchemaVersion: s.cfg.SchemaVersion,
-		CommittedAt:   g.now,
-		ChangedPaths:  nonNil(applied.ChangedPaths),
-		Changes:       applied.Changes,
-	}
-	if out.Changes == nil {
-		out.Changes = []save.Change{}
-	}
-	if len(g.ledger) == 0 && g.schemaBefore != s.cfg.SchemaVersion {
-		// The first entry after a migration records what the migration
-		// changed, leaf by leaf, so the ledger still explains every value
-		// and time travel can walk back into the older schema.
-		migration := []save.Change{{Path: "schemaVersion", Old: int64(g.schemaBefore), New: int64(s.cfg.SchemaVersion)}}
-		migration = append(migration, save.DiffTrees(g.p.Raw, g.migrated.Encode())...)
-		out.Changes = append(migration, out.Changes...)
-	}
-	body, err := json.Marshal(out)
+	return append([]*firestorepb.Write{pw}, ledger...), live, nil
+}
+
+// entryWrites are a committing member's writes: its ledger entry, then the
+// records of the once-only things it does. It also returns the answer's
+// body and the writes' encoded size.
+func (s *Store) entryWrites(p Player, pm *pendingMutation, a save.Answer, schemaBefore int) ([]byte, []*firestorepb.Write, int, error) {
+	body, err := json.Marshal(a.Outcome)
 	if err != nil {
-		return groupResult{err: fmt.Errorf("store: encoding the outcome of %s: %w", pm.entryID, err)}
+		return nil, nil, 0, fmt.Errorf("store: encoding the outcome of %s: %w", pm.entryID, err)
 	}
-	w, err := s.ledgerWrite(g.p, pm, out, body, g.schemaBefore)
+	w, err := s.ledgerWrite(p, pm, a.Outcome, body, schemaBefore)
 	if err != nil {
-		return groupResult{err: fmt.Errorf("store: encoding ledger entry %s: %w", pm.entryID, err)}
+		return nil, nil, 0, fmt.Errorf("store: encoding ledger entry %s: %w", pm.entryID, err)
 	}
 	writes := []*firestorepb.Write{w}
-	done := make(map[string]string)
-	if pm.req.Once != "" {
-		writes = append(writes, s.onceWrite(userID, pm.req.Once, out))
-		done[pm.req.Once] = out.EntryID
-	}
-	for _, once := range pm.req.Settles {
-		if done[once] == "" && onceEntry(g.docs[s.docName(oncePath(userID, once))], g.onceDone[once]) == "" {
-			writes = append(writes, s.onceWrite(userID, once, out))
-			done[once] = out.EntryID
-		}
+	for _, once := range a.Records {
+		writes = append(writes, s.onceWrite(p.UserID, once, a.Outcome))
 	}
 	size, err := checkWrites(writes)
 	if err != nil {
-		return groupResult{err: err}
+		return nil, nil, 0, err
 	}
-	if len(g.ledger) > 0 && g.ledgerBytes+size > maxGroupLedgerBytes {
-		g.full = true
-		return groupResult{err: errDeferred}
-	}
-	g.ledger = append(g.ledger, writes...)
-	g.ledgerBytes += size
-	for once, entry := range done {
-		g.onceDone[once] = entry
-	}
-	g.st = applied.State
-	g.version++
-	return groupResult{res: MutationResult{Outcome: out, Body: body}}
+	return body, writes, size, nil
 }
 
-// unchanged answers a member that would change nothing with the current
-// version, without writing.
-func (g *groupAttempt) unchanged(pm *pendingMutation) groupResult {
-	out := Outcome{
-		UserID:        g.p.UserID,
-		VersionBefore: g.version,
-		Version:       g.version,
-		SchemaVersion: g.s.cfg.SchemaVersion,
-		CommittedAt:   g.now,
-		ChangedPaths:  []string{},
-		Changes:       []save.Change{},
-		Unchanged:     true,
+// onceNames are the once-only things a mutation does or settles.
+func (pm *pendingMutation) onceNames() []string {
+	if pm.req.Once == "" {
+		return pm.req.Settles
 	}
-	body, err := json.Marshal(out)
-	if err != nil {
-		return groupResult{err: fmt.Errorf("store: encoding the outcome of %s: %w", pm.entryID, err)}
-	}
-	return groupResult{res: MutationResult{Outcome: out, Body: body}}
+	return append([]string{pm.req.Once}, pm.req.Settles...)
 }
 
 // checkWrites checks, before anything is sent, that Firestore can take a
@@ -592,7 +546,7 @@ func checkWrites(writes []*firestorepb.Write) (int, error) {
 }
 
 // onceWrite records that a once-only mutation was done, by which entry.
-func (s *Store) onceWrite(userID int64, once string, out Outcome) *firestorepb.Write {
+func (s *Store) onceWrite(userID int64, once string, out save.Outcome) *firestorepb.Write {
 	return &firestorepb.Write{
 		Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.docName(oncePath(userID, once)), Fields: map[string]*firestorepb.Value{
 			"once":        stringValue(once),
@@ -604,57 +558,20 @@ func (s *Store) onceWrite(userID int64, once string, out Outcome) *firestorepb.W
 	}
 }
 
-// onceEntry is the ledger entry that already did a once-only mutation:
-// from its record, or from earlier in the same group; "" when none did.
-func onceEntry(record *firestorepb.Document, inGroup string) string {
-	if record != nil {
-		return fieldString(record.GetFields(), "entryId")
-	}
-	return inGroup
-}
-
-// explain adds what a caller needs to recover from a rejected mutation: a
-// version conflict carries the current version and save, so the caller can
-// rebase without another round trip.
-func (s *Store) explain(err error, userID, version int64, st save.State) error {
-	e, ok := save.AsError(err)
-	if !ok || e.Code != save.CodeVersionConflict {
-		return err
-	}
-	return e.WithDetail("userId", userID).WithDetail("currentVersion", version).WithDetail("save", st.View())
-}
-
-// replay answers a mutation whose ledger entry already exists.
-func replay(pm *pendingMutation, entry ledgerDoc) groupResult {
-	if entry.RequestHash != pm.hash {
-		return groupResult{err: save.Errorf(save.CodeIdempotencyKeyReused,
-			"this Idempotency-Key was already used for a different request; use a new key for a new mutation").
-			WithDetail("entryId", pm.entryID).WithDetail("committedVersion", entry.Version)}
-	}
+// replay answers a mutation from its ledger entry: the answer stored there.
+func replay(entry ledgerDoc) groupResult {
 	body := []byte(entry.Response)
-	var out Outcome
+	var out save.Outcome
 	if err := json.Unmarshal(body, &out); err != nil {
 		return groupResult{err: err}
 	}
 	return groupResult{res: MutationResult{Outcome: out, Body: body, Replayed: true}}
 }
 
-// replayInGroup answers a duplicate of a mutation committed in the same group.
-func replayInGroup(pm, first *pendingMutation, firstResult groupResult) groupResult {
-	if pm.hash != first.hash {
-		return groupResult{err: save.Errorf(save.CodeIdempotencyKeyReused,
-			"this Idempotency-Key was already used for a different request; use a new key for a new mutation").
-			WithDetail("entryId", pm.entryID)}
-	}
-	r := firstResult
-	r.res.Replayed = true
-	return r
-}
-
 // playerWrite writes the save and version after a group, creating the
 // player document on its first mutation.
-func (s *Store) playerWrite(p Player, st save.State, version int64, now time.Time) (*firestorepb.Write, error) {
-	saveValue, err := encodeValue(st.Encode())
+func (s *Store) playerWrite(p Player, saved map[string]any, version int64, now time.Time) (*firestorepb.Write, error) {
+	saveValue, err := encodeValue(saved)
 	if err != nil {
 		return nil, err
 	}
@@ -668,7 +585,7 @@ func (s *Store) playerWrite(p Player, st save.State, version int64, now time.Tim
 
 // ledgerWrite creates a mutation's ledger entry: the audit record, the
 // idempotency record (request hash and response) and the outbox entry.
-func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out Outcome, body []byte, schemaBefore int) (*firestorepb.Write, error) {
+func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out save.Outcome, body []byte, schemaBefore int) (*firestorepb.Write, error) {
 	ops, err := jsonTree(pm.req.Mutation.Ops)
 	if err != nil {
 		return nil, err

@@ -13,36 +13,11 @@ import (
 	"github.com/savesync/savesync/save"
 )
 
-// Event is one committed mutation as the outbox relay publishes it: who
-// changed which player, to which version, whether a game server holding
-// the player must be told, and the audit record.
-type Event struct {
-	UserID        int64      `json:"userId"`
-	Version       int64      `json:"version"`
-	VersionBefore int64      `json:"versionBefore"`
-	EntryID       string     `json:"entryId"`
-	Kind          string     `json:"kind"`
-	Actor         save.Actor `json:"actor"`
-	// JobID is the writing game server's job id, when the writer is one.
-	JobID        string   `json:"jobId,omitempty"`
-	ChangedPaths []string `json:"changedPaths"`
-	// HolderJobID is the game server that held the player's session at
-	// commit time, if any; Invalidate is set when that server is not the
-	// writer and so must be told to refetch.
-	Invalidate  bool      `json:"invalidate"`
-	HolderJobID string    `json:"holderJobId,omitempty"`
-	CommittedAt time.Time `json:"committedAt"`
-	// Reason, Ops and Changes are the audit payload.
-	Reason  string           `json:"reason,omitempty"`
-	Ops     any              `json:"ops,omitempty"`
-	Changes []map[string]any `json:"changes"`
-}
-
 // PendingEvents returns up to limit committed mutations whose events have
 // not been published yet, oldest first; a player's events come in version
 // order. They stay pending until MarkPublished, so a relay that dies
 // between commit and publish loses nothing: the next one finds them here.
-func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]save.Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -56,7 +31,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store.PendingEvents: %w", err)
 	}
-	events := make([]Event, 0, len(docs))
+	events := make([]save.Event, 0, len(docs))
 	for _, d := range docs {
 		events = append(events, ledgerDocOf(d).event())
 	}
@@ -68,7 +43,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 // the positions the players' events occupy. Commit times come from the
 // committing instance's clock, so two instances with skewed clocks could
 // otherwise list a player's later version first.
-func inVersionOrder(events []Event) {
+func inVersionOrder(events []save.Event) {
 	slots := make(map[int64][]int)
 	for i, e := range events {
 		slots[e.UserID] = append(slots[e.UserID], i)
@@ -77,7 +52,7 @@ func inVersionOrder(events []Event) {
 		if len(idx) < 2 {
 			continue
 		}
-		own := make([]Event, len(idx))
+		own := make([]save.Event, len(idx))
 		for j, i := range idx {
 			own[j] = events[i]
 		}
@@ -91,7 +66,7 @@ func inVersionOrder(events []Event) {
 // MarkPublished records that events were published, so the relay does not
 // publish them again. Only the outbox fields change; the audit record
 // stays as committed.
-func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
+func (s *Store) MarkPublished(ctx context.Context, events []save.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -120,25 +95,16 @@ func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
 	return nil
 }
 
-// RelayLease is the outbox relay's lease as a ClaimRelay call left it.
-type RelayLease struct {
-	Holder    string
-	Epoch     int64
-	ExpiresAt time.Time
-	// Held reports whether the caller holds the lease now.
-	Held bool
-}
-
 // ClaimRelay takes the outbox relay lease for holder when it is free or
 // expired, renews it when holder has it and less than half of ttl is
 // left, and otherwise reports who has it. Times come from the store's
 // clock.
-func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (RelayLease, error) {
+func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (save.RelayLease, error) {
 	if holder == "" || ttl <= 0 {
-		return RelayLease{}, save.Errorf(save.CodeInvalidArgument, "a relay lease needs a holder and a positive ttl")
+		return save.RelayLease{}, save.Errorf(save.CodeInvalidArgument, "a relay lease needs a holder and a positive ttl")
 	}
 	ref := s.fs.Doc(relayLeasePath)
-	var out RelayLease
+	var out save.RelayLease
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		now := s.now().UTC().Truncate(time.Microsecond)
 		cur, err := readRelayLease(tx, ref)
@@ -155,7 +121,7 @@ func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration
 			out.Held = false
 			return nil
 		}
-		next := RelayLease{Holder: holder, Epoch: cur.Epoch, ExpiresAt: now.Add(ttl), Held: true}
+		next := save.RelayLease{Holder: holder, Epoch: cur.Epoch, ExpiresAt: now.Add(ttl), Held: true}
 		if cur.Holder != holder {
 			next.Epoch++
 		}
@@ -163,7 +129,7 @@ func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration
 		return tx.Set(ref, map[string]any{"holder": next.Holder, "epoch": next.Epoch, "expiresAt": next.ExpiresAt, "updatedAt": now})
 	})
 	if err != nil {
-		return RelayLease{}, fmt.Errorf("store.ClaimRelay(%s): %w", holder, err)
+		return save.RelayLease{}, fmt.Errorf("store.ClaimRelay(%s): %w", holder, err)
 	}
 	return out, nil
 }
@@ -187,13 +153,13 @@ func (s *Store) ReleaseRelay(ctx context.Context, holder string) error {
 
 // readRelayLease reads the lease in a transaction; a missing document is
 // a free lease.
-func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (RelayLease, error) {
+func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (save.RelayLease, error) {
 	snap, err := tx.Get(ref)
 	if status.Code(err) == codes.NotFound {
-		return RelayLease{}, nil
+		return save.RelayLease{}, nil
 	}
 	if err != nil {
-		return RelayLease{}, err
+		return save.RelayLease{}, err
 	}
 	var doc struct {
 		Holder    string    `firestore:"holder"`
@@ -201,7 +167,7 @@ func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (Rela
 		ExpiresAt time.Time `firestore:"expiresAt"`
 	}
 	if err := snap.DataTo(&doc); err != nil {
-		return RelayLease{}, err
+		return save.RelayLease{}, err
 	}
-	return RelayLease{Holder: doc.Holder, Epoch: doc.Epoch, ExpiresAt: doc.ExpiresAt}, nil
+	return save.RelayLease{Holder: doc.Holder, Epoch: doc.Epoch, ExpiresAt: doc.ExpiresAt}, nil
 }

@@ -357,7 +357,7 @@ func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Acto
 			"this Idempotency-Key was already used for a different request; use a new key for a new request").
 			WithDetail("entryId", e.EntryID).WithDetail("committedVersion", e.Version)
 	}
-	var out Outcome
+	var out save.Outcome
 	if err := json.Unmarshal([]byte(e.Response), &out); err != nil {
 		return MutationResult{}, true, fmt.Errorf("store: entry %s has no readable response: %w", e.EntryID, err)
 	}
