@@ -20,12 +20,14 @@ import (
 // API serves savesync's routes over a store.
 type API struct {
 	store *store.Store
+	game  *save.Config
 	keys  *ServerKeys
 }
 
-// NewAPI returns the API over a store, authenticating game servers with keys.
-func NewAPI(st *store.Store, keys *ServerKeys) *API {
-	return &API{store: st, keys: keys}
+// NewAPI returns the API over a store that applies mutations with game,
+// authenticating game servers with keys.
+func NewAPI(st *store.Store, game *save.Config, keys *ServerKeys) *API {
+	return &API{store: st, game: game, keys: keys}
 }
 
 // Register adds the API's routes to a router.

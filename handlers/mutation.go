@@ -309,5 +309,5 @@ func (a *API) checkSchemaHeader(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.store.CheckClientSchema(n)
+	return a.game.CheckClientSchema(n)
 }

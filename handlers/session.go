@@ -33,7 +33,7 @@ func (a *API) joinSession(c *gin.Context) error {
 	if req.SchemaVersion <= 0 {
 		return save.Errorf(save.CodeInvalidArgument,
 			"schemaVersion: required, the save schema this game code reads (a positive integer; this service's current schema is %d)",
-			a.store.Config().SchemaVersion).WithDetail("field", "schemaVersion")
+			a.game.SchemaVersion).WithDetail("field", "schemaVersion")
 	}
 	res, err := a.store.JoinSession(c.Request.Context(), store.JoinRequest{
 		UserID:       req.UserID,

@@ -145,6 +145,65 @@ func (c *Config) LoadState(raw map[string]any, storedSchema int) (State, error) 
 	return st, nil
 }
 
+// CheckClientSchema refuses game code that reads another schema than the
+// one the service serves (this game config's current schema: every save
+// is migrated to it when read). It knows no stored save, so its message
+// speaks of the service's schema only; a join says what is stored.
+// Errors: SCHEMA_TOO_NEW (older code; details serviceSchema,
+// callerSchema), INVALID_ARGUMENT (code newer than the game config).
+func (c *Config) CheckClientSchema(client int) error {
+	current := c.SchemaVersion
+	switch {
+	case client == 0:
+		return nil
+	case client < current:
+		return Errorf(CodeSchemaTooNew,
+			"this service serves saves at its current schema %d but the game code reads schema %d: update the game servers", current, client).
+			WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
+	case client > current:
+		return Errorf(CodeInvalidArgument,
+			"the game code reads schema %d but this service's game config is at schema %d: deploy the new game config first", client, current).
+			WithDetail("field", "schemaVersion").WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
+	}
+	return nil
+}
+
+// CheckJoinSchema refuses a join that could not be served: a stored save
+// (exists, at schema stored) newer than this config's schema, or game code
+// older than the schema the save would be served at. The message states
+// what is stored, including that nothing is for a player with no save yet.
+// Errors: SCHEMA_TOO_NEW (details serviceSchema, callerSchema, and
+// storedSchema when the player has a document).
+func (c *Config) CheckJoinSchema(exists bool, stored, client int) error {
+	current := c.SchemaVersion
+	stored = max(stored, 1) // saves from before versioning count as 1, as migrations do
+	var err *Error
+	switch {
+	case exists && stored > current:
+		err = Errorf(CodeSchemaTooNew,
+			"this player's save is stored at schema %d, newer than this service's current schema %d: deploy the game config that knows schema %d, and game servers that read it",
+			stored, current, stored)
+	case client == 0 || client >= current:
+		return nil
+	case exists:
+		err = Errorf(CodeSchemaTooNew,
+			"this player's save is stored at schema %d and is served at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
+			stored, current, client)
+	default:
+		err = Errorf(CodeSchemaTooNew,
+			"this player has no save yet; it would start at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
+			current, client)
+	}
+	err = err.WithDetail("serviceSchema", current)
+	if client != 0 {
+		err = err.WithDetail("callerSchema", client)
+	}
+	if exists {
+		err = err.WithDetail("storedSchema", stored)
+	}
+	return err
+}
+
 func runRegistered(rs registeredStep, raw map[string]any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {

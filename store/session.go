@@ -64,12 +64,12 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 		return JoinResult{}, save.Errorf(save.CodeInvalidArgument, "jobId must be UTF-8 text without NUL characters (the game server's game.JobId)").WithDetail("field", "jobId")
 	}
 	if req.ClientSchema > s.cfg.SchemaVersion {
-		return JoinResult{}, s.CheckClientSchema(req.ClientSchema)
+		return JoinResult{}, s.cfg.CheckClientSchema(req.ClientSchema)
 	}
 	var res JoinResult
 	_, err := s.runTxn(ctx, []string{s.docName(playerPath(req.UserID))}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
 		p := s.decodePlayer(req.UserID, docs[s.docName(playerPath(req.UserID))])
-		if err := s.checkJoinSchema(p, req.ClientSchema); err != nil {
+		if err := s.cfg.CheckJoinSchema(p.Exists, p.SchemaVersion, req.ClientSchema); err != nil {
 			return nil, err
 		}
 		st, err := s.currentState(p)
@@ -442,65 +442,6 @@ func (s *Store) sessionWrite(p Player, lease *Lease, now time.Time) *firestorepb
 		"session":   leaseFields(lease),
 		"updatedAt": timeValue(now),
 	}, now)
-}
-
-// CheckClientSchema refuses game code that reads another schema than the
-// one this service serves (its game config's current schema: every save
-// is migrated to it when read). It knows no stored save, so its message
-// speaks of the service's schema only; a join says what is stored.
-// Errors: SCHEMA_TOO_NEW (older code; details serviceSchema,
-// callerSchema), INVALID_ARGUMENT (code newer than the game config).
-func (s *Store) CheckClientSchema(client int) error {
-	current := s.cfg.SchemaVersion
-	switch {
-	case client == 0:
-		return nil
-	case client < current:
-		return save.Errorf(save.CodeSchemaTooNew,
-			"this service serves saves at its current schema %d but the game code reads schema %d: update the game servers", current, client).
-			WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
-	case client > current:
-		return save.Errorf(save.CodeInvalidArgument,
-			"the game code reads schema %d but this service's game config is at schema %d: deploy the new game config first", client, current).
-			WithDetail("field", "schemaVersion").WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
-	}
-	return nil
-}
-
-// checkJoinSchema refuses a join that could not be served: a stored save
-// newer than this service's schema, or game code older than the schema the
-// save would be served at. The message states what is stored, including
-// that nothing is for a player with no document yet.
-// Errors: SCHEMA_TOO_NEW (details serviceSchema, callerSchema, and
-// storedSchema when the player has a document).
-func (s *Store) checkJoinSchema(p Player, client int) error {
-	current := s.cfg.SchemaVersion
-	stored := max(p.SchemaVersion, 1) // saves from before versioning count as 1, as migrations do
-	var err *save.Error
-	switch {
-	case p.Exists && stored > current:
-		err = save.Errorf(save.CodeSchemaTooNew,
-			"this player's save is stored at schema %d, newer than this service's current schema %d: deploy the game config that knows schema %d, and game servers that read it",
-			stored, current, stored)
-	case client == 0 || client >= current:
-		return nil
-	case p.Exists:
-		err = save.Errorf(save.CodeSchemaTooNew,
-			"this player's save is stored at schema %d and is served at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
-			stored, current, client)
-	default:
-		err = save.Errorf(save.CodeSchemaTooNew,
-			"this player has no save yet; it would start at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
-			current, client)
-	}
-	err = err.WithDetail("serviceSchema", current)
-	if client != 0 {
-		err = err.WithDetail("callerSchema", client)
-	}
-	if p.Exists {
-		err = err.WithDetail("storedSchema", stored)
-	}
-	return err
 }
 
 // sessionID makes a session id that names its player and epoch, so leave

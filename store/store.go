@@ -127,9 +127,6 @@ func New(fs *firestore.Client, gapic *apiv1.Client, project string, cfg *save.Co
 	return s
 }
 
-// Config is the game config the store applies mutations with.
-func (s *Store) Config() *save.Config { return s.cfg }
-
 // Metrics returns the store's counters.
 func (s *Store) Metrics() Metrics {
 	return Metrics{
