@@ -138,7 +138,10 @@ func (c *Config) LoadState(raw map[string]any, storedSchema int) (State, error) 
 	}
 	st, err := c.DecodeState(migrated)
 	if err != nil {
-		e, _ := AsError(err)
+		e, ok := AsError(err)
+		if !ok {
+			return State{}, migrationError("validate", "", err.Error())
+		}
 		field, _ := e.Details["field"].(string)
 		return State{}, migrationError("validate", field, e.Message)
 	}

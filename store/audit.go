@@ -63,7 +63,8 @@ type auditCursor struct {
 // are answered by Firestore with the indexes in firestore.indexes.json;
 // the other filters are applied while reading.
 // Errors: INVALID_ARGUMENT (bad limit, cursor, range or actor kind).
-func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (AuditPage, error) {
+func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (_ AuditPage, err error) {
+	defer wrapOp(&err, "store.SearchLedger(%d)", userID)
 	if userID <= 0 {
 		return AuditPage{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
@@ -177,6 +178,7 @@ func (q AuditQuery) matches(e AuditEntry) bool {
 
 // LedgerEntryByID reads one ledger entry; ok is false when it does not exist.
 func (s *Store) LedgerEntryByID(ctx context.Context, userID int64, entryID string) (e AuditEntry, ok bool, err error) {
+	defer wrapOp(&err, "store.LedgerEntryByID(%d, %s)", userID, entryID)
 	d, ok, err := s.readLedgerDoc(ctx, userID, entryID)
 	if err != nil || !ok {
 		return AuditEntry{}, false, err

@@ -131,7 +131,8 @@ func ErasureRecordID(key []byte, userID int64) string {
 // the erasure; that new save is erased by the next request.
 // Errors: INVALID_ARGUMENT (bad user id or source), UNAVAILABLE (also when
 // another delivery of the request is still erasing after maxErasureWait).
-func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest) (Erasure, error) {
+func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest) (_ Erasure, err error) {
+	defer wrapOp(&err, "store.ErasePlayer(%s)", req.Source)
 	if req.UserID <= 0 {
 		return Erasure{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id").WithDetail("field", "userId")
 	}

@@ -35,7 +35,8 @@ type ledgerCursor struct {
 // limit at a time (DefaultLedgerPage when 0, at most MaxLedgerPage), from
 // an opaque cursor returned by the previous page ("" for the first).
 // Errors: INVALID_ARGUMENT (bad cursor or limit).
-func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, limit int) (LedgerPage, error) {
+func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, limit int) (_ LedgerPage, err error) {
+	defer wrapOp(&err, "store.ListLedger(%d)", userID)
 	if userID <= 0 {
 		return LedgerPage{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}

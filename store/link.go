@@ -78,7 +78,8 @@ type Link struct {
 // the last one trims them all.
 // Errors: INVALID_ARGUMENT (empty uid), PERMISSION_DENIED with reason
 // ALREADY_LINKED (unlink first).
-func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error) {
+func (s *Store) CreateLinkCode(ctx context.Context, uid string) (_ LinkCode, err error) {
+	defer wrapOp(&err, "store.CreateLinkCode")
 	if uid == "" || strings.Contains(uid, "/") {
 		return LinkCode{}, save.Errorf(save.CodeInvalidArgument, "a link code needs a signed-in user with a Firebase uid without '/'")
 	}
@@ -166,8 +167,9 @@ func (s *Store) revokeOldLinkCodes(ctx context.Context, uid, keep string, now ti
 // another companion user), UNAVAILABLE. Concurrent redemptions touching the
 // same code, companion user or player are serialised by the transaction:
 // exactly one wins and the others get one of these errors.
-func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (Link, error) {
-	code, err := NormalizeLinkCode(code)
+func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (_ Link, err error) {
+	defer wrapOp(&err, "store.RedeemLinkCode(%d)", userID)
+	code, err = NormalizeLinkCode(code)
 	if err != nil {
 		return Link{}, err
 	}
@@ -247,6 +249,7 @@ const maxUnlinkAttempts = 3
 // linked, which is not an error, so a repeated unlink is harmless.
 // Errors: INVALID_ARGUMENT (empty uid), UNAVAILABLE.
 func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err error) {
+	defer wrapOp(&err, "store.Unlink")
 	if uid == "" {
 		return Link{}, false, save.Errorf(save.CodeInvalidArgument, "unlinking needs a signed-in user")
 	}
@@ -291,7 +294,8 @@ func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err
 // LinkOf returns the Roblox player uid is linked to; ok is false when
 // there is none. It is the authority for which player a companion user may
 // reach (the robloxUserId claim in a token may be up to an hour old).
-func (s *Store) LinkOf(ctx context.Context, uid string) (Link, bool, error) {
+func (s *Store) LinkOf(ctx context.Context, uid string) (_ Link, _ bool, err error) {
+	defer wrapOp(&err, "store.LinkOf")
 	if uid == "" || strings.Contains(uid, "/") {
 		return Link{}, false, nil
 	}

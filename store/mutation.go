@@ -311,10 +311,12 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 		switch {
 		case err != nil:
 			pm.err = err
+			wrapOp(&pm.err, "store.ApplyMutation(%d, %s)", userID, pm.entryID)
 		case errors.Is(results[i].err, errDeferred):
 			deferred = append(deferred, pm)
 		default:
 			pm.res, pm.err = results[i].res, results[i].err
+			wrapOp(&pm.err, "store.ApplyMutation(%d, %s)", userID, pm.entryID)
 			switch {
 			case pm.err != nil, pm.res.Outcome.Unchanged:
 			case pm.res.Replayed:

@@ -64,7 +64,8 @@ type PlayerView struct {
 // GetPlayer reads a player's save, migrated in memory to the current
 // schema. A player never seen before reads as a new save at version 0.
 // Errors: SAVE_MIGRATION_FAILED, SCHEMA_TOO_NEW.
-func (s *Store) GetPlayer(ctx context.Context, userID int64) (PlayerView, error) {
+func (s *Store) GetPlayer(ctx context.Context, userID int64) (_ PlayerView, err error) {
+	defer wrapOp(&err, "store.GetPlayer(%d)", userID)
 	p, err := s.readPlayer(ctx, userID)
 	if err != nil {
 		return PlayerView{}, err

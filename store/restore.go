@@ -47,7 +47,8 @@ type VersionDiff struct {
 // Errors: INVALID_ARGUMENT (negative version), NOT_FOUND (no such version
 // yet, or an entry it needs has expired under the retention policy),
 // LIMIT_EXCEEDED (more than MaxRewind entries back), SAVE_MIGRATION_FAILED.
-func (s *Store) SaveAt(ctx context.Context, userID, version int64) (SaveAtVersion, error) {
+func (s *Store) SaveAt(ctx context.Context, userID, version int64) (_ SaveAtVersion, err error) {
+	defer wrapOp(&err, "store.SaveAt(%d, %d)", userID, version)
 	states, current, times, err := s.statesAt(ctx, userID, version)
 	if err != nil {
 		return SaveAtVersion{}, err
@@ -63,7 +64,8 @@ func (s *Store) SaveAt(ctx context.Context, userID, version int64) (SaveAtVersio
 // each change's old value is at from and its new value at to (from may be
 // after to, which shows what going back would change).
 // Errors: those of SaveAt.
-func (s *Store) DiffVersions(ctx context.Context, userID, from, to int64) (VersionDiff, error) {
+func (s *Store) DiffVersions(ctx context.Context, userID, from, to int64) (_ VersionDiff, err error) {
+	defer wrapOp(&err, "store.DiffVersions(%d, %d, %d)", userID, from, to)
 	states, _, _, err := s.statesAt(ctx, userID, from, to)
 	if err != nil {
 		return VersionDiff{}, err
@@ -205,7 +207,8 @@ type RestoreRequest struct {
 // A retry with the same Idempotency-Key replays the first answer.
 // Errors: those of SaveAt and ApplyMutation; VERSION_CONFLICT when the
 // save changed between reading and restoring (retry).
-func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (MutationResult, error) {
+func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (_ MutationResult, err error) {
+	defer wrapOp(&err, "store.RestoreVersion(%d, %d)", req.UserID, req.Version)
 	reason := fmt.Sprintf("restore to version %d: %s", req.Version, req.Reason)
 	return s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, "", func() (MutationRequest, error) {
 		at, err := s.SaveAt(ctx, req.UserID, req.Version)
@@ -277,7 +280,8 @@ type RefundResult struct {
 // A retry with the same Idempotency-Key replays the first answer.
 // Errors: NOT_FOUND (no such entry), INVALID_ARGUMENT (the entry holds no
 // purchase), and those of ApplyMutation.
-func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundResult, error) {
+func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (_ RefundResult, err error) {
+	defer wrapOp(&err, "store.RefundPurchase(%d, %s)", req.UserID, req.EntryID)
 	entry, ok, err := s.readLedgerDoc(ctx, req.UserID, req.EntryID)
 	if err != nil {
 		return RefundResult{}, err

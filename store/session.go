@@ -51,7 +51,8 @@ type JoinResult struct {
 // granted epoch plus one, whether the previous lease was released, expired
 // or stolen, so no two grants of one player ever share an epoch.
 // Errors: INVALID_ARGUMENT, SESSION_HELD, SAVE_MIGRATION_FAILED, SCHEMA_TOO_NEW.
-func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, error) {
+func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (_ JoinResult, err error) {
+	defer wrapOp(&err, "store.JoinSession(%d)", req.UserID)
 	if req.UserID <= 0 {
 		return JoinResult{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
@@ -67,7 +68,7 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 		return JoinResult{}, s.cfg.CheckClientSchema(req.ClientSchema)
 	}
 	var res JoinResult
-	_, err := s.runTxn(ctx, []string{s.docName(playerPath(req.UserID))}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+	_, err = s.runTxn(ctx, []string{s.docName(playerPath(req.UserID))}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
 		p := s.decodePlayer(req.UserID, docs[s.docName(playerPath(req.UserID))])
 		if err := s.cfg.CheckJoinSchema(p.Exists, p.SchemaVersion, req.ClientSchema); err != nil {
 			return nil, err
@@ -161,7 +162,8 @@ type leaveAnswer struct {
 // session never issued for the player; nothing is flushed),
 // IDEMPOTENCY_KEY_REUSED (the key was used for another leave or final
 // flush), and those of ApplyMutation for the flush.
-func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult, error) {
+func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (_ LeaveResult, err error) {
+	defer wrapOp(&err, "store.LeaveSession")
 	ref, err := parseSessionID(req.SessionID)
 	if err != nil {
 		return LeaveResult{}, err
@@ -326,7 +328,8 @@ func (s *Store) readDocs(ctx context.Context, names []string) (map[string]*fires
 // never issued for the player, or one that ended with no game server
 // holding the player now: details.ended is true), SESSION_HELD (the lease
 // was taken over; details.holder names the live holder).
-func (s *Store) RenewSession(ctx context.Context, sessionID string) (Lease, error) {
+func (s *Store) RenewSession(ctx context.Context, sessionID string) (_ Lease, err error) {
+	defer wrapOp(&err, "store.RenewSession")
 	ref, err := parseSessionID(sessionID)
 	if err != nil {
 		return Lease{}, err

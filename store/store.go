@@ -142,3 +142,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	_, err := s.fs.Collection(playersCollection).Limit(1).Documents(ctx).GetAll()
 	return err
 }
+
+// wrapOp names the operation on an error that is not a domain error, so
+// the internal-error log line says what failed. Domain errors pass as they
+// are: they already say what to fix, and travel to the caller unchanged.
+func wrapOp(errp *error, format string, args ...any) {
+	if *errp == nil {
+		return
+	}
+	if _, ok := save.AsError(*errp); ok {
+		return
+	}
+	*errp = fmt.Errorf(format+": %w", append(args, *errp)...)
+}
