@@ -49,14 +49,6 @@ func (d *Deduper) Record(userID, version int64) {
 	d.record(userID, version)
 }
 
-// Observe records the version and reports whether it was fresh: the
-// check-and-record of a consumer that handles a message on receipt.
-func (d *Deduper) Observe(userID, version int64) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.record(userID, version)
-}
-
 // record raises the player's version, reporting whether it rose; d.mu is held.
 func (d *Deduper) record(userID, version int64) bool {
 	if el, ok := d.byID[userID]; ok {

@@ -60,7 +60,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64 << 10))
-	handlers.NewAPI(st, game, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	handlers.NewAdminAPI(st, fa, handlers.AdminOptions{ErasureKey: []byte("test-erasure-key"), RobloxWebhookSecret: webhookSecret}).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

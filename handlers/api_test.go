@@ -48,7 +48,7 @@ func newEnv(t testing.TB) *testEnv {
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64 << 10))
-	handlers.NewAPI(st, game, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, url: srv.URL, store: st, clients: clients, emu: fstest.Emulator(t), project: project, clock: clock}

@@ -43,7 +43,7 @@ func newInputEnv(t *testing.T) *testEnv {
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64<<10), handlers.RefuseInvalidText())
-	handlers.NewAPI(st, game, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	handlers.NewChangesAPI(store.NewChanges(st, store.ChangesOptions{MaxWait: time.Second})).Register(r, keys.RequireServerKey())
 	handlers.NewCompanionAPI(st, game, fa, keys, handlers.CompanionOptions{}).Register(r)
 	handlers.NewAdminAPI(st, fa, handlers.AdminOptions{ErasureKey: []byte("test-erasure-key"), RobloxWebhookSecret: webhookSecret}).Register(r)

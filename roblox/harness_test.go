@@ -63,7 +63,7 @@ func newService(t *testing.T) *service {
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64 << 10))
-	handlers.NewAPI(st, game, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	changes := store.NewChanges(st, store.ChangesOptions{PollInterval: 20 * time.Millisecond, MaxWait: 2 * time.Second})
 	handlers.NewChangesAPI(changes).Register(r, keys.RequireServerKey())
 	proxy := &faultProxy{next: r}

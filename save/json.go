@@ -420,12 +420,3 @@ func describe(v any) string {
 		return jsonType(v)
 	}
 }
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}

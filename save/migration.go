@@ -99,7 +99,7 @@ func (c *Config) Migrate(raw map[string]any, from int) (map[string]any, error) {
 	if from < 1 {
 		from = 1
 	}
-	out := deepCopyMap(raw)
+	out := CloneTree(raw)
 	for v := from; v < c.SchemaVersion; v++ {
 		step := fmt.Sprintf("%d->%d", v, v+1)
 		for _, def := range c.Migrations {
@@ -255,7 +255,7 @@ func (s MigrationStep) apply(raw map[string]any) (field, reason string) {
 		if _, exists := parent[key]; exists && s.Set.IfMissing {
 			return "", ""
 		}
-		parent[key] = deepCopy(s.Set.Value)
+		parent[key] = cloneValue(s.Set.Value)
 	case s.Delete != "":
 		parent, key, f, r := parentOf(raw, s.Delete, false)
 		if r != "" {
@@ -399,22 +399,25 @@ func parentOf(raw map[string]any, path string, create bool) (parent map[string]a
 	return m, segs[len(segs)-1], "", ""
 }
 
-func deepCopyMap(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = deepCopy(v)
+// CloneTree deep-copies a JSON-like tree of maps and slices, for callers
+// that change a save tree in place (UndoChanges) but must keep the original.
+func CloneTree(tree map[string]any) map[string]any {
+	out := make(map[string]any, len(tree))
+	for k, v := range tree {
+		out[k] = cloneValue(v)
 	}
 	return out
 }
 
-func deepCopy(v any) any {
+// cloneValue deep-copies one value of a JSON-like tree.
+func cloneValue(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
-		return deepCopyMap(x)
+		return CloneTree(x)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = deepCopy(e)
+			out[i] = cloneValue(e)
 		}
 		return out
 	default:

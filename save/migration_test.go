@@ -69,7 +69,7 @@ func TestMigrateSampleFromEveryVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := deepCopyMap(tt.raw)
+			before := CloneTree(tt.raw)
 			got, err := c.LoadState(tt.raw, tt.from)
 			if err != nil {
 				t.Fatalf("LoadState: %v", err)
@@ -122,7 +122,7 @@ func TestMigrateFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := deepCopyMap(tt.raw)
+			before := CloneTree(tt.raw)
 			_, err := c.Migrate(tt.raw, tt.from)
 			wantError(t, err, CodeSaveMigrationFailed, "")
 			e, _ := AsError(err)

@@ -1,6 +1,8 @@
 package save
 
 import (
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -76,7 +78,7 @@ var grantOps = map[string]bool{
 func Grantable(kind string) bool { return grantOps[kind] }
 
 // OpKinds returns every op kind, sorted.
-func OpKinds() []string { return sortedKeys(opSpecs) }
+func OpKinds() []string { return slices.Sorted(maps.Keys(opSpecs)) }
 
 // StrategyOf returns the merge strategy of an op kind, or "" if it is unknown.
 func StrategyOf(kind string) Strategy { return opSpecs[kind].strategy }
@@ -247,7 +249,7 @@ func (c *Config) checkOp(op Op, path string) error {
 			name string
 			m    map[string]int64
 		}{{"remove", op.Remove}, {"add", op.Add}} {
-			for _, id := range sortedKeys(side.m) {
+			for _, id := range slices.Sorted(maps.Keys(side.m)) {
 				p := path + "." + side.name + "." + id
 				if err := checkDeclared(c.Items, id, p, "item"); err != nil {
 					return err

@@ -1,6 +1,8 @@
 package save
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"unicode/utf8"
 )
@@ -78,7 +80,7 @@ func (c *Config) NewState() State {
 // path, e.g. "currencies.diamonds: unknown currency".
 func (c *Config) DecodeState(raw map[string]any) (State, error) {
 	s := c.NewState()
-	for _, k := range sortedKeys(raw) {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		switch k {
 		case keyCurrencies, keyStats, keyItems, keyLoadout, keySettings, keyCollections:
 		default:
@@ -95,7 +97,7 @@ func (c *Config) DecodeState(raw map[string]any) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	for _, id := range sortedKeys(items) {
+	for _, id := range slices.Sorted(maps.Keys(items)) {
 		path := keyItems + "." + id
 		def, ok := c.Items[id]
 		if !ok {
@@ -119,7 +121,7 @@ func (c *Config) DecodeState(raw map[string]any) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	for _, slot := range sortedKeys(loadout) {
+	for _, slot := range slices.Sorted(maps.Keys(loadout)) {
 		path := keyLoadout + "." + slot
 		if _, ok := c.LoadoutSlots[slot]; !ok {
 			return State{}, invalidf(path, "unknown loadout slot")
@@ -146,7 +148,7 @@ func (c *Config) DecodeState(raw map[string]any) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	for _, key := range sortedKeys(settings) {
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
 		path := keySettings + "." + key
 		def, ok := c.Settings[key]
 		if !ok {
@@ -162,7 +164,7 @@ func (c *Config) DecodeState(raw map[string]any) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	for _, id := range sortedKeys(collections) {
+	for _, id := range slices.Sorted(maps.Keys(collections)) {
 		path := keyCollections + "." + id
 		def, ok := c.Collections[id]
 		if !ok {
@@ -176,7 +178,7 @@ func (c *Config) DecodeState(raw map[string]any) (State, error) {
 			return State{}, invalidf(path, "holds %d elements, more than maxElements %d", len(elems), def.MaxElements)
 		}
 		set := s.Collections[id]
-		for _, e := range sortedKeys(elems) {
+		for _, e := range slices.Sorted(maps.Keys(elems)) {
 			p := path + "." + e
 			if err := c.checkElement(id, e, p); err != nil {
 				return State{}, err
@@ -196,7 +198,7 @@ func decodeBounded(raw map[string]any, key string, defs map[string]Bounds, dst m
 	if err != nil {
 		return err
 	}
-	for _, id := range sortedKeys(m) {
+	for _, id := range slices.Sorted(maps.Keys(m)) {
 		path := key + "." + id
 		b, ok := defs[id]
 		if !ok {
@@ -231,7 +233,7 @@ func decodeDots(v any, path string) ([]Dot, error) {
 			return nil, invalidf(p, "must be an object {v, a}, got %s", jsonType(e))
 		}
 		var d Dot
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			switch k {
 			case "v":
 				n, err := intValue(m[k], p+".v")
@@ -317,7 +319,7 @@ func (s State) encode(view bool) map[string]any {
 	cols := make(map[string]any, len(s.Collections))
 	for id, set := range s.Collections {
 		if view {
-			cols[id] = sortedKeys(set)
+			cols[id] = sortedNames(set)
 			continue
 		}
 		m := make(map[string]any, len(set))
@@ -463,7 +465,15 @@ func diffStates(old, new State) ([]Change, []string) {
 		}
 	}
 	sort.Slice(changes, func(i, j int) bool { return changes[i].Path < changes[j].Path })
-	return changes, sortedKeys(paths)
+	return changes, sortedNames(paths)
+}
+
+// sortedNames lists a map's keys in order, as an empty list (never nil)
+// when there are none, for answers that render it as JSON.
+func sortedNames[V any](m map[string]V) []string {
+	names := slices.AppendSeq(make([]string, 0, len(m)), maps.Keys(m))
+	slices.Sort(names)
+	return names
 }
 
 func optional[V any](v V, ok bool) any {

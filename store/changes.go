@@ -13,10 +13,11 @@ import (
 	"github.com/savesync/savesync/save"
 )
 
-// Change is one save changed from elsewhere while a game server held the
-// player: the server refetches the player unless it already has Version.
-// Actor says who changed it as ActorSeenByGameServers shows it.
-type Change struct {
+// Invalidation is one save changed from elsewhere while a game server
+// held the player: the server refetches the player unless it already has
+// Version. Actor says who changed it as save.Actor.SeenByGameServers
+// shows it.
+type Invalidation struct {
 	UserID       int64      `json:"userId"`
 	Version      int64      `json:"version"`
 	ChangedPaths []string   `json:"changedPaths"`
@@ -27,8 +28,8 @@ type Change struct {
 // ChangesPage is one answer of the changes long-poll. Cursor goes into the
 // next call; it is opaque to callers.
 type ChangesPage struct {
-	Changes []Change `json:"changes"`
-	Cursor  string   `json:"cursor"`
+	Changes []Invalidation `json:"changes"`
+	Cursor  string         `json:"cursor"`
 }
 
 // Changes answers the long-poll a game server uses, as a fallback to Open
@@ -101,7 +102,7 @@ func (c *Changes) Wait(ctx context.Context, jobID, cursor string, wait time.Dura
 		page, next, err := c.read(ctx, jobID, cur)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ChangesPage{Changes: []Change{}, Cursor: cur.encode()}, nil
+				return ChangesPage{Changes: []Invalidation{}, Cursor: cur.encode()}, nil
 			}
 			return ChangesPage{}, err
 		}
@@ -180,7 +181,7 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 		prefix string
 	}
 	var kept []read // entries the next cursor must remember
-	page := ChangesPage{Changes: []Change{}}
+	page := ChangesPage{Changes: []Invalidation{}}
 	for _, d := range docs {
 		e := ledgerDocOf(d)
 		// The entry's full path, not its id: the same caller and key make
@@ -193,7 +194,7 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 		if len(page.Changes) == c.pageSize {
 			continue
 		}
-		page.Changes = append(page.Changes, e.change())
+		page.Changes = append(page.Changes, e.invalidation())
 		kept = append(kept, read{e.CommittedAt, prefix})
 	}
 

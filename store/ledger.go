@@ -273,9 +273,9 @@ func (d ledgerDoc) event() save.Event {
 	return e
 }
 
-// change is the entry as a game server's long-poll reports it.
-func (d ledgerDoc) change() Change {
-	return Change{
+// invalidation is the entry as a game server's long-poll reports it.
+func (d ledgerDoc) invalidation() Invalidation {
+	return Invalidation{
 		UserID:       d.UserID,
 		Version:      d.Version,
 		ChangedPaths: nonNil(d.ChangedPaths),

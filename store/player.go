@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -163,7 +165,7 @@ func (s *Store) upsertPlayer(p Player, fields map[string]*firestorepb.Value, now
 	if p.Exists {
 		return &firestorepb.Write{
 			Operation:       &firestorepb.Write_Update{Update: doc},
-			UpdateMask:      &firestorepb.DocumentMask{FieldPaths: sortedKeys(fields)},
+			UpdateMask:      &firestorepb.DocumentMask{FieldPaths: slices.Sorted(maps.Keys(fields))},
 			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
 		}
 	}

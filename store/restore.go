@@ -136,7 +136,7 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 	// migrated in memory to the current schema when captured.
 	raw, schemaAt := s.cfg.NewState().Encode(), s.cfg.SchemaVersion
 	if p.Exists && p.Raw != nil {
-		raw, schemaAt = cloneTree(p.Raw), p.SchemaVersion
+		raw, schemaAt = save.CloneTree(p.Raw), p.SchemaVersion
 	}
 	want := make(map[int64]bool, len(versions))
 	for _, v := range versions {
@@ -148,7 +148,7 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		if !want[v] {
 			return nil
 		}
-		decoded, err := s.cfg.LoadState(cloneTree(raw), schemaAt)
+		decoded, err := s.cfg.LoadState(save.CloneTree(raw), schemaAt)
 		if err != nil {
 			return fmt.Errorf("store.SaveAt(%d, %d): the reconstructed save does not decode: %w", userID, v, err)
 		}
@@ -372,28 +372,4 @@ func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Acto
 // docOf wraps decoded fields as a document for decodePlayer.
 func docOf(fields map[string]*firestorepb.Value) *firestorepb.Document {
 	return &firestorepb.Document{Fields: fields}
-}
-
-// cloneTree deep-copies a JSON-like tree of maps and slices.
-func cloneTree(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = cloneValue(v)
-	}
-	return out
-}
-
-func cloneValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		return cloneTree(x)
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = cloneValue(e)
-		}
-		return out
-	default:
-		return v
-	}
 }

@@ -6,7 +6,6 @@
 package store
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -135,12 +134,6 @@ func (s *Store) Metrics() Metrics {
 		Retries:      s.metrics.retries.Load(),
 		Replays:      s.metrics.replays.Load(),
 	}
-}
-
-// Ping checks that Firestore answers, for readiness probes.
-func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.fs.Collection(playersCollection).Limit(1).Documents(ctx).GetAll()
-	return err
 }
 
 // wrapOp names the operation on an error that is not a domain error, so

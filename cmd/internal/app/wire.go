@@ -115,7 +115,7 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 	)
 	r.GET("/healthz", handlers.Healthz)
 	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
-	handlers.NewAPI(a.store, game, cfg.serverKeys).Register(r)
+	handlers.NewServerAPI(a.store, game, cfg.serverKeys).Register(r)
 	handlers.NewChangesAPI(store.NewChanges(a.store, store.ChangesOptions{MaxWait: cfg.longPollMaxWait})).Register(r, cfg.serverKeys.RequireServerKey())
 	if err := a.registerCompanion(ctx, cfg, game, logger, r); err != nil {
 		return nil, err
