@@ -1,10 +1,12 @@
 package store
 
 import (
+	"encoding/json"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/savesync/savesync/save"
 )
@@ -329,4 +331,109 @@ func toAnySlice(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// maxLedgerEntryBytes keeps a ledger entry (ops, old and new values and the
+// stored response) under Firestore's 1 MiB document limit, with room for
+// the fields Firestore counts beyond the encoded values.
+const maxLedgerEntryBytes = 1<<20 - 16<<10
+
+// onceNames are the once-only things a mutation does or settles.
+func (pm *pendingMutation) onceNames() []string {
+	if pm.req.Once == "" {
+		return pm.req.Settles
+	}
+	return append([]string{pm.req.Once}, pm.req.Settles...)
+}
+
+// checkWrites checks, before anything is sent, that Firestore can take a
+// member's writes (its ledger entry first): every write encodable, which
+// text that is not valid UTF-8 is not, and the entry within the document
+// limit. It returns the writes' encoded size.
+func checkWrites(writes []*firestorepb.Write) (int, error) {
+	total := 0
+	for i, w := range writes {
+		b, err := proto.Marshal(w)
+		if err != nil {
+			return 0, save.Errorf(save.CodeInvalidArgument, "the mutation holds text that is not valid UTF-8, which cannot be stored: send valid UTF-8")
+		}
+		if size := proto.Size(w.GetUpdate()); i == 0 && size > maxLedgerEntryBytes {
+			return 0, save.Errorf(save.CodeLimitExceeded,
+				"this mutation's ledger entry would be %d bytes, over the %d a Firestore document can hold: split it into smaller mutations", size, maxLedgerEntryBytes).
+				WithDetail("entryBytes", size).WithDetail("limit", maxLedgerEntryBytes)
+		}
+		total += len(b)
+	}
+	return total, nil
+}
+
+// onceWrite records that a once-only mutation was done, by which entry.
+func (s *Store) onceWrite(userID int64, once string, out save.Outcome) *firestorepb.Write {
+	return &firestorepb.Write{
+		Operation: &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.docName(oncePath(userID, once)), Fields: map[string]*firestorepb.Value{
+			"once":        stringValue(once),
+			"entryId":     stringValue(out.EntryID),
+			"version":     intValue(out.Version),
+			"committedAt": timeValue(out.CommittedAt),
+		}}},
+		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
+	}
+}
+
+// replay answers a mutation from its ledger entry: the answer stored there.
+func replay(entry ledgerDoc) groupResult {
+	body := []byte(entry.Response)
+	var out save.Outcome
+	if err := json.Unmarshal(body, &out); err != nil {
+		return groupResult{err: err}
+	}
+	return groupResult{res: MutationResult{Outcome: out, Body: body, Replayed: true}}
+}
+
+// ledgerWrite creates a mutation's ledger entry: the audit record, the
+// idempotency record (request hash and response) and the outbox entry.
+func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out save.Outcome, body []byte, schemaBefore int) (*firestorepb.Write, error) {
+	ops, err := jsonTree(pm.req.Mutation.Ops)
+	if err != nil {
+		return nil, err
+	}
+	holder := ""
+	if p.Session != nil && p.Session.ExpiresAt.After(out.CommittedAt) {
+		holder = p.Session.JobID
+	}
+	doc := ledgerDoc{
+		EntryID:         out.EntryID,
+		UserID:          out.UserID,
+		Kind:            ledgerKindMutation,
+		IdempotencyKey:  pm.req.IdempotencyKey,
+		RequestHash:     pm.hash,
+		Actor:           pm.req.Actor,
+		JobID:           pm.req.JobID,
+		Reason:          pm.req.Mutation.Reason,
+		ExpectedVersion: pm.req.Mutation.ExpectedVersion,
+		VersionBefore:   out.VersionBefore,
+		Version:         out.Version,
+		SchemaBefore:    int64(schemaBefore),
+		SchemaVersion:   int64(out.SchemaVersion),
+		Changes:         out.Changes,
+		ChangedPaths:    out.ChangedPaths,
+		CommittedAt:     out.CommittedAt,
+		Response:        string(body),
+		Outbox: ledgerOutbox{
+			Invalidate:  holder != "" && !(pm.req.Actor.Kind == save.ActorServer && pm.req.JobID == holder),
+			HolderJobID: holder,
+		},
+	}
+	doc.Ops, _ = ops.([]any)
+	if s.retention > 0 {
+		doc.ExpireAt = out.CommittedAt.Add(s.retention)
+	}
+	return s.ledgerCreate(doc)
+}
+
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
 }

@@ -239,3 +239,18 @@ func numbersToGo(v any) any {
 		return v
 	}
 }
+
+// playerWrite writes the save and version after a group, creating the
+// player document on its first mutation.
+func (s *Store) playerWrite(p Player, saved map[string]any, version int64, now time.Time) (*firestorepb.Write, error) {
+	saveValue, err := encodeValue(saved)
+	if err != nil {
+		return nil, err
+	}
+	return s.upsertPlayer(p, map[string]*firestorepb.Value{
+		"version":       intValue(version),
+		"schemaVersion": intValue(int64(s.cfg.SchemaVersion)),
+		"save":          saveValue,
+		"updatedAt":     timeValue(now),
+	}, now), nil
+}
