@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -49,12 +48,12 @@ type VersionDiff struct {
 // LIMIT_EXCEEDED (more than MaxRewind entries back), SAVE_MIGRATION_FAILED.
 func (s *Store) SaveAt(ctx context.Context, userID, version int64) (_ SaveAtVersion, err error) {
 	defer wrapOp(&err, "store.SaveAt(%d, %d)", userID, version)
-	states, current, times, err := s.statesAt(ctx, userID, version)
+	h, err := s.statesAt(ctx, userID, version)
 	if err != nil {
 		return SaveAtVersion{}, err
 	}
-	out := SaveAtVersion{UserID: userID, Version: version, CurrentVersion: current, Save: states[version].View()}
-	if t, ok := times[version]; ok {
+	out := SaveAtVersion{UserID: userID, Version: version, CurrentVersion: h.current, Save: h.states[version].View()}
+	if t, ok := h.times[version]; ok {
 		out.CommittedAt = &t
 	}
 	return out, nil
@@ -66,24 +65,54 @@ func (s *Store) SaveAt(ctx context.Context, userID, version int64) (_ SaveAtVers
 // Errors: those of SaveAt.
 func (s *Store) DiffVersions(ctx context.Context, userID, from, to int64) (_ VersionDiff, err error) {
 	defer wrapOp(&err, "store.DiffVersions(%d, %d, %d)", userID, from, to)
-	states, _, _, err := s.statesAt(ctx, userID, from, to)
+	h, err := s.statesAt(ctx, userID, from, to)
 	if err != nil {
 		return VersionDiff{}, err
 	}
-	return VersionDiff{UserID: userID, From: from, To: to, Changes: save.Diff(states[from], states[to])}, nil
+	return VersionDiff{UserID: userID, From: from, To: to, Changes: save.Diff(h.states[from], h.states[to])}, nil
+}
+
+// history is a player's save at some versions, reconstructed from one
+// snapshot: the states and commit times of the versions asked for, and the
+// version the player was at.
+type history struct {
+	states  map[int64]save.State
+	times   map[int64]time.Time
+	current int64
 }
 
 // statesAt reconstructs the save at each of versions from one read-only
-// snapshot of the player and their later ledger entries. It also returns
-// the current version and the commit time of each requested version.
-func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (map[int64]save.State, int64, map[int64]time.Time, error) {
+// snapshot of the player and their later ledger entries.
+func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (history, error) {
 	if userID <= 0 {
-		return nil, 0, nil, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
+		return history{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
 	oldest := slices.Min(versions)
 	if oldest < 0 {
-		return nil, 0, nil, save.Errorf(save.CodeInvalidArgument, "versions start at 0, got %d", oldest).WithDetail("field", "version")
+		return history{}, save.Errorf(save.CodeInvalidArgument, "versions start at 0, got %d", oldest).WithDetail("field", "version")
 	}
+	p, entries, err := s.readHistory(ctx, userID, oldest)
+	if err != nil {
+		return history{}, err
+	}
+	if newest := slices.Max(versions); newest > p.Version {
+		return history{}, save.Errorf(save.CodeNotFound, "player %d is at version %d; version %d does not exist yet", userID, p.Version, newest).
+			WithDetail("currentVersion", p.Version).WithDetail("field", "version")
+	}
+	if len(entries) > MaxRewind+1 {
+		return history{}, save.Errorf(save.CodeLimitExceeded, "version %d is more than %d entries back; ask for a later version", oldest, MaxRewind).
+			WithDetail("limit", MaxRewind)
+	}
+	if _, err := s.currentState(p); err != nil {
+		return history{}, err
+	}
+	return s.rewind(p, entries, versions, oldest)
+}
+
+// readHistory reads, in one read-only transaction, a player and their
+// ledger entries from version oldest on (one more than MaxRewind at most,
+// to tell a rewind that is too long), newest first.
+func (s *Store) readHistory(ctx context.Context, userID, oldest int64) (Player, []ledgerDoc, error) {
 	var p Player
 	var entries []ledgerDoc
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -95,11 +124,9 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		case err != nil:
 			return err
 		default:
-			fields, err := encodeFields(snap.Data())
-			if err != nil {
+			if p, err = s.playerFromSnapshot(userID, snap); err != nil {
 				return err
 			}
-			p = s.decodePlayer(userID, docOf(fields))
 		}
 		q := s.fs.Collection(ledgerCollectionPath(userID)).Where(ledgerVersion, ">=", max(oldest, 1)).
 			OrderBy(ledgerVersion, firestore.Desc).Limit(MaxRewind + 2)
@@ -116,24 +143,15 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 			entries = append(entries, ledgerDocOf(d))
 		}
 	}, firestore.ReadOnly)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	if newest := slices.Max(versions); newest > p.Version {
-		return nil, 0, nil, save.Errorf(save.CodeNotFound, "player %d is at version %d; version %d does not exist yet", userID, p.Version, newest).
-			WithDetail("currentVersion", p.Version).WithDetail("field", "version")
-	}
-	if len(entries) > MaxRewind+1 {
-		return nil, 0, nil, save.Errorf(save.CodeLimitExceeded, "version %d is more than %d entries back; ask for a later version", oldest, MaxRewind).
-			WithDetail("limit", MaxRewind)
-	}
-	if _, err := s.currentState(p); err != nil {
-		return nil, 0, nil, err
-	}
-	// Walk back from the save as stored, in the schema it was written
-	// with: entries record their changes in that schema, and the entry that
-	// migrated a save records the migration's changes too. Each version is
-	// migrated in memory to the current schema when captured.
+	return p, entries, err
+}
+
+// rewind walks back from the save as stored, in the schema it was written
+// with, undoing the entries newest first: entries record their changes in
+// that schema, and the entry that migrated a save records the migration's
+// changes too. Each version asked for is migrated in memory to the current
+// schema when it is reached.
+func (s *Store) rewind(p Player, entries []ledgerDoc, versions []int64, oldest int64) (history, error) {
 	raw, schemaAt := s.cfg.NewState().Encode(), s.cfg.SchemaVersion
 	if p.Exists && p.Raw != nil {
 		raw, schemaAt = save.CloneTree(p.Raw), p.SchemaVersion
@@ -142,52 +160,56 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 	for _, v := range versions {
 		want[v] = true
 	}
-	states := make(map[int64]save.State, len(versions))
-	times := make(map[int64]time.Time, len(versions))
+	h := history{states: make(map[int64]save.State, len(versions)), times: make(map[int64]time.Time, len(versions)), current: p.Version}
 	capture := func(v int64) error {
 		if !want[v] {
 			return nil
 		}
 		decoded, err := s.cfg.LoadState(save.CloneTree(raw), schemaAt)
 		if err != nil {
-			return fmt.Errorf("store.SaveAt(%d, %d): the reconstructed save does not decode: %w", userID, v, err)
+			return fmt.Errorf("store.SaveAt(%d, %d): the reconstructed save does not decode: %w", p.UserID, v, err)
 		}
-		states[v] = decoded
+		h.states[v] = decoded
 		return nil
 	}
 	next := p.Version
 	if err := capture(next); err != nil {
-		return nil, 0, nil, err
+		return history{}, err
 	}
 	for _, e := range entries {
 		if e.Version == oldest {
 			// The entry that made the oldest version: only its time is needed.
-			times[e.Version] = e.CommittedAt
+			h.times[e.Version] = e.CommittedAt
 			break
 		}
 		if e.Version != next || e.VersionBefore != next-1 {
-			return nil, 0, nil, save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, next, oldest).
-				WithDetail("missingVersion", next).WithDetail("field", "version")
+			return history{}, expiredVersion(p.UserID, next, oldest)
 		}
 		if want[e.Version] {
-			times[e.Version] = e.CommittedAt
+			h.times[e.Version] = e.CommittedAt
 		}
 		if err := save.UndoChanges(raw, e.Changes); err != nil {
-			return nil, 0, nil, fmt.Errorf("store.SaveAt(%d): entry %s: %w", userID, e.EntryID, err)
+			return history{}, fmt.Errorf("store.SaveAt(%d): entry %s: %w", p.UserID, e.EntryID, err)
 		}
 		if e.SchemaBefore > 0 {
 			schemaAt = int(e.SchemaBefore)
 		}
 		next--
 		if err := capture(next); err != nil {
-			return nil, 0, nil, err
+			return history{}, err
 		}
 	}
 	if next != oldest {
-		return nil, 0, nil, save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, next, oldest).
-			WithDetail("missingVersion", next).WithDetail("field", "version")
+		return history{}, expiredVersion(p.UserID, next, oldest)
 	}
-	return states, p.Version, times, nil
+	return h, nil
+}
+
+// expiredVersion refuses a rewind that needs an entry the ledger no
+// longer holds.
+func expiredVersion(userID, missing, oldest int64) error {
+	return save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, missing, oldest).
+		WithDetail("missingVersion", missing).WithDetail("field", "version")
 }
 
 // RestoreRequest asks to set a player's save back to an earlier version.
@@ -367,9 +389,4 @@ func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Acto
 	}
 	s.metrics.replays.Add(1)
 	return MutationResult{Outcome: out, Body: []byte(e.Response), Replayed: true}, true, nil
-}
-
-// docOf wraps decoded fields as a document for decodePlayer.
-func docOf(fields map[string]*firestorepb.Value) *firestorepb.Document {
-	return &firestorepb.Document{Fields: fields}
 }
