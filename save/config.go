@@ -2,10 +2,8 @@ package save
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"regexp"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -372,13 +370,13 @@ func (c *Config) Validate() error {
 		name string
 		m    map[string]Bounds
 	}{{"currencies", c.Currencies}, {"stats", c.Stats}} {
-		for _, id := range slices.Sorted(maps.Keys(group.m)) {
+		for _, id := range sortedKeys(group.m) {
 			if err := validateBounds(group.name+"."+id, id, group.m[id]); err != nil {
 				return err
 			}
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(c.Items)) {
+	for _, id := range sortedKeys(c.Items) {
 		path := "items." + id
 		if err := checkID(path, id); err != nil {
 			return err
@@ -391,7 +389,7 @@ func (c *Config) Validate() error {
 			return invalidf(path+".maxStack", "only stackable items have a maxStack (unique items hold at most 1)")
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(c.LoadoutSlots)) {
+	for _, id := range sortedKeys(c.LoadoutSlots) {
 		path := "loadoutSlots." + id
 		if err := checkID(path, id); err != nil {
 			return err
@@ -408,12 +406,12 @@ func (c *Config) Validate() error {
 			seen[item] = true
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(c.Settings)) {
+	for _, id := range sortedKeys(c.Settings) {
 		if err := c.validateSetting(id); err != nil {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(c.Collections)) {
+	for _, id := range sortedKeys(c.Collections) {
 		path := "collections." + id
 		if err := checkID(path, id); err != nil {
 			return err
@@ -426,7 +424,7 @@ func (c *Config) Validate() error {
 			return invalidf(path+".maxElementLength", "must be between 1 and 1024, got %d", d.MaxElementLength)
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(c.SKUs)) {
+	for _, id := range sortedKeys(c.SKUs) {
 		if err := c.validateSKU(id); err != nil {
 			return err
 		}
@@ -529,7 +527,7 @@ func (c *Config) validateSKU(id string) error {
 	if len(sku.Name) > 200 || !utf8.ValidString(sku.Name) {
 		return invalidf(path+".name", "must be valid text of at most 200 bytes")
 	}
-	for _, cur := range slices.Sorted(maps.Keys(sku.Price)) {
+	for _, cur := range sortedKeys(sku.Price) {
 		p := path + ".price." + cur
 		if _, ok := c.Currencies[cur]; !ok {
 			return invalidf(p, "unknown currency %q", cur)

@@ -160,8 +160,10 @@ func (c *Config) ApplyGroup(g Group) (GroupResult, error) {
 	if len(fresh) == 0 {
 		return out, nil
 	}
-	st := c.NewState()
-	if g.Save != nil {
+	var st State
+	if g.Save == nil {
+		st = c.NewState()
+	} else {
 		var err error
 		if st, err = c.LoadState(g.Save, g.Schema); err != nil {
 			return GroupResult{}, err

@@ -1,9 +1,7 @@
 package save
 
 import (
-	"maps"
 	"math"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -269,12 +267,12 @@ func (a *applier) apply(op Op, path string) error {
 	case OpLoadoutSet:
 		return a.setLoadout(op.Slot, op.Item, path)
 	case OpInventorySwap:
-		for _, id := range slices.Sorted(maps.Keys(op.Remove)) {
+		for _, id := range sortedKeys(op.Remove) {
 			if err := a.consumeItem(id, op.Remove[id], path+".remove."+id); err != nil {
 				return err
 			}
 		}
-		for _, id := range slices.Sorted(maps.Keys(op.Add)) {
+		for _, id := range sortedKeys(op.Add) {
 			if err := a.grantItem(id, op.Add[id], path+".add."+id); err != nil {
 				return err
 			}
@@ -359,7 +357,7 @@ func (a *applier) consumeItem(item string, count int64, path string) error {
 		a.st.Items[item] = left
 	}
 	var slots []string
-	for _, slot := range slices.Sorted(maps.Keys(a.st.Loadout)) {
+	for _, slot := range sortedKeys(a.st.Loadout) {
 		if a.st.Loadout[slot] == item {
 			slots = append(slots, slot)
 		}

@@ -1,8 +1,6 @@
 package save
 
 import (
-	"maps"
-	"slices"
 	"strings"
 )
 
@@ -78,7 +76,7 @@ var grantOps = map[string]bool{
 func Grantable(kind string) bool { return grantOps[kind] }
 
 // OpKinds returns every op kind, sorted.
-func OpKinds() []string { return slices.Sorted(maps.Keys(opSpecs)) }
+func OpKinds() []string { return sortedKeys(opSpecs) }
 
 // StrategyOf returns the merge strategy of an op kind, or "" if it is unknown.
 func StrategyOf(kind string) Strategy { return opSpecs[kind].strategy }
@@ -249,7 +247,7 @@ func (c *Config) checkOp(op Op, path string) error {
 			name string
 			m    map[string]int64
 		}{{"remove", op.Remove}, {"add", op.Add}} {
-			for _, id := range slices.Sorted(maps.Keys(side.m)) {
+			for _, id := range sortedKeys(side.m) {
 				p := path + "." + side.name + "." + id
 				if err := checkDeclared(c.Items, id, p, "item"); err != nil {
 					return err

@@ -1,10 +1,5 @@
 package save
 
-import (
-	"maps"
-	"slices"
-)
-
 // SKUView is a catalog entry as shown to clients: what it costs and grants.
 type SKUView struct {
 	SKU    string           `json:"sku"`
@@ -17,7 +12,7 @@ type SKUView struct {
 // grants so callers cannot alter the config.
 func (c *Config) Catalog() []SKUView {
 	out := make([]SKUView, 0, len(c.SKUs))
-	for _, id := range slices.Sorted(maps.Keys(c.SKUs)) {
+	for _, id := range sortedKeys(c.SKUs) {
 		sku := c.SKUs[id]
 		out = append(out, SKUView{
 			SKU:    id,
@@ -38,7 +33,7 @@ func (a *applier) purchase(id, path string) error {
 	if !ok {
 		return fieldError(CodeNotFound, path+".sku", "no SKU %q in the catalog", id).WithDetail("sku", id)
 	}
-	for _, cur := range slices.Sorted(maps.Keys(sku.Price)) {
+	for _, cur := range sortedKeys(sku.Price) {
 		price := sku.Price[cur]
 		if err := addBounded(a.st.Currencies, a.c.Currencies[cur], cur, -price, "currency", path); err != nil {
 			if e, ok := AsError(err); ok {

@@ -1,8 +1,6 @@
 package save
 
 import (
-	"maps"
-	"slices"
 	"sort"
 	"unicode/utf8"
 )
@@ -80,7 +78,7 @@ func (c *Config) NewState() State {
 // path, e.g. "currencies.diamonds: unknown currency".
 func (c *Config) DecodeState(raw map[string]any) (State, error) {
 	s := c.NewState()
-	for _, k := range slices.Sorted(maps.Keys(raw)) {
+	for _, k := range sortedKeys(raw) {
 		switch k {
 		case keyCurrencies, keyStats, keyItems, keyLoadout, keySettings, keyCollections:
 		default:
@@ -94,10 +92,17 @@ func (c *Config) DecodeState(raw map[string]any) (State, error) {
 		return State{}, err
 	}
 	// Items come before the loadout, which may equip only what is owned.
-	for _, decode := range []func(map[string]any, *State) error{c.decodeItems, c.decodeLoadout, c.decodeSettings, c.decodeCollections} {
-		if err := decode(raw, &s); err != nil {
-			return State{}, err
-		}
+	if err := c.decodeItems(raw, &s); err != nil {
+		return State{}, err
+	}
+	if err := c.decodeLoadout(raw, &s); err != nil {
+		return State{}, err
+	}
+	if err := c.decodeSettings(raw, &s); err != nil {
+		return State{}, err
+	}
+	if err := c.decodeCollections(raw, &s); err != nil {
+		return State{}, err
 	}
 	return s, nil
 }
@@ -109,7 +114,7 @@ func (c *Config) decodeItems(raw map[string]any, s *State) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range slices.Sorted(maps.Keys(items)) {
+	for _, id := range sortedKeys(items) {
 		path := keyItems + "." + id
 		def, ok := c.Items[id]
 		if !ok {
@@ -139,7 +144,7 @@ func (c *Config) decodeLoadout(raw map[string]any, s *State) error {
 	if err != nil {
 		return err
 	}
-	for _, slot := range slices.Sorted(maps.Keys(loadout)) {
+	for _, slot := range sortedKeys(loadout) {
 		path := keyLoadout + "." + slot
 		if _, ok := c.LoadoutSlots[slot]; !ok {
 			return invalidf(path, "unknown loadout slot")
@@ -171,7 +176,7 @@ func (c *Config) decodeSettings(raw map[string]any, s *State) error {
 	if err != nil {
 		return err
 	}
-	for _, key := range slices.Sorted(maps.Keys(settings)) {
+	for _, key := range sortedKeys(settings) {
 		path := keySettings + "." + key
 		def, ok := c.Settings[key]
 		if !ok {
@@ -193,7 +198,7 @@ func (c *Config) decodeCollections(raw map[string]any, s *State) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range slices.Sorted(maps.Keys(collections)) {
+	for _, id := range sortedKeys(collections) {
 		path := keyCollections + "." + id
 		def, ok := c.Collections[id]
 		if !ok {
@@ -207,7 +212,7 @@ func (c *Config) decodeCollections(raw map[string]any, s *State) error {
 			return invalidf(path, "holds %d elements, more than maxElements %d", len(elems), def.MaxElements)
 		}
 		set := s.Collections[id]
-		for _, e := range slices.Sorted(maps.Keys(elems)) {
+		for _, e := range sortedKeys(elems) {
 			p := path + "." + e
 			if err := c.checkElement(id, e, p); err != nil {
 				return err
@@ -227,7 +232,7 @@ func decodeBounded(raw map[string]any, key string, defs map[string]Bounds, dst m
 	if err != nil {
 		return err
 	}
-	for _, id := range slices.Sorted(maps.Keys(m)) {
+	for _, id := range sortedKeys(m) {
 		path := key + "." + id
 		b, ok := defs[id]
 		if !ok {
@@ -262,7 +267,7 @@ func decodeDots(v any, path string) ([]Dot, error) {
 			return nil, invalidf(p, "must be an object {v, a}, got %s", jsonType(e))
 		}
 		var d Dot
-		for _, k := range slices.Sorted(maps.Keys(m)) {
+		for _, k := range sortedKeys(m) {
 			switch k {
 			case "v":
 				n, err := intValue(m[k], p+".v")
@@ -348,7 +353,7 @@ func (s State) encode(view bool) map[string]any {
 	cols := make(map[string]any, len(s.Collections))
 	for id, set := range s.Collections {
 		if view {
-			cols[id] = sortedNames(set)
+			cols[id] = sortedKeys(set)
 			continue
 		}
 		m := make(map[string]any, len(set))
@@ -494,15 +499,7 @@ func diffStates(old, new State) ([]Change, []string) {
 		}
 	}
 	sort.Slice(changes, func(i, j int) bool { return changes[i].Path < changes[j].Path })
-	return changes, sortedNames(paths)
-}
-
-// sortedNames lists a map's keys in order, as an empty list (never nil)
-// when there are none, for answers that render it as JSON.
-func sortedNames[V any](m map[string]V) []string {
-	names := slices.AppendSeq(make([]string, 0, len(m)), maps.Keys(m))
-	slices.Sort(names)
-	return names
+	return changes, sortedKeys(paths)
 }
 
 func optional[V any](v V, ok bool) any {
