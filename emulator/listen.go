@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -255,7 +257,7 @@ func (s *Server) sendInitial(stream firestorepb.Firestore_ListenServer, db *data
 			return err
 		}
 	}
-	for _, name := range sortedKeys(docs) {
+	for _, name := range slices.Sorted(maps.Keys(docs)) {
 		if err := sendDocChange(stream, docs[name], t.id); err != nil {
 			return err
 		}
@@ -295,7 +297,7 @@ func (s *Server) sendChanges(stream firestorepb.Firestore_ListenServer, db *data
 				deleted[c.name] = true
 			}
 		}
-		for _, name := range sortedKeys(t.sent) {
+		for _, name := range slices.Sorted(maps.Keys(t.sent)) {
 			if _, still := docs[name]; still {
 				continue
 			}
@@ -315,7 +317,7 @@ func (s *Server) sendChanges(stream firestorepb.Firestore_ListenServer, db *data
 			sentAny = true
 		}
 		n := 0
-		for _, name := range sortedKeys(docs) {
+		for _, name := range slices.Sorted(maps.Keys(docs)) {
 			if old := t.sent[name]; old != nil && microsOf(old.GetUpdateTime()) == microsOf(docs[name].GetUpdateTime()) {
 				continue
 			}
@@ -351,14 +353,6 @@ func (t *listenTarget) affectedBy(changes []docChange) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(m map[string]*firestorepb.Document) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return sortedUnique(out)
 }
 
 func sortedTargetIDs(m map[int32]*listenTarget) []int32 {

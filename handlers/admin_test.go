@@ -48,7 +48,8 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	gin.SetMode(gin.TestMode)
 	project := fstest.Project(t)
 	c := fstest.Dial(t, project)
-	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{})
+	game := fstest.GameConfig(t)
+	st := store.New(c.Firestore, c.GAPIC, project, game, store.Options{})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(adminServerKey))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64 << 10))
-	handlers.NewAPI(st, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	handlers.NewAdminAPI(st, fa, handlers.AdminOptions{ErasureKey: []byte("test-erasure-key"), RobloxWebhookSecret: webhookSecret}).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
@@ -191,7 +192,7 @@ func TestAdminRefundAndReplay(t *testing.T) {
 		t.Fatalf("refund: %d %s (replayed %q)", first.status, first.body, first.header.Get("Idempotent-Replayed"))
 	}
 	var got struct {
-		Mutation    store.Outcome    `json:"mutation"`
+		Mutation    save.Outcome     `json:"mutation"`
 		Unrecovered []save.Shortfall `json:"unrecovered"`
 	}
 	if err := json.Unmarshal(first.body, &got); err != nil {
@@ -290,7 +291,7 @@ func TestAdminTimeTravelRestoreAndExport(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("restore: %d %s", r.status, r.body)
 	}
-	var out store.Outcome
+	var out save.Outcome
 	if err := json.Unmarshal(r.body, &out); err != nil {
 		t.Fatal(err)
 	}

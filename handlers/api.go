@@ -17,19 +17,22 @@ import (
 	"github.com/savesync/savesync/store"
 )
 
-// API serves savesync's routes over a store.
-type API struct {
+// ServerAPI serves the routes of Roblox game servers over a store:
+// sessions, reads and mutations, each authenticated by a server key.
+type ServerAPI struct {
 	store *store.Store
+	game  *save.Config
 	keys  *ServerKeys
 }
 
-// NewAPI returns the API over a store, authenticating game servers with keys.
-func NewAPI(st *store.Store, keys *ServerKeys) *API {
-	return &API{store: st, keys: keys}
+// NewServerAPI returns the game-server API over a store that applies
+// mutations with game, authenticating game servers with keys.
+func NewServerAPI(st *store.Store, game *save.Config, keys *ServerKeys) *ServerAPI {
+	return &ServerAPI{store: st, game: game, keys: keys}
 }
 
-// Register adds the API's routes to a router.
-func (a *API) Register(r gin.IRouter) {
+// Register adds the game-server routes to a router.
+func (a *ServerAPI) Register(r gin.IRouter) {
 	srv := r.Group("/v1", a.keys.RequireServerKey())
 	srv.POST("/sessions", handle(a.joinSession))
 	srv.POST("/sessions/:sessionId/renew", handle(a.renewSession))

@@ -40,14 +40,15 @@ func newEnv(t testing.TB) *testEnv {
 	project := fstest.Project(t)
 	clients := fstest.Dial(t, project)
 	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
-	st := store.New(clients.Firestore, clients.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
+	game := fstest.GameConfig(t)
+	st := store.New(clients.Firestore, clients.GAPIC, project, game, store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64 << 10))
-	handlers.NewAPI(st, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, url: srv.URL, store: st, clients: clients, emu: fstest.Emulator(t), project: project, clock: clock}

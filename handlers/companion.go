@@ -20,6 +20,7 @@ import (
 // codes with their server key.
 type CompanionAPI struct {
 	store *store.Store
+	game  *save.Config
 	auth  *FirebaseAuth
 	keys  *ServerKeys
 	opts  CompanionOptions
@@ -105,9 +106,10 @@ const (
 // linkedUserKey is where requireLinked keeps the linked Roblox user id.
 const linkedUserKey = "savesync.linkedUser"
 
-// NewCompanionAPI returns the companion API over a store, verifying users
-// with auth and game servers (which redeem link codes) with keys.
-func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts CompanionOptions) *CompanionAPI {
+// NewCompanionAPI returns the companion API over a store that applies
+// mutations with game, verifying users with auth and game servers (which
+// redeem link codes) with keys.
+func NewCompanionAPI(st *store.Store, game *save.Config, auth *FirebaseAuth, keys *ServerKeys, opts CompanionOptions) *CompanionAPI {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
 	}
@@ -127,7 +129,7 @@ func NewCompanionAPI(st *store.Store, auth *FirebaseAuth, keys *ServerKeys, opts
 		opts.Now = time.Now
 	}
 	return &CompanionAPI{
-		store: st, auth: auth, keys: keys, opts: opts,
+		store: st, game: game, auth: auth, keys: keys, opts: opts,
 		issued:      newKeyedLimiter(opts.LinkCodeIssue, opts.Now),
 		playerFails: newKeyedLimiter(opts.RedeemFailuresPerPlayer, opts.Now),
 		jobFails:    newKeyedLimiter(opts.RedeemFailuresPerJob, opts.Now),
@@ -330,7 +332,7 @@ func (a *CompanionAPI) unlink(c *gin.Context) error {
 
 // getCatalog lists what the companion can buy and at what price.
 func (a *CompanionAPI) getCatalog(c *gin.Context) error {
-	c.JSON(http.StatusOK, gin.H{"skus": a.store.Config().Catalog()})
+	c.JSON(http.StatusOK, gin.H{"skus": a.game.Catalog()})
 	return nil
 }
 

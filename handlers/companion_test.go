@@ -79,7 +79,7 @@ func newCompanionEnvWith(t *testing.T, storeOpts store.Options, tune ...func(*ha
 		st := store.New(c.Firestore, c.GAPIC, project, cfg, storeOpts)
 		r := gin.New()
 		r.Use(handlers.RequestID(), handlers.RequestLogger(logging.New(logs, slog.LevelInfo), "proj-1"), handlers.LimitBody(64<<10))
-		handlers.NewAPI(st, keys).Register(r)
+		handlers.NewServerAPI(st, cfg, keys).Register(r)
 		opts := handlers.CompanionOptions{
 			Heartbeat: 100 * time.Millisecond,
 			Watch:     store.WatchOptions{PollInterval: 50 * time.Millisecond},
@@ -87,7 +87,7 @@ func newCompanionEnvWith(t *testing.T, storeOpts store.Options, tune ...func(*ha
 		for _, f := range tune {
 			f(&opts)
 		}
-		handlers.NewCompanionAPI(st, fa, keys, opts).Register(r)
+		handlers.NewCompanionAPI(st, cfg, fa, keys, opts).Register(r)
 		r.GET("/v1/test/support", fa.RequireUser(), handlers.RequireRole(handlers.RoleSupport, handlers.RoleAdmin), func(c *gin.Context) {
 			u, _ := handlers.FirebaseUserFrom(c)
 			c.JSON(http.StatusOK, gin.H{"uid": u.UID, "role": u.Role})

@@ -128,13 +128,3 @@ func VerifyRobloxSignature(header string, body []byte, secret string, now time.T
 	}
 	return nil
 }
-
-// SignRobloxWebhook makes a Roblox-Signature header for body at time t, as
-// Roblox does; tests and local tools use it to call the webhook.
-func SignRobloxWebhook(body []byte, secret string, t time.Time) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	return "t=" + ts + ",v1=" + base64.StdEncoding.EncodeToString(mac.Sum(nil))
-}

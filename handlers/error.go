@@ -58,10 +58,11 @@ func HTTPStatus(code save.Code) int {
 }
 
 // toDomainError turns any error into the domain error a client may see.
-// Errors that are not domain errors are logged with their detail and
-// reported as a plain internal error: no database text reaches a client.
+// Errors that are not domain errors, and domain errors that are INTERNAL,
+// are logged with their detail and reported as a plain internal error: no
+// database text or internal detail reaches a client.
 func toDomainError(ctx context.Context, err error) *save.Error {
-	if e, ok := save.AsError(err); ok {
+	if e, ok := save.AsError(err); ok && e.Code != save.CodeInternal {
 		return e
 	}
 	if IsBodyTooLarge(err) {
@@ -80,12 +81,16 @@ func toDomainError(ctx context.Context, err error) *save.Error {
 // writeError is the one place errors become responses.
 func writeError(c *gin.Context, err error) {
 	e := toDomainError(c.Request.Context(), err)
-	if e.Code == save.CodeInternal {
-		e = save.Errorf(save.CodeInternal, "internal error")
-	}
 	if n, ok := e.Details[detailRetryAfter].(int64); ok && n > 0 {
 		c.Header("Retry-After", strconv.FormatInt(n, 10))
 	}
+	c.AbortWithStatusJSON(HTTPStatus(e.Code), errorBody(e))
+}
+
+// writeLoggedInternal answers a failure whose detail is logged already
+// (a recovered panic) with the plain internal error.
+func writeLoggedInternal(c *gin.Context) {
+	e := save.Errorf(save.CodeInternal, "internal error")
 	c.AbortWithStatusJSON(HTTPStatus(e.Code), errorBody(e))
 }
 

@@ -31,7 +31,8 @@ func newInputEnv(t *testing.T) *testEnv {
 	project := fstest.Project(t)
 	clients := fstest.Dial(t, project)
 	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
-	st := store.New(clients.Firestore, clients.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now})
+	game := fstest.GameConfig(t)
+	st := store.New(clients.Firestore, clients.GAPIC, project, game, store.Options{Now: clock.Now})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {
 		t.Fatal(err)
@@ -42,9 +43,9 @@ func newInputEnv(t *testing.T) *testEnv {
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64<<10), handlers.RefuseInvalidText())
-	handlers.NewAPI(st, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	handlers.NewChangesAPI(store.NewChanges(st, store.ChangesOptions{MaxWait: time.Second})).Register(r, keys.RequireServerKey())
-	handlers.NewCompanionAPI(st, fa, keys, handlers.CompanionOptions{}).Register(r)
+	handlers.NewCompanionAPI(st, game, fa, keys, handlers.CompanionOptions{}).Register(r)
 	handlers.NewAdminAPI(st, fa, handlers.AdminOptions{ErasureKey: []byte("test-erasure-key"), RobloxWebhookSecret: webhookSecret}).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

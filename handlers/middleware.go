@@ -311,7 +311,7 @@ func Recover() gin.HandlerFunc {
 				c.Abort()
 				return
 			}
-			writeError(c, save.Errorf(save.CodeInternal, "internal error"))
+			writeLoggedInternal(c)
 		}()
 		c.Next()
 	}

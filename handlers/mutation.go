@@ -18,7 +18,7 @@ import (
 const maxBatch = 100
 
 // postMutation applies one write-through mutation.
-func (a *API) postMutation(c *gin.Context) error {
+func (a *ServerAPI) postMutation(c *gin.Context) error {
 	userID, err := pathUserID(c)
 	if err != nil {
 		return err
@@ -88,7 +88,7 @@ func (r *batchResult) fail(e *save.Error) {
 // is malformed, or holds text Firestore cannot store, is answered 400 in
 // its own result, with a message naming the field inside the batch
 // (mutations[3].idempotencyKey), and the others still apply.
-func (a *API) postMutationBatch(c *gin.Context) error {
+func (a *ServerAPI) postMutationBatch(c *gin.Context) error {
 	if err := a.checkSchemaHeader(c); err != nil {
 		return err
 	}
@@ -304,10 +304,10 @@ func excerpt(raw []byte) string {
 }
 
 // checkSchemaHeader refuses game code older than the served schema.
-func (a *API) checkSchemaHeader(c *gin.Context) error {
+func (a *ServerAPI) checkSchemaHeader(c *gin.Context) error {
 	n, err := clientSchema(c)
 	if err != nil {
 		return err
 	}
-	return a.store.CheckClientSchema(n)
+	return a.game.CheckClientSchema(n)
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // getPlayer reads a save, migrated in memory to the current schema.
-func (a *API) getPlayer(c *gin.Context) error {
+func (a *ServerAPI) getPlayer(c *gin.Context) error {
 	userID, err := pathUserID(c)
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ type joinBody struct {
 }
 
 // joinSession pulls a player's save and takes the session lease.
-func (a *API) joinSession(c *gin.Context) error {
+func (a *ServerAPI) joinSession(c *gin.Context) error {
 	var req joinBody
 	if err := bindJSON(c, &req); err != nil {
 		return err
@@ -33,7 +33,7 @@ func (a *API) joinSession(c *gin.Context) error {
 	if req.SchemaVersion <= 0 {
 		return save.Errorf(save.CodeInvalidArgument,
 			"schemaVersion: required, the save schema this game code reads (a positive integer; this service's current schema is %d)",
-			a.store.Config().SchemaVersion).WithDetail("field", "schemaVersion")
+			a.game.SchemaVersion).WithDetail("field", "schemaVersion")
 	}
 	res, err := a.store.JoinSession(c.Request.Context(), store.JoinRequest{
 		UserID:       req.UserID,
@@ -50,7 +50,7 @@ func (a *API) joinSession(c *gin.Context) error {
 }
 
 // renewSession extends a held lease.
-func (a *API) renewSession(c *gin.Context) error {
+func (a *ServerAPI) renewSession(c *gin.Context) error {
 	lease, err := a.store.RenewSession(c.Request.Context(), c.Param("sessionId"))
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ type leaveBody struct {
 // Leave is a mutation route: it needs an Idempotency-Key, and a retry
 // under the same key answers the stored answer byte for byte, marked
 // Idempotent-Replayed, whether or not it carried a final flush.
-func (a *API) leaveSession(c *gin.Context) error {
+func (a *ServerAPI) leaveSession(c *gin.Context) error {
 	sessionID := c.Param("sessionId")
 	body, err := readBody(c)
 	if err != nil {
@@ -125,7 +125,7 @@ type renewResult struct {
 // renewSessions extends many held leases in one request: a server with a
 // hundred players would otherwise spend a fifth of Roblox's HTTP budget on
 // renewals alone.
-func (a *API) renewSessions(c *gin.Context) error {
+func (a *ServerAPI) renewSessions(c *gin.Context) error {
 	var req renewBatchBody
 	if err := bindJSON(c, &req); err != nil {
 		return err

@@ -55,14 +55,15 @@ func newService(t *testing.T) *service {
 	gin.SetMode(gin.TestMode)
 	project := fstest.Project(t)
 	clients := fstest.Dial(t, project)
-	st := store.New(clients.Firestore, clients.GAPIC, project, fstest.GameConfig(t), store.Options{LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
+	game := fstest.GameConfig(t)
+	st := store.New(clients.Firestore, clients.GAPIC, project, game, store.Options{LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := gin.New()
 	r.Use(handlers.LimitBody(64 << 10))
-	handlers.NewAPI(st, keys).Register(r)
+	handlers.NewServerAPI(st, game, keys).Register(r)
 	changes := store.NewChanges(st, store.ChangesOptions{PollInterval: 20 * time.Millisecond, MaxWait: 2 * time.Second})
 	handlers.NewChangesAPI(changes).Register(r, keys.RequireServerKey())
 	proxy := &faultProxy{next: r}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/events"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -253,11 +253,11 @@ func TestCompanionWriteTriggersRefetch(t *testing.T) {
 				save.Op{Kind: save.OpSettingsSet, Key: "volume", Value: int64(30)},
 				save.Op{Kind: save.OpCollectionAdd, Collection: "badges", Element: "web-visitor"})
 			if tc.publish {
-				msg, err := json.Marshal(pubsub.RobloxMessage{Type: pubsub.RobloxInvalidationType, Users: []int64{userID}, Versions: []int64{version}})
+				msg, err := json.Marshal(events.RobloxMessage{Type: events.RobloxInvalidationType, Users: []int64{userID}, Versions: []int64{version}})
 				if err != nil {
 					t.Fatal(err)
 				}
-				h.publish(pubsub.DefaultRobloxTopic, string(msg))
+				h.publish(events.DefaultRobloxTopic, string(msg))
 			}
 			h.runUntil("refetched", 30, func() bool {
 				return num(h.view(userID), "settings", "volume") == 30

@@ -78,8 +78,3 @@ func sortDots(dots []Dot) {
 		return dots[i].Actor < dots[j].Actor
 	})
 }
-
-// Elements returns the elements of a collection in s, sorted.
-func (s State) Elements(collection string) []string {
-	return sortedKeys(s.Collections[collection])
-}

@@ -34,18 +34,6 @@ func UndoChanges(raw map[string]any, changes []Change) error {
 	return nil
 }
 
-// RedoChanges is the inverse of UndoChanges: it sets every path of changes
-// to its new value in raw, walking a save forward by one ledger entry.
-// Errors: INVALID_ARGUMENT naming a path that is not a save leaf.
-func RedoChanges(raw map[string]any, changes []Change) error {
-	for _, ch := range changes {
-		if err := setLeaf(raw, ch.Path, ch.New); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // setLeaf sets one changed leaf of an encoded save; nil removes it.
 func setLeaf(raw map[string]any, path string, value any) error {
 	section, rest, ok := strings.Cut(path, ".")

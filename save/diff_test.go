@@ -223,14 +223,14 @@ func TestMigrationChangesUndo(t *testing.T) {
 	if len(changes) == 0 {
 		t.Fatal("no changes recorded for a migration that moves fields")
 	}
-	back := deepCopyMap(migrated)
+	back := CloneTree(migrated)
 	if err := UndoChanges(back, changes); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(v1, back); diff != "" {
 		t.Errorf("undoing the migration's changes (-v1 +got):\n%s", diff)
 	}
-	forward := deepCopyMap(v1)
+	forward := CloneTree(v1)
 	if err := RedoChanges(forward, changes); err != nil {
 		t.Fatal(err)
 	}

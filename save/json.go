@@ -421,6 +421,8 @@ func describe(v any) string {
 	}
 }
 
+// sortedKeys lists a map's keys in order, for deterministic output: an
+// empty list (never nil) when there are none, as answers render it.
 func sortedKeys[V any](m map[string]V) []string {
 	ks := make([]string, 0, len(m))
 	for k := range m {

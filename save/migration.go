@@ -99,7 +99,7 @@ func (c *Config) Migrate(raw map[string]any, from int) (map[string]any, error) {
 	if from < 1 {
 		from = 1
 	}
-	out := deepCopyMap(raw)
+	out := CloneTree(raw)
 	for v := from; v < c.SchemaVersion; v++ {
 		step := fmt.Sprintf("%d->%d", v, v+1)
 		for _, def := range c.Migrations {
@@ -138,11 +138,73 @@ func (c *Config) LoadState(raw map[string]any, storedSchema int) (State, error) 
 	}
 	st, err := c.DecodeState(migrated)
 	if err != nil {
-		e, _ := AsError(err)
+		e, ok := AsError(err)
+		if !ok {
+			return State{}, migrationError("validate", "", err.Error())
+		}
 		field, _ := e.Details["field"].(string)
 		return State{}, migrationError("validate", field, e.Message)
 	}
 	return st, nil
+}
+
+// CheckClientSchema refuses game code that reads another schema than the
+// one the service serves (this game config's current schema: every save
+// is migrated to it when read). It knows no stored save, so its message
+// speaks of the service's schema only; a join says what is stored.
+// Errors: SCHEMA_TOO_NEW (older code; details serviceSchema,
+// callerSchema), INVALID_ARGUMENT (code newer than the game config).
+func (c *Config) CheckClientSchema(client int) error {
+	current := c.SchemaVersion
+	switch {
+	case client == 0:
+		return nil
+	case client < current:
+		return Errorf(CodeSchemaTooNew,
+			"this service serves saves at its current schema %d but the game code reads schema %d: update the game servers", current, client).
+			WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
+	case client > current:
+		return Errorf(CodeInvalidArgument,
+			"the game code reads schema %d but this service's game config is at schema %d: deploy the new game config first", client, current).
+			WithDetail("field", "schemaVersion").WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
+	}
+	return nil
+}
+
+// CheckJoinSchema refuses a join that could not be served: a stored save
+// (exists, at schema stored) newer than this config's schema, or game code
+// older than the schema the save would be served at. The message states
+// what is stored, including that nothing is for a player with no save yet.
+// Errors: SCHEMA_TOO_NEW (details serviceSchema, callerSchema, and
+// storedSchema when the player has a document).
+func (c *Config) CheckJoinSchema(exists bool, stored, client int) error {
+	current := c.SchemaVersion
+	stored = max(stored, 1) // saves from before versioning count as 1, as migrations do
+	var err *Error
+	switch {
+	case exists && stored > current:
+		err = Errorf(CodeSchemaTooNew,
+			"this player's save is stored at schema %d, newer than this service's current schema %d: deploy the game config that knows schema %d, and game servers that read it",
+			stored, current, stored)
+	case client == 0 || client >= current:
+		return nil
+	case exists:
+		err = Errorf(CodeSchemaTooNew,
+			"this player's save is stored at schema %d and is served at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
+			stored, current, client)
+	default:
+		err = Errorf(CodeSchemaTooNew,
+			"this player has no save yet; it would start at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
+			current, client)
+	}
+	err = err.WithDetail("serviceSchema", current)
+	if client != 0 {
+		err = err.WithDetail("callerSchema", client)
+	}
+	if exists {
+		err = err.WithDetail("storedSchema", stored)
+	}
+	return err
 }
 
 func runRegistered(rs registeredStep, raw map[string]any) (err error) {
@@ -193,7 +255,7 @@ func (s MigrationStep) apply(raw map[string]any) (field, reason string) {
 		if _, exists := parent[key]; exists && s.Set.IfMissing {
 			return "", ""
 		}
-		parent[key] = deepCopy(s.Set.Value)
+		parent[key] = cloneValue(s.Set.Value)
 	case s.Delete != "":
 		parent, key, f, r := parentOf(raw, s.Delete, false)
 		if r != "" {
@@ -337,22 +399,25 @@ func parentOf(raw map[string]any, path string, create bool) (parent map[string]a
 	return m, segs[len(segs)-1], "", ""
 }
 
-func deepCopyMap(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = deepCopy(v)
+// CloneTree deep-copies a JSON-like tree of maps and slices, for callers
+// that change a save tree in place (UndoChanges) but must keep the original.
+func CloneTree(tree map[string]any) map[string]any {
+	out := make(map[string]any, len(tree))
+	for k, v := range tree {
+		out[k] = cloneValue(v)
 	}
 	return out
 }
 
-func deepCopy(v any) any {
+// cloneValue deep-copies one value of a JSON-like tree.
+func cloneValue(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
-		return deepCopyMap(x)
+		return CloneTree(x)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = deepCopy(e)
+			out[i] = cloneValue(e)
 		}
 		return out
 	default:

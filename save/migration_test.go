@@ -69,7 +69,7 @@ func TestMigrateSampleFromEveryVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := deepCopyMap(tt.raw)
+			before := CloneTree(tt.raw)
 			got, err := c.LoadState(tt.raw, tt.from)
 			if err != nil {
 				t.Fatalf("LoadState: %v", err)
@@ -122,7 +122,7 @@ func TestMigrateFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := deepCopyMap(tt.raw)
+			before := CloneTree(tt.raw)
 			_, err := c.Migrate(tt.raw, tt.from)
 			wantError(t, err, CodeSaveMigrationFailed, "")
 			e, _ := AsError(err)
@@ -225,4 +225,41 @@ func TestRegisteredMigration(t *testing.T) {
 		}()
 		newConfig(t).RegisterMigration(2, "late", levelFromXP)
 	})
+}
+
+func TestCheckJoinSchemaAndClientSchema(t *testing.T) {
+	c := sampleConfig(t) // schema 3
+	tests := []struct {
+		name           string
+		exists         bool
+		stored, client int
+		want           Code // "" when the join may be served
+		wantStored     bool // details name the stored schema
+	}{
+		{name: "new player, code at the schema", client: 3},
+		{name: "new player, code not stated", client: 0},
+		{name: "new player, older code", client: 2, want: CodeSchemaTooNew},
+		{name: "stored older, code at the schema", exists: true, stored: 1, client: 3},
+		{name: "stored before versioning counts as 1", exists: true, stored: 0, client: 3},
+		{name: "stored at the schema, older code", exists: true, stored: 3, client: 2, want: CodeSchemaTooNew, wantStored: true},
+		{name: "stored newer than the service", exists: true, stored: 4, client: 3, want: CodeSchemaTooNew, wantStored: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := c.CheckJoinSchema(tt.exists, tt.stored, tt.client)
+			if got := ErrorCode(err); err != nil && got != tt.want || err == nil && tt.want != "" {
+				t.Fatalf("CheckJoinSchema = %v, want %q", err, tt.want)
+			}
+			if e, ok := AsError(err); ok {
+				if _, has := e.Details["storedSchema"]; has != tt.wantStored || e.Details["serviceSchema"] != 3 {
+					t.Errorf("details %v: storedSchema present %v, want %v; serviceSchema 3", e.Details, has, tt.wantStored)
+				}
+			}
+		})
+	}
+	for client, want := range map[int]Code{0: "", 3: "", 2: CodeSchemaTooNew, 4: CodeInvalidArgument} {
+		if err := c.CheckClientSchema(client); ErrorCode(err) != want && !(err == nil && want == "") {
+			t.Errorf("CheckClientSchema(%d) = %v, want %q", client, err, want)
+		}
+	}
 }

@@ -64,6 +64,20 @@ type Actor struct {
 	ID   string    `json:"id"`
 }
 
+// SeenByGameServers is the actor as game servers and anything else
+// outside the service may see it: a game server learns that a change came
+// from the companion or from support, not which account made it, so the
+// id of companion and admin actors (a Firebase uid) is dropped. Game-server
+// and system actors keep their id (a universe, a service task), which names
+// no person. The ledger and the audit topic keep the full actor.
+func (a Actor) SeenByGameServers() Actor {
+	switch a.Kind {
+	case ActorCompanion, ActorAdmin:
+		return Actor{Kind: a.Kind}
+	}
+	return a
+}
+
 // dotActor is the actor recorded in collection dots.
 func (a Actor) dotActor() string {
 	if a.ID != "" {
@@ -199,6 +213,12 @@ func (c *Config) Apply(st State, version int64, m Mutation, actor Actor) (Applie
 	if err := c.CheckMutation(m, actor.Kind); err != nil {
 		return Applied{}, err
 	}
+	return c.applyChecked(st, version, m, actor)
+}
+
+// applyChecked is Apply for a mutation that has passed CheckMutation: it
+// checks only what depends on the state.
+func (c *Config) applyChecked(st State, version int64, m Mutation, actor Actor) (Applied, error) {
 	if m.ExpectedVersion != nil && *m.ExpectedVersion != version {
 		return Applied{}, Errorf(CodeVersionConflict, "expectedVersion %d is not the current version %d; refetch and retry", *m.ExpectedVersion, version).
 			WithDetail("expectedVersion", *m.ExpectedVersion).WithDetail("currentVersion", version)

@@ -91,104 +91,140 @@ func (c *Config) DecodeState(raw map[string]any) (State, error) {
 	if err := decodeBounded(raw, keyStats, c.Stats, s.Stats, "stat"); err != nil {
 		return State{}, err
 	}
+	// Items come before the loadout, which may equip only what is owned.
+	if err := c.decodeItems(raw, &s); err != nil {
+		return State{}, err
+	}
+	if err := c.decodeLoadout(raw, &s); err != nil {
+		return State{}, err
+	}
+	if err := c.decodeSettings(raw, &s); err != nil {
+		return State{}, err
+	}
+	if err := c.decodeCollections(raw, &s); err != nil {
+		return State{}, err
+	}
+	return s, nil
+}
+
+// decodeItems reads the held items: declared, each count within 0 and its
+// stack limit; a count of 0 is no item.
+func (c *Config) decodeItems(raw map[string]any, s *State) error {
 	items, err := rawMap(raw, keyItems)
 	if err != nil {
-		return State{}, err
+		return err
 	}
 	for _, id := range sortedKeys(items) {
 		path := keyItems + "." + id
 		def, ok := c.Items[id]
 		if !ok {
-			return State{}, invalidf(path, "unknown item")
+			return invalidf(path, "unknown item")
 		}
 		n, err := intValue(items[id], path)
 		if err != nil {
-			return State{}, err
+			return err
 		}
 		if n < 0 {
-			return State{}, invalidf(path, "must be ≥ 0, got %d", n)
+			return invalidf(path, "must be ≥ 0, got %d", n)
 		}
 		if limit := def.limit(); n > limit {
-			return State{}, invalidf(path, "must be ≤ %d, got %d", limit, n)
+			return invalidf(path, "must be ≤ %d, got %d", limit, n)
 		}
 		if n > 0 {
 			s.Items[id] = n
 		}
 	}
+	return nil
+}
+
+// decodeLoadout reads the equipped items: declared slots holding owned
+// items they accept, no copy equipped twice.
+func (c *Config) decodeLoadout(raw map[string]any, s *State) error {
 	loadout, err := rawMap(raw, keyLoadout)
 	if err != nil {
-		return State{}, err
+		return err
 	}
 	for _, slot := range sortedKeys(loadout) {
 		path := keyLoadout + "." + slot
 		if _, ok := c.LoadoutSlots[slot]; !ok {
-			return State{}, invalidf(path, "unknown loadout slot")
+			return invalidf(path, "unknown loadout slot")
 		}
 		item, ok := loadout[slot].(string)
 		if !ok {
-			return State{}, invalidf(path, "must be an item id, got %s", jsonType(loadout[slot]))
+			return invalidf(path, "must be an item id, got %s", jsonType(loadout[slot]))
 		}
 		if item == "" {
 			continue
 		}
 		if _, ok := c.Items[item]; !ok {
-			return State{}, invalidf(path, "unknown item %q", item)
+			return invalidf(path, "unknown item %q", item)
 		}
 		if err := c.checkSlotAccepts(slot, item, path); err != nil {
-			return State{}, err
+			return err
 		}
 		if equipped := s.equippedCount(item); equipped >= s.Items[item] {
-			return State{}, invalidf(path, "item %q is equipped in %d slots but %d owned", item, equipped+1, s.Items[item])
+			return invalidf(path, "item %q is equipped in %d slots but %d owned", item, equipped+1, s.Items[item])
 		}
 		s.Loadout[slot] = item
 	}
+	return nil
+}
+
+// decodeSettings reads the settings, each normalised by its definition.
+func (c *Config) decodeSettings(raw map[string]any, s *State) error {
 	settings, err := rawMap(raw, keySettings)
 	if err != nil {
-		return State{}, err
+		return err
 	}
 	for _, key := range sortedKeys(settings) {
 		path := keySettings + "." + key
 		def, ok := c.Settings[key]
 		if !ok {
-			return State{}, invalidf(path, "unknown setting")
+			return invalidf(path, "unknown setting")
 		}
 		v, err := normalizeSetting(def, settings[key], path)
 		if err != nil {
-			return State{}, err
+			return err
 		}
 		s.Settings[key] = v
 	}
+	return nil
+}
+
+// decodeCollections reads the collections: declared, within maxElements,
+// each element with its dots.
+func (c *Config) decodeCollections(raw map[string]any, s *State) error {
 	collections, err := rawMap(raw, keyCollections)
 	if err != nil {
-		return State{}, err
+		return err
 	}
 	for _, id := range sortedKeys(collections) {
 		path := keyCollections + "." + id
 		def, ok := c.Collections[id]
 		if !ok {
-			return State{}, invalidf(path, "unknown collection")
+			return invalidf(path, "unknown collection")
 		}
 		elems, ok := collections[id].(map[string]any)
 		if !ok {
-			return State{}, invalidf(path, "must be an object of element -> dots, got %s", jsonType(collections[id]))
+			return invalidf(path, "must be an object of element -> dots, got %s", jsonType(collections[id]))
 		}
 		if len(elems) > def.MaxElements {
-			return State{}, invalidf(path, "holds %d elements, more than maxElements %d", len(elems), def.MaxElements)
+			return invalidf(path, "holds %d elements, more than maxElements %d", len(elems), def.MaxElements)
 		}
 		set := s.Collections[id]
 		for _, e := range sortedKeys(elems) {
 			p := path + "." + e
 			if err := c.checkElement(id, e, p); err != nil {
-				return State{}, err
+				return err
 			}
 			dots, err := decodeDots(elems[e], p)
 			if err != nil {
-				return State{}, err
+				return err
 			}
 			set[e] = dots
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func decodeBounded(raw map[string]any, key string, defs map[string]Bounds, dst map[string]int64, what string) error {

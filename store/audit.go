@@ -34,7 +34,7 @@ type AuditQuery struct {
 // AuditEntry is a ledger entry as support sees it: the companion's view
 // plus the idempotency key and the game server's job id.
 type AuditEntry struct {
-	LedgerEntry
+	save.LedgerEntry
 	IdempotencyKey  string `json:"idempotencyKey"`
 	JobID           string `json:"jobId,omitempty"`
 	ExpectedVersion *int64 `json:"expectedVersion,omitempty"`
@@ -63,7 +63,8 @@ type auditCursor struct {
 // are answered by Firestore with the indexes in firestore.indexes.json;
 // the other filters are applied while reading.
 // Errors: INVALID_ARGUMENT (bad limit, cursor, range or actor kind).
-func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (AuditPage, error) {
+func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (_ AuditPage, err error) {
+	defer wrapOp(&err, "store.SearchLedger(%d)", userID)
 	if userID <= 0 {
 		return AuditPage{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
@@ -93,25 +94,25 @@ func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (A
 		return AuditPage{}, save.Errorf(save.CodeInvalidArgument, "op %q is not an op kind", q.Op).WithDetail("field", "op")
 	}
 
-	fq := s.fs.Collection(playerPath(userID) + "/ledger").Query
+	fq := s.fs.Collection(ledgerCollectionPath(userID)).Query
 	switch {
 	case q.IdempotencyKey != "":
-		fq = fq.Where("idempotencyKey", "==", q.IdempotencyKey)
+		fq = fq.Where(ledgerIdempotencyKey, "==", q.IdempotencyKey)
 	case q.ActorKind != "":
-		fq = fq.Where("actor.kind", "==", string(q.ActorKind))
+		fq = fq.Where(ledgerActorKind, "==", string(q.ActorKind))
 		if q.ActorID != "" {
-			fq = fq.Where("actor.id", "==", q.ActorID)
+			fq = fq.Where(ledgerActorID, "==", q.ActorID)
 		}
 	case q.ActorID != "":
-		fq = fq.Where("actor.id", "==", q.ActorID)
+		fq = fq.Where(ledgerActorID, "==", q.ActorID)
 	}
 	if !q.From.IsZero() {
-		fq = fq.Where("committedAt", ">=", q.From.UTC())
+		fq = fq.Where(ledgerCommittedAt, ">=", q.From.UTC())
 	}
 	if !q.To.IsZero() {
-		fq = fq.Where("committedAt", "<", q.To.UTC())
+		fq = fq.Where(ledgerCommittedAt, "<", q.To.UTC())
 	}
-	fq = fq.OrderBy("committedAt", firestore.Desc).OrderBy("version", firestore.Desc)
+	fq = fq.OrderBy(ledgerCommittedAt, firestore.Desc).OrderBy(ledgerVersion, firestore.Desc)
 	if q.Cursor != "" {
 		c, err := decodeAuditCursor(q.Cursor)
 		if err != nil {
@@ -137,7 +138,7 @@ func (s *Store) SearchLedger(ctx context.Context, userID int64, q AuditQuery) (A
 			return AuditPage{}, err
 		}
 		scanned++
-		e := decodeAuditEntry(snap.Ref.ID, snap.Data())
+		e := ledgerDocOf(snap).auditEntry()
 		last = auditCursor{At: e.CommittedAt.UnixMicro(), Version: e.Version}
 		if !q.matches(e) {
 			continue
@@ -177,20 +178,32 @@ func (q AuditQuery) matches(e AuditEntry) bool {
 
 // LedgerEntryByID reads one ledger entry; ok is false when it does not exist.
 func (s *Store) LedgerEntryByID(ctx context.Context, userID int64, entryID string) (e AuditEntry, ok bool, err error) {
+	defer wrapOp(&err, "store.LedgerEntryByID(%d, %s)", userID, entryID)
+	d, ok, err := s.readLedgerDoc(ctx, userID, entryID)
+	if err != nil || !ok {
+		return AuditEntry{}, false, err
+	}
+	return d.auditEntry(), true, nil
+}
+
+// readLedgerDoc reads one ledger entry outside any transaction; ok is
+// false when it does not exist.
+// Errors: INVALID_ARGUMENT (a bad user or entry id).
+func (s *Store) readLedgerDoc(ctx context.Context, userID int64, entryID string) (d ledgerDoc, ok bool, err error) {
 	if userID <= 0 {
-		return AuditEntry{}, false, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
+		return ledgerDoc{}, false, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
 	if !validEntryID(entryID) {
-		return AuditEntry{}, false, save.Errorf(save.CodeInvalidArgument, "entry id %q is not one this service issued", entryID).WithDetail("field", "entryId")
+		return ledgerDoc{}, false, save.Errorf(save.CodeInvalidArgument, "entry id %q is not one this service issued", entryID).WithDetail("field", "entryId")
 	}
 	snap, err := s.fs.Doc(ledgerPath(userID, entryID)).Get(ctx)
 	if status.Code(err) == codes.NotFound {
-		return AuditEntry{}, false, nil
+		return ledgerDoc{}, false, nil
 	}
 	if err != nil {
-		return AuditEntry{}, false, err
+		return ledgerDoc{}, false, err
 	}
-	return decodeAuditEntry(entryID, snap.Data()), true, nil
+	return ledgerDocOf(snap), true, nil
 }
 
 // validEntryID accepts the ids EntryID makes: 40 lower-case hex digits.
@@ -204,34 +217,6 @@ func validEntryID(id string) bool {
 		}
 	}
 	return true
-}
-
-// decodeAuditEntry reads a stored ledger entry for support.
-func decodeAuditEntry(id string, d map[string]any) AuditEntry {
-	e := AuditEntry{
-		LedgerEntry:    decodeLedgerEntry(id, d),
-		IdempotencyKey: asString(d["idempotencyKey"]),
-		JobID:          asString(d["jobId"]),
-		Response:       asString(d["response"]),
-	}
-	if v, ok := d["expectedVersion"].(int64); ok {
-		e.ExpectedVersion = &v
-	}
-	return e
-}
-
-// changesOf reads an entry's recorded changes.
-func changesOf(e LedgerEntry) []save.Change {
-	list, _ := e.Changes.([]any)
-	out := make([]save.Change, 0, len(list))
-	for _, c := range list {
-		m, ok := c.(map[string]any)
-		if !ok {
-			continue
-		}
-		out = append(out, save.Change{Path: asString(m["path"]), Old: m["old"], New: m["new"]})
-	}
-	return out
 }
 
 func decodeAuditCursor(s string) (auditCursor, error) {

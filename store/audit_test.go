@@ -22,7 +22,7 @@ func newAuditStore(t *testing.T) (*store.Store, *fstest.Clock) {
 }
 
 // apply commits one mutation and fails the test on error.
-func apply(t *testing.T, st *store.Store, userID int64, actor save.Actor, key string, ops ...save.Op) store.Outcome {
+func apply(t *testing.T, st *store.Store, userID int64, actor save.Actor, key string, ops ...save.Op) save.Outcome {
 	t.Helper()
 	res, err := st.ApplyMutation(context.Background(), store.MutationRequest{UserID: userID, Actor: actor, IdempotencyKey: key, Mutation: save.Mutation{Ops: ops}})
 	if err != nil {

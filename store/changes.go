@@ -13,10 +13,11 @@ import (
 	"github.com/savesync/savesync/save"
 )
 
-// Change is one save changed from elsewhere while a game server held the
-// player: the server refetches the player unless it already has Version.
-// Actor says who changed it as ActorSeenByGameServers shows it.
-type Change struct {
+// Invalidation is one save changed from elsewhere while a game server
+// held the player: the server refetches the player unless it already has
+// Version. Actor says who changed it as save.Actor.SeenByGameServers
+// shows it.
+type Invalidation struct {
 	UserID       int64      `json:"userId"`
 	Version      int64      `json:"version"`
 	ChangedPaths []string   `json:"changedPaths"`
@@ -24,25 +25,11 @@ type Change struct {
 	CommittedAt  time.Time  `json:"committedAt"`
 }
 
-// ActorSeenByGameServers is an actor as game servers and anything else
-// outside the service may see it: a game server learns that a change came
-// from the companion or from support, not which account made it, so the
-// id of companion and admin actors (a Firebase uid) is dropped. Game-server
-// and system actors keep their id (a universe, a service task), which names
-// no person. The ledger and the audit topic keep the full actor.
-func ActorSeenByGameServers(a save.Actor) save.Actor {
-	switch a.Kind {
-	case save.ActorCompanion, save.ActorAdmin:
-		return save.Actor{Kind: a.Kind}
-	}
-	return a
-}
-
 // ChangesPage is one answer of the changes long-poll. Cursor goes into the
 // next call; it is opaque to callers.
 type ChangesPage struct {
-	Changes []Change `json:"changes"`
-	Cursor  string   `json:"cursor"`
+	Changes []Invalidation `json:"changes"`
+	Cursor  string         `json:"cursor"`
 }
 
 // Changes answers the long-poll a game server uses, as a fallback to Open
@@ -115,7 +102,7 @@ func (c *Changes) Wait(ctx context.Context, jobID, cursor string, wait time.Dura
 		page, next, err := c.read(ctx, jobID, cur)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ChangesPage{Changes: []Change{}, Cursor: cur.encode()}, nil
+				return ChangesPage{Changes: []Invalidation{}, Cursor: cur.encode()}, nil
 			}
 			return ChangesPage{}, err
 		}
@@ -175,11 +162,11 @@ func (c *Changes) decodeCursor(s string) (changesCursor, error) {
 // read queries once and returns the new changes and the next cursor.
 func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (ChangesPage, changesCursor, error) {
 	from := time.UnixMicro(cur.From).UTC()
-	docs, err := c.st.fs.CollectionGroup(ledgerGroup).
-		Where("outbox.holderJobId", "==", jobID).
-		Where("outbox.invalidate", "==", true).
-		Where("committedAt", ">=", from).
-		OrderBy("committedAt", firestore.Asc).
+	docs, err := c.st.fs.CollectionGroup(ledgerCollection).
+		Where(ledgerHolderJobID, "==", jobID).
+		Where(ledgerInvalidate, "==", true).
+		Where(ledgerCommittedAt, ">=", from).
+		OrderBy(ledgerCommittedAt, firestore.Asc).
 		Limit(len(cur.Seen) + c.pageSize).
 		Documents(ctx).GetAll()
 	if err != nil {
@@ -194,12 +181,9 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 		prefix string
 	}
 	var kept []read // entries the next cursor must remember
-	page := ChangesPage{Changes: []Change{}}
+	page := ChangesPage{Changes: []Invalidation{}}
 	for _, d := range docs {
-		var e ledgerEntry
-		if err := d.DataTo(&e); err != nil {
-			return ChangesPage{}, cur, fmt.Errorf("store.Changes(%s): %w", d.Ref.Path, err)
-		}
+		e := ledgerDocOf(d)
 		// The entry's full path, not its id: the same caller and key make
 		// the same id under different players.
 		prefix := seenID(d.Ref.Path)
@@ -210,13 +194,7 @@ func (c *Changes) read(ctx context.Context, jobID string, cur changesCursor) (Ch
 		if len(page.Changes) == c.pageSize {
 			continue
 		}
-		page.Changes = append(page.Changes, Change{
-			UserID:       e.UserID,
-			Version:      e.Version,
-			ChangedPaths: nonNil(e.ChangedPaths),
-			Actor:        ActorSeenByGameServers(save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID}),
-			CommittedAt:  e.CommittedAt.UTC(),
-		})
+		page.Changes = append(page.Changes, e.invalidation())
 		kept = append(kept, read{e.CommittedAt, prefix})
 	}
 

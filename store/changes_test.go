@@ -14,7 +14,7 @@ import (
 )
 
 // changeKeys reduces changes to "user@version" for comparison.
-func changeKeys(cs []store.Change) []string {
+func changeKeys(cs []store.Invalidation) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
 		out[i] = fmt.Sprintf("%d@%d", c.UserID, c.Version)
@@ -72,8 +72,8 @@ func TestChangesWaitSeesWritesFromAnotherInstance(t *testing.T) {
 		t.Fatal("the long-poll returned no change")
 	}
 	// The companion is named by kind only: game servers do not learn its uid.
-	want := store.Change{UserID: 31, Version: 2, ChangedPaths: []string{"settings.volume"}, Actor: save.Actor{Kind: save.ActorCompanion}, CommittedAt: got[0].CommittedAt}
-	if diff := cmp.Diff([]store.Change{want}, got); diff != "" {
+	want := store.Invalidation{UserID: 31, Version: 2, ChangedPaths: []string{"settings.volume"}, Actor: save.Actor{Kind: save.ActorCompanion}, CommittedAt: got[0].CommittedAt}
+	if diff := cmp.Diff([]store.Invalidation{want}, got); diff != "" {
 		t.Errorf("changes (-want +got):\n%s", diff)
 	}
 

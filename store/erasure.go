@@ -131,7 +131,8 @@ func ErasureRecordID(key []byte, userID int64) string {
 // the erasure; that new save is erased by the next request.
 // Errors: INVALID_ARGUMENT (bad user id or source), UNAVAILABLE (also when
 // another delivery of the request is still erasing after maxErasureWait).
-func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest) (Erasure, error) {
+func (s *Store) ErasePlayer(ctx context.Context, key []byte, req ErasureRequest) (_ Erasure, err error) {
+	defer wrapOp(&err, "store.ErasePlayer(%s)", req.Source)
 	if req.UserID <= 0 {
 		return Erasure{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id").WithDetail("field", "userId")
 	}
@@ -183,7 +184,7 @@ func erasureRequestKey(req ErasureRequest) string {
 // the answer to give when another delivery has erased already (waiting
 // for one that is erasing now).
 func (s *Store) claimErasure(ctx context.Context, recordID string, req ErasureRequest) (erasureClaim, *Erasure, error) {
-	ref := s.fs.Collection("erasures").Doc(recordID).Collection("requests").Doc(erasureRequestKey(req))
+	ref := s.fs.Doc(erasureRequestPath(recordID, erasureRequestKey(req)))
 	deadline := time.Now().Add(maxErasureWait)
 	for {
 		now := s.now().UTC().Truncate(time.Microsecond)
@@ -272,68 +273,99 @@ func storedErasure(data map[string]any) (Erasure, error) {
 }
 
 // erase deletes the player's data and logs the request on the erasure
-// record recordID.
+// record recordID. The player's document goes last, so an erasure that
+// fails halfway is found again, owner and all, by the next request.
 func (s *Store) erase(ctx context.Context, recordID string, req ErasureRequest) (Erasure, error) {
-	rec := s.fs.Collection("erasures").Doc(recordID)
 	out := Erasure{RecordID: recordID}
 	player := s.fs.Doc(playerPath(req.UserID))
 	snap, err := player.Get(ctx)
 	if err != nil && status.Code(err) != codes.NotFound {
 		return Erasure{}, err
 	}
-	if snap != nil && snap.Exists() {
+	exists := snap != nil && snap.Exists()
+	if exists {
 		if uid, _ := snap.Data()["ownerUid"].(string); uid != "" {
 			out.OwnerUIDs = append(out.OwnerUIDs, uid)
 		}
 	}
-	subs := player.Collections(ctx)
-	for range maxEraseBatches {
-		col, err := subs.Next()
-		if err == iterator.Done {
-			break
-		}
-		if err != nil {
-			return Erasure{}, err
-		}
-		n, err := s.deleteAll(ctx, col.Query)
-		if err != nil {
-			return Erasure{}, err
-		}
-		if col.ID == "ledger" {
-			out.Deleted.LedgerEntries += n
-		} else {
-			out.Deleted.Other += n
-		}
-	}
-	links, err := s.fs.Collection("links").Where("userId", "==", req.UserID).Documents(ctx).GetAll()
-	if err != nil {
+	if err := s.eraseUnder(ctx, player, &out.Deleted); err != nil {
 		return Erasure{}, err
 	}
-	for _, l := range links {
-		out.OwnerUIDs = appendNew(out.OwnerUIDs, l.Ref.ID)
-	}
-	if out.Deleted.Links, err = s.deleteAll(ctx, s.fs.Collection("links").Where("userId", "==", req.UserID)); err != nil {
+	if err := s.eraseLinks(ctx, req.UserID, &out); err != nil {
 		return Erasure{}, err
 	}
-	if out.Deleted.LinkCodes, err = s.deleteAll(ctx, s.fs.Collection("linkCodes").Where("userId", "==", req.UserID)); err != nil {
-		return Erasure{}, err
-	}
-	for _, uid := range out.OwnerUIDs {
-		n, err := s.deleteAll(ctx, s.fs.Collection("linkCodes").Where("uid", "==", uid))
-		if err != nil {
-			return Erasure{}, err
-		}
-		out.Deleted.LinkCodes += n
-	}
-	if snap != nil && snap.Exists() {
+	if exists {
 		if _, err := player.Delete(ctx); err != nil {
 			return Erasure{}, err
 		}
 		out.Deleted.Players = 1
 	}
+	if err := s.recordErasure(ctx, recordID, req, &out); err != nil {
+		return Erasure{}, fmt.Errorf("store.ErasePlayer: record: %w", err)
+	}
+	return out, nil
+}
 
+// eraseUnder deletes every collection under the player's document: the
+// ledger (the audit trail and idempotency records) and the leave and
+// once-only records.
+func (s *Store) eraseUnder(ctx context.Context, player *firestore.DocumentRef, deleted *ErasedCounts) error {
+	subs := player.Collections(ctx)
+	for range maxEraseBatches {
+		col, err := subs.Next()
+		if err == iterator.Done {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		n, err := s.deleteAll(ctx, col.Query)
+		if err != nil {
+			return err
+		}
+		if col.ID == ledgerCollection {
+			deleted.LedgerEntries += n
+		} else {
+			deleted.Other += n
+		}
+	}
+	return nil
+}
+
+// eraseLinks deletes the links/{uid} documents and the link codes that tie
+// a companion account to the player, noting the accounts in OwnerUIDs.
+func (s *Store) eraseLinks(ctx context.Context, userID int64, out *Erasure) error {
+	links, err := s.fs.Collection(linksCollection).Where("userId", "==", userID).Documents(ctx).GetAll()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		out.OwnerUIDs = appendNew(out.OwnerUIDs, l.Ref.ID)
+	}
+	if out.Deleted.Links, err = s.deleteAll(ctx, s.fs.Collection(linksCollection).Where("userId", "==", userID)); err != nil {
+		return err
+	}
+	if out.Deleted.LinkCodes, err = s.deleteAll(ctx, s.fs.Collection(linkCodesCollection).Where("userId", "==", userID)); err != nil {
+		return err
+	}
+	for _, uid := range out.OwnerUIDs {
+		n, err := s.deleteAll(ctx, s.fs.Collection(linkCodesCollection).Where("uid", "==", uid))
+		if err != nil {
+			return err
+		}
+		out.Deleted.LinkCodes += n
+	}
+	return nil
+}
+
+// recordErasure logs the request on the erasure record, in a transaction:
+// when, from where, by whom and how much it deleted, never the user id. A
+// request that found nothing to delete on a player erased before answers
+// AlreadyErased and logs nothing.
+func (s *Store) recordErasure(ctx context.Context, recordID string, req ErasureRequest, out *Erasure) error {
+	rec := s.fs.Doc(erasurePath(recordID))
 	now := s.now().UTC().Truncate(time.Microsecond)
-	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	return s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		d, err := tx.Get(rec)
 		exists := err == nil
 		if err != nil && status.Code(err) != codes.NotFound {
@@ -368,10 +400,6 @@ func (s *Store) erase(ctx context.Context, recordID string, req ErasureRequest) 
 			"requests":     requests,
 		})
 	})
-	if err != nil {
-		return Erasure{}, fmt.Errorf("store.ErasePlayer: record: %w", err)
-	}
-	return out, nil
 }
 
 // deleteAll deletes every document a query matches, a batch at a time.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/iterator"
@@ -18,27 +17,11 @@ const (
 	MaxLedgerPage = 100
 )
 
-// LedgerEntry is one committed change of a player's save as its owner and
-// support see it: who, when, which ops and what changed. The idempotency
-// record and outbox state stay internal.
-type LedgerEntry struct {
-	EntryID       string     `json:"entryId"`
-	Kind          string     `json:"kind"`
-	Version       int64      `json:"version"`
-	VersionBefore int64      `json:"versionBefore"`
-	CommittedAt   time.Time  `json:"committedAt"`
-	Actor         save.Actor `json:"actor"`
-	Reason        string     `json:"reason,omitempty"`
-	Ops           any        `json:"ops"`
-	Changes       any        `json:"changes"`
-	ChangedPaths  []string   `json:"changedPaths"`
-}
-
 // LedgerPage is one page of history, newest first. NextCursor, when not
 // empty, fetches the next (older) page.
 type LedgerPage struct {
-	Entries    []LedgerEntry `json:"entries"`
-	NextCursor string        `json:"nextCursor,omitempty"`
+	Entries    []save.LedgerEntry `json:"entries"`
+	NextCursor string             `json:"nextCursor,omitempty"`
 }
 
 // ledgerCursor is what an opaque cursor carries: the version of the last
@@ -52,7 +35,8 @@ type ledgerCursor struct {
 // limit at a time (DefaultLedgerPage when 0, at most MaxLedgerPage), from
 // an opaque cursor returned by the previous page ("" for the first).
 // Errors: INVALID_ARGUMENT (bad cursor or limit).
-func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, limit int) (LedgerPage, error) {
+func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, limit int) (_ LedgerPage, err error) {
+	defer wrapOp(&err, "store.ListLedger(%d)", userID)
 	if userID <= 0 {
 		return LedgerPage{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
@@ -62,17 +46,17 @@ func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, lim
 	case limit < 0 || limit > MaxLedgerPage:
 		return LedgerPage{}, save.Errorf(save.CodeInvalidArgument, "limit must be between 1 and %d, got %d", MaxLedgerPage, limit).WithDetail("field", "limit")
 	}
-	q := s.fs.Collection(playerPath(userID)+"/ledger").OrderBy("version", firestore.Desc)
+	q := s.fs.Collection(ledgerCollectionPath(userID)).OrderBy(ledgerVersion, firestore.Desc)
 	if cursor != "" {
 		c, err := decodeLedgerCursor(cursor)
 		if err != nil {
 			return LedgerPage{}, err
 		}
-		q = q.Where("version", "<", c.Before)
+		q = q.Where(ledgerVersion, "<", c.Before)
 	}
 	it := q.Limit(limit + 1).Documents(ctx)
 	defer it.Stop()
-	page := LedgerPage{Entries: []LedgerEntry{}}
+	page := LedgerPage{Entries: []save.LedgerEntry{}}
 	for {
 		snap, err := it.Next()
 		if err == iterator.Done {
@@ -86,81 +70,9 @@ func (s *Store) ListLedger(ctx context.Context, userID int64, cursor string, lim
 			page.NextCursor = encodeCursor(ledgerCursor{Before: last.Version})
 			break
 		}
-		page.Entries = append(page.Entries, decodeLedgerEntry(snap.Ref.ID, snap.Data()))
+		page.Entries = append(page.Entries, ledgerDocOf(snap).entry())
 	}
 	return page, nil
-}
-
-// decodeLedgerEntry reads a stored ledger entry.
-func decodeLedgerEntry(id string, d map[string]any) LedgerEntry {
-	e := LedgerEntry{
-		EntryID:       id,
-		Kind:          asString(d["kind"]),
-		Version:       asInt(d["version"]),
-		VersionBefore: asInt(d["versionBefore"]),
-		Reason:        asString(d["reason"]),
-		Ops:           jsonSafe(d["ops"]),
-		Changes:       jsonSafe(d["changes"]),
-		ChangedPaths:  []string{},
-	}
-	if t, ok := d["committedAt"].(time.Time); ok {
-		e.CommittedAt = t.UTC()
-	}
-	if a, ok := d["actor"].(map[string]any); ok {
-		e.Actor = save.Actor{Kind: save.ActorKind(asString(a["kind"])), ID: asString(a["id"])}
-	}
-	if paths, ok := d["changedPaths"].([]any); ok {
-		for _, p := range paths {
-			if str, ok := p.(string); ok {
-				e.ChangedPaths = append(e.ChangedPaths, str)
-			}
-		}
-	}
-	if e.Ops == nil {
-		e.Ops = []any{}
-	}
-	if e.Changes == nil {
-		e.Changes = []any{}
-	}
-	return e
-}
-
-// jsonSafe converts stored values to ones encoding/json renders faithfully
-// (timestamps as RFC 3339, nested maps and lists kept).
-func jsonSafe(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = jsonSafe(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = jsonSafe(e)
-		}
-		return out
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	default:
-		return v
-	}
-}
-
-func asString(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
-func asInt(v any) int64 {
-	switch x := v.(type) {
-	case int64:
-		return x
-	case float64:
-		return int64(x)
-	}
-	return 0
 }
 
 func decodeLedgerCursor(s string) (ledgerCursor, error) {

@@ -78,7 +78,8 @@ type Link struct {
 // the last one trims them all.
 // Errors: INVALID_ARGUMENT (empty uid), PERMISSION_DENIED with reason
 // ALREADY_LINKED (unlink first).
-func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error) {
+func (s *Store) CreateLinkCode(ctx context.Context, uid string) (_ LinkCode, err error) {
+	defer wrapOp(&err, "store.CreateLinkCode")
 	if uid == "" || strings.Contains(uid, "/") {
 		return LinkCode{}, save.Errorf(save.CodeInvalidArgument, "a link code needs a signed-in user with a Firebase uid without '/'")
 	}
@@ -118,7 +119,7 @@ func (s *Store) CreateLinkCode(ctx context.Context, uid string) (LinkCode, error
 // redeemed meanwhile is left alone: the deletes are conditional on the
 // documents being as read.
 func (s *Store) revokeOldLinkCodes(ctx context.Context, uid, keep string, now time.Time) error {
-	docs, err := s.fs.Collection("linkCodes").Where("uid", "==", uid).Documents(ctx).GetAll()
+	docs, err := s.fs.Collection(linkCodesCollection).Where("uid", "==", uid).Documents(ctx).GetAll()
 	if err != nil {
 		return err
 	}
@@ -166,8 +167,9 @@ func (s *Store) revokeOldLinkCodes(ctx context.Context, uid, keep string, now ti
 // another companion user), UNAVAILABLE. Concurrent redemptions touching the
 // same code, companion user or player are serialised by the transaction:
 // exactly one wins and the others get one of these errors.
-func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (Link, error) {
-	code, err := NormalizeLinkCode(code)
+func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (_ Link, err error) {
+	defer wrapOp(&err, "store.RedeemLinkCode(%d)", userID)
+	code, err = NormalizeLinkCode(code)
 	if err != nil {
 		return Link{}, err
 	}
@@ -189,7 +191,7 @@ func (s *Store) RedeemLinkCode(ctx context.Context, code string, userID int64) (
 	}
 	codeName := s.docName(linkCodePath(code))
 	linkName := s.docName(linkPath(uid))
-	playerName := s.playerName(userID)
+	playerName := s.docName(playerPath(userID))
 	var link Link
 	_, err = s.runTxn(ctx, []string{codeName, linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
 		now := s.now().UTC().Truncate(time.Microsecond)
@@ -247,6 +249,7 @@ const maxUnlinkAttempts = 3
 // linked, which is not an error, so a repeated unlink is harmless.
 // Errors: INVALID_ARGUMENT (empty uid), UNAVAILABLE.
 func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err error) {
+	defer wrapOp(&err, "store.Unlink")
 	if uid == "" {
 		return Link{}, false, save.Errorf(save.CodeInvalidArgument, "unlinking needs a signed-in user")
 	}
@@ -256,7 +259,7 @@ func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err
 		if err != nil || !found {
 			return Link{}, false, err
 		}
-		playerName := s.playerName(seen.UserID)
+		playerName := s.docName(playerPath(seen.UserID))
 		_, err = s.runTxn(ctx, []string{linkName, playerName}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
 			d, exists := docs[linkName]
 			if !exists {
@@ -291,7 +294,8 @@ func (s *Store) Unlink(ctx context.Context, uid string) (link Link, ok bool, err
 // LinkOf returns the Roblox player uid is linked to; ok is false when
 // there is none. It is the authority for which player a companion user may
 // reach (the robloxUserId claim in a token may be up to an hour old).
-func (s *Store) LinkOf(ctx context.Context, uid string) (Link, bool, error) {
+func (s *Store) LinkOf(ctx context.Context, uid string) (_ Link, _ bool, err error) {
+	defer wrapOp(&err, "store.LinkOf")
 	if uid == "" || strings.Contains(uid, "/") {
 		return Link{}, false, nil
 	}
@@ -404,12 +408,3 @@ func alreadyLinked(l Link) error {
 func linkCodeError(reason, format string, args ...any) error {
 	return save.Errorf(save.CodeNotFound, format, args...).WithDetail("reason", reason).WithDetail("field", "code")
 }
-
-// docName is the full resource name of a document path.
-func (s *Store) docName(path string) string {
-	return s.database + "/documents/" + path
-}
-
-func linkCodePath(code string) string { return "linkCodes/" + code }
-
-func linkPath(uid string) string { return "links/" + uid }

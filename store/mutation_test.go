@@ -262,8 +262,8 @@ func TestMutationThatChangesNothing(t *testing.T) {
 			before := commits.Load()
 			for _, key := range []string{"noop-" + tt.name, "noop-" + tt.name} { // the second is a retry
 				res := apply(t, key, tt.m)
-				want := store.Outcome{UserID: userID, VersionBefore: 2, Version: 2, SchemaVersion: 3, ChangedPaths: []string{}, Changes: []save.Change{}, Unchanged: true}
-				if diff := cmp.Diff(want, res.Outcome, cmpopts.IgnoreFields(store.Outcome{}, "CommittedAt")); diff != "" || res.Replayed {
+				want := save.Outcome{UserID: userID, VersionBefore: 2, Version: 2, SchemaVersion: 3, ChangedPaths: []string{}, Changes: []save.Change{}, Unchanged: true}
+				if diff := cmp.Diff(want, res.Outcome, cmpopts.IgnoreFields(save.Outcome{}, "CommittedAt")); diff != "" || res.Replayed {
 					t.Errorf("answer (-want +got):\n%s replayed=%v", diff, res.Replayed)
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -14,88 +13,27 @@ import (
 	"github.com/savesync/savesync/save"
 )
 
-// Event is one committed mutation as the outbox relay publishes it: who
-// changed which player, to which version, whether a game server holding
-// the player must be told, and the audit record.
-type Event struct {
-	UserID        int64      `json:"userId"`
-	Version       int64      `json:"version"`
-	VersionBefore int64      `json:"versionBefore"`
-	EntryID       string     `json:"entryId"`
-	Kind          string     `json:"kind"`
-	Actor         save.Actor `json:"actor"`
-	// JobID is the writing game server's job id, when the writer is one.
-	JobID        string   `json:"jobId,omitempty"`
-	ChangedPaths []string `json:"changedPaths"`
-	// HolderJobID is the game server that held the player's session at
-	// commit time, if any; Invalidate is set when that server is not the
-	// writer and so must be told to refetch.
-	Invalidate  bool      `json:"invalidate"`
-	HolderJobID string    `json:"holderJobId,omitempty"`
-	CommittedAt time.Time `json:"committedAt"`
-	// Reason, Ops and Changes are the audit payload.
-	Reason  string           `json:"reason,omitempty"`
-	Ops     any              `json:"ops,omitempty"`
-	Changes []map[string]any `json:"changes"`
-}
-
-// ledgerEntry is the part of a ledger document the outbox and the
-// long-poll read.
-type ledgerEntry struct {
-	EntryID       string           `firestore:"entryId"`
-	UserID        int64            `firestore:"userId"`
-	Kind          string           `firestore:"kind"`
-	Actor         ledgerActor      `firestore:"actor"`
-	JobID         string           `firestore:"jobId"`
-	Reason        string           `firestore:"reason"`
-	Ops           any              `firestore:"ops"`
-	VersionBefore int64            `firestore:"versionBefore"`
-	Version       int64            `firestore:"version"`
-	Changes       []map[string]any `firestore:"changes"`
-	ChangedPaths  []string         `firestore:"changedPaths"`
-	CommittedAt   time.Time        `firestore:"committedAt"`
-	Outbox        ledgerOutbox     `firestore:"outbox"`
-}
-
-type ledgerActor struct {
-	Kind string `firestore:"kind"`
-	ID   string `firestore:"id"`
-}
-
-type ledgerOutbox struct {
-	Published   bool   `firestore:"published"`
-	Invalidate  bool   `firestore:"invalidate"`
-	HolderJobID string `firestore:"holderJobId"`
-}
-
-// ledgerGroup is the collection id of every player's ledger.
-const ledgerGroup = "ledger"
-
 // PendingEvents returns up to limit committed mutations whose events have
 // not been published yet, oldest first; a player's events come in version
 // order. They stay pending until MarkPublished, so a relay that dies
 // between commit and publish loses nothing: the next one finds them here.
-func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]save.Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	docs, err := s.fs.CollectionGroup(ledgerGroup).
-		Where("outbox.published", "==", false).
-		OrderBy("committedAt", firestore.Asc).
-		OrderBy("userId", firestore.Asc).
-		OrderBy("version", firestore.Asc).
+	docs, err := s.fs.CollectionGroup(ledgerCollection).
+		Where(ledgerPublished, "==", false).
+		OrderBy(ledgerCommittedAt, firestore.Asc).
+		OrderBy(ledgerUserID, firestore.Asc).
+		OrderBy(ledgerVersion, firestore.Asc).
 		Limit(limit).
 		Documents(ctx).GetAll()
 	if err != nil {
 		return nil, fmt.Errorf("store.PendingEvents: %w", err)
 	}
-	events := make([]Event, 0, len(docs))
+	events := make([]save.Event, 0, len(docs))
 	for _, d := range docs {
-		var e ledgerEntry
-		if err := d.DataTo(&e); err != nil {
-			return nil, fmt.Errorf("store.PendingEvents(%s): %w", d.Ref.Path, err)
-		}
-		events = append(events, e.event())
+		events = append(events, ledgerDocOf(d).event())
 	}
 	inVersionOrder(events)
 	return events, nil
@@ -105,7 +43,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 // the positions the players' events occupy. Commit times come from the
 // committing instance's clock, so two instances with skewed clocks could
 // otherwise list a player's later version first.
-func inVersionOrder(events []Event) {
+func inVersionOrder(events []save.Event) {
 	slots := make(map[int64][]int)
 	for i, e := range events {
 		slots[e.UserID] = append(slots[e.UserID], i)
@@ -114,7 +52,7 @@ func inVersionOrder(events []Event) {
 		if len(idx) < 2 {
 			continue
 		}
-		own := make([]Event, len(idx))
+		own := make([]save.Event, len(idx))
 		for j, i := range idx {
 			own[j] = events[i]
 		}
@@ -128,7 +66,7 @@ func inVersionOrder(events []Event) {
 // MarkPublished records that events were published, so the relay does not
 // publish them again. Only the outbox fields change; the audit record
 // stays as committed.
-func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
+func (s *Store) MarkPublished(ctx context.Context, events []save.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -139,8 +77,8 @@ func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
 	jobs := make([]*firestore.BulkWriterJob, 0, len(events))
 	for _, e := range events {
 		job, err := bw.Update(s.fs.Doc(ledgerPath(e.UserID, e.EntryID)), []firestore.Update{
-			{Path: "outbox.published", Value: true},
-			{Path: "outbox.publishedAt", Value: now},
+			{Path: ledgerPublished, Value: true},
+			{Path: ledgerPublishedAt, Value: now},
 		})
 		if err != nil {
 			bw.End()
@@ -157,31 +95,16 @@ func (s *Store) MarkPublished(ctx context.Context, events []Event) error {
 	return nil
 }
 
-// RelayLease is the outbox relay's lease as a ClaimRelay call left it.
-type RelayLease struct {
-	Holder    string
-	Epoch     int64
-	ExpiresAt time.Time
-	// Held reports whether the caller holds the lease now.
-	Held bool
-}
-
-// relayLeasePath is the one document that says which instance drains the
-// outbox. One drainer at a time keeps each player's events in order on
-// the topics and costs one lease write per TTL/2 instead of a claim write
-// per event.
-const relayLeasePath = "relay/lease"
-
 // ClaimRelay takes the outbox relay lease for holder when it is free or
 // expired, renews it when holder has it and less than half of ttl is
 // left, and otherwise reports who has it. Times come from the store's
 // clock.
-func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (RelayLease, error) {
+func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (save.RelayLease, error) {
 	if holder == "" || ttl <= 0 {
-		return RelayLease{}, save.Errorf(save.CodeInvalidArgument, "a relay lease needs a holder and a positive ttl")
+		return save.RelayLease{}, save.Errorf(save.CodeInvalidArgument, "a relay lease needs a holder and a positive ttl")
 	}
 	ref := s.fs.Doc(relayLeasePath)
-	var out RelayLease
+	var out save.RelayLease
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		now := s.now().UTC().Truncate(time.Microsecond)
 		cur, err := readRelayLease(tx, ref)
@@ -198,7 +121,7 @@ func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration
 			out.Held = false
 			return nil
 		}
-		next := RelayLease{Holder: holder, Epoch: cur.Epoch, ExpiresAt: now.Add(ttl), Held: true}
+		next := save.RelayLease{Holder: holder, Epoch: cur.Epoch, ExpiresAt: now.Add(ttl), Held: true}
 		if cur.Holder != holder {
 			next.Epoch++
 		}
@@ -206,7 +129,7 @@ func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration
 		return tx.Set(ref, map[string]any{"holder": next.Holder, "epoch": next.Epoch, "expiresAt": next.ExpiresAt, "updatedAt": now})
 	})
 	if err != nil {
-		return RelayLease{}, fmt.Errorf("store.ClaimRelay(%s): %w", holder, err)
+		return save.RelayLease{}, fmt.Errorf("store.ClaimRelay(%s): %w", holder, err)
 	}
 	return out, nil
 }
@@ -230,13 +153,13 @@ func (s *Store) ReleaseRelay(ctx context.Context, holder string) error {
 
 // readRelayLease reads the lease in a transaction; a missing document is
 // a free lease.
-func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (RelayLease, error) {
+func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (save.RelayLease, error) {
 	snap, err := tx.Get(ref)
 	if status.Code(err) == codes.NotFound {
-		return RelayLease{}, nil
+		return save.RelayLease{}, nil
 	}
 	if err != nil {
-		return RelayLease{}, err
+		return save.RelayLease{}, err
 	}
 	var doc struct {
 		Holder    string    `firestore:"holder"`
@@ -244,40 +167,7 @@ func readRelayLease(tx *firestore.Transaction, ref *firestore.DocumentRef) (Rela
 		ExpiresAt time.Time `firestore:"expiresAt"`
 	}
 	if err := snap.DataTo(&doc); err != nil {
-		return RelayLease{}, err
+		return save.RelayLease{}, err
 	}
-	return RelayLease{Holder: doc.Holder, Epoch: doc.Epoch, ExpiresAt: doc.ExpiresAt}, nil
-}
-
-// event converts a ledger entry to an Event.
-func (e ledgerEntry) event() Event {
-	paths := e.ChangedPaths
-	if paths == nil {
-		paths = []string{}
-	}
-	changes := e.Changes
-	if changes == nil {
-		changes = []map[string]any{}
-	}
-	return Event{
-		UserID:        e.UserID,
-		Version:       e.Version,
-		VersionBefore: e.VersionBefore,
-		EntryID:       e.EntryID,
-		Kind:          e.Kind,
-		Actor:         save.Actor{Kind: save.ActorKind(e.Actor.Kind), ID: e.Actor.ID},
-		JobID:         e.JobID,
-		ChangedPaths:  paths,
-		Invalidate:    e.Outbox.Invalidate,
-		HolderJobID:   e.Outbox.HolderJobID,
-		CommittedAt:   e.CommittedAt.UTC(),
-		Reason:        e.Reason,
-		Ops:           e.Ops,
-		Changes:       changes,
-	}
-}
-
-// ledgerPath is a ledger entry's path relative to the database root.
-func ledgerPath(userID int64, entryID string) string {
-	return "players/" + strconv.FormatInt(userID, 10) + "/ledger/" + entryID
+	return save.RelayLease{Holder: doc.Holder, Epoch: doc.Epoch, ExpiresAt: doc.ExpiresAt}, nil
 }

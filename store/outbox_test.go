@@ -31,7 +31,7 @@ func mustJoin(t *testing.T, st *store.Store, userID int64, jobID string) {
 }
 
 // mustMutate commits one mutation.
-func mustMutate(t *testing.T, st *store.Store, req store.MutationRequest) store.Outcome {
+func mustMutate(t *testing.T, st *store.Store, req store.MutationRequest) save.Outcome {
 	t.Helper()
 	res, err := st.ApplyMutation(context.Background(), req)
 	if err != nil {
@@ -61,7 +61,7 @@ type eventSummary struct {
 	ChangedPaths []string
 }
 
-func summarize(events []store.Event) []eventSummary {
+func summarize(events []save.Event) []eventSummary {
 	out := make([]eventSummary, len(events))
 	for i, e := range events {
 		out[i] = eventSummary{e.UserID, e.Version, e.Actor.Kind, e.JobID, e.Invalidate, e.HolderJobID, e.ChangedPaths}

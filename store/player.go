@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -64,7 +66,8 @@ type PlayerView struct {
 // GetPlayer reads a player's save, migrated in memory to the current
 // schema. A player never seen before reads as a new save at version 0.
 // Errors: SAVE_MIGRATION_FAILED, SCHEMA_TOO_NEW.
-func (s *Store) GetPlayer(ctx context.Context, userID int64) (PlayerView, error) {
+func (s *Store) GetPlayer(ctx context.Context, userID int64) (_ PlayerView, err error) {
+	defer wrapOp(&err, "store.GetPlayer(%d)", userID)
 	p, err := s.readPlayer(ctx, userID)
 	if err != nil {
 		return PlayerView{}, err
@@ -158,11 +161,11 @@ func (s *Store) view(p Player, st save.State) PlayerView {
 // those fields when the document exists, or its creation when it does not,
 // with version 0 and the starting save unless fields carry their own.
 func (s *Store) upsertPlayer(p Player, fields map[string]*firestorepb.Value, now time.Time) *firestorepb.Write {
-	doc := &firestorepb.Document{Name: s.playerName(p.UserID), Fields: fields}
+	doc := &firestorepb.Document{Name: s.docName(playerPath(p.UserID)), Fields: fields}
 	if p.Exists {
 		return &firestorepb.Write{
 			Operation:       &firestorepb.Write_Update{Update: doc},
-			UpdateMask:      &firestorepb.DocumentMask{FieldPaths: sortedKeys(fields)},
+			UpdateMask:      &firestorepb.DocumentMask{FieldPaths: slices.Sorted(maps.Keys(fields))},
 			CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: true}},
 		}
 	}
@@ -235,4 +238,19 @@ func numbersToGo(v any) any {
 	default:
 		return v
 	}
+}
+
+// playerWrite writes the save and version after a group, creating the
+// player document on its first mutation.
+func (s *Store) playerWrite(p Player, saved map[string]any, version int64, now time.Time) (*firestorepb.Write, error) {
+	saveValue, err := encodeValue(saved)
+	if err != nil {
+		return nil, err
+	}
+	return s.upsertPlayer(p, map[string]*firestorepb.Value{
+		"version":       intValue(version),
+		"schemaVersion": intValue(int64(s.cfg.SchemaVersion)),
+		"save":          saveValue,
+		"updatedAt":     timeValue(now),
+	}, now), nil
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -47,13 +46,14 @@ type VersionDiff struct {
 // Errors: INVALID_ARGUMENT (negative version), NOT_FOUND (no such version
 // yet, or an entry it needs has expired under the retention policy),
 // LIMIT_EXCEEDED (more than MaxRewind entries back), SAVE_MIGRATION_FAILED.
-func (s *Store) SaveAt(ctx context.Context, userID, version int64) (SaveAtVersion, error) {
-	states, current, times, err := s.statesAt(ctx, userID, version)
+func (s *Store) SaveAt(ctx context.Context, userID, version int64) (_ SaveAtVersion, err error) {
+	defer wrapOp(&err, "store.SaveAt(%d, %d)", userID, version)
+	h, err := s.statesAt(ctx, userID, version)
 	if err != nil {
 		return SaveAtVersion{}, err
 	}
-	out := SaveAtVersion{UserID: userID, Version: version, CurrentVersion: current, Save: states[version].View()}
-	if t, ok := times[version]; ok {
+	out := SaveAtVersion{UserID: userID, Version: version, CurrentVersion: h.current, Save: h.states[version].View()}
+	if t, ok := h.times[version]; ok {
 		out.CommittedAt = &t
 	}
 	return out, nil
@@ -63,30 +63,60 @@ func (s *Store) SaveAt(ctx context.Context, userID, version int64) (SaveAtVersio
 // each change's old value is at from and its new value at to (from may be
 // after to, which shows what going back would change).
 // Errors: those of SaveAt.
-func (s *Store) DiffVersions(ctx context.Context, userID, from, to int64) (VersionDiff, error) {
-	states, _, _, err := s.statesAt(ctx, userID, from, to)
+func (s *Store) DiffVersions(ctx context.Context, userID, from, to int64) (_ VersionDiff, err error) {
+	defer wrapOp(&err, "store.DiffVersions(%d, %d, %d)", userID, from, to)
+	h, err := s.statesAt(ctx, userID, from, to)
 	if err != nil {
 		return VersionDiff{}, err
 	}
-	return VersionDiff{UserID: userID, From: from, To: to, Changes: save.Diff(states[from], states[to])}, nil
+	return VersionDiff{UserID: userID, From: from, To: to, Changes: save.Diff(h.states[from], h.states[to])}, nil
+}
+
+// history is a player's save at some versions, reconstructed from one
+// snapshot: the states and commit times of the versions asked for, and the
+// version the player was at.
+type history struct {
+	states  map[int64]save.State
+	times   map[int64]time.Time
+	current int64
 }
 
 // statesAt reconstructs the save at each of versions from one read-only
-// snapshot of the player and their later ledger entries. It also returns
-// the current version and the commit time of each requested version.
-func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (map[int64]save.State, int64, map[int64]time.Time, error) {
+// snapshot of the player and their later ledger entries.
+func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (history, error) {
 	if userID <= 0 {
-		return nil, 0, nil, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
+		return history{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
 	oldest := slices.Min(versions)
 	if oldest < 0 {
-		return nil, 0, nil, save.Errorf(save.CodeInvalidArgument, "versions start at 0, got %d", oldest).WithDetail("field", "version")
+		return history{}, save.Errorf(save.CodeInvalidArgument, "versions start at 0, got %d", oldest).WithDetail("field", "version")
 	}
+	p, entries, err := s.readHistory(ctx, userID, oldest)
+	if err != nil {
+		return history{}, err
+	}
+	if newest := slices.Max(versions); newest > p.Version {
+		return history{}, save.Errorf(save.CodeNotFound, "player %d is at version %d; version %d does not exist yet", userID, p.Version, newest).
+			WithDetail("currentVersion", p.Version).WithDetail("field", "version")
+	}
+	if len(entries) > MaxRewind+1 {
+		return history{}, save.Errorf(save.CodeLimitExceeded, "version %d is more than %d entries back; ask for a later version", oldest, MaxRewind).
+			WithDetail("limit", MaxRewind)
+	}
+	if _, err := s.currentState(p); err != nil {
+		return history{}, err
+	}
+	return s.rewind(p, entries, versions, oldest)
+}
+
+// readHistory reads, in one read-only transaction, a player and their
+// ledger entries from version oldest on (one more than MaxRewind at most,
+// to tell a rewind that is too long), newest first.
+func (s *Store) readHistory(ctx context.Context, userID, oldest int64) (Player, []ledgerDoc, error) {
 	var p Player
-	var entries []LedgerEntry
-	var schemas []int
+	var entries []ledgerDoc
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		entries, schemas = entries[:0], schemas[:0]
+		entries = entries[:0]
 		snap, err := tx.Get(s.fs.Doc(playerPath(userID)))
 		switch {
 		case status.Code(err) == codes.NotFound:
@@ -94,14 +124,12 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 		case err != nil:
 			return err
 		default:
-			fields, err := encodeFields(snap.Data())
-			if err != nil {
+			if p, err = s.playerFromSnapshot(userID, snap); err != nil {
 				return err
 			}
-			p = s.decodePlayer(userID, docOf(fields))
 		}
-		q := s.fs.Collection(playerPath(userID)+"/ledger").Where("version", ">=", max(oldest, 1)).
-			OrderBy("version", firestore.Desc).Limit(MaxRewind + 2)
+		q := s.fs.Collection(ledgerCollectionPath(userID)).Where(ledgerVersion, ">=", max(oldest, 1)).
+			OrderBy(ledgerVersion, firestore.Desc).Limit(MaxRewind + 2)
 		it := tx.Documents(q)
 		defer it.Stop()
 		for {
@@ -112,83 +140,76 @@ func (s *Store) statesAt(ctx context.Context, userID int64, versions ...int64) (
 			if err != nil {
 				return err
 			}
-			entries = append(entries, decodeLedgerEntry(d.Ref.ID, d.Data()))
-			schemaBefore, _ := save.ChangeInt(d.Data()["schemaBefore"])
-			schemas = append(schemas, int(schemaBefore))
+			entries = append(entries, ledgerDocOf(d))
 		}
 	}, firestore.ReadOnly)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	if newest := slices.Max(versions); newest > p.Version {
-		return nil, 0, nil, save.Errorf(save.CodeNotFound, "player %d is at version %d; version %d does not exist yet", userID, p.Version, newest).
-			WithDetail("currentVersion", p.Version).WithDetail("field", "version")
-	}
-	if len(entries) > MaxRewind+1 {
-		return nil, 0, nil, save.Errorf(save.CodeLimitExceeded, "version %d is more than %d entries back; ask for a later version", oldest, MaxRewind).
-			WithDetail("limit", MaxRewind)
-	}
-	if _, err := s.currentState(p); err != nil {
-		return nil, 0, nil, err
-	}
-	// Walk back from the save as stored, in the schema it was written
-	// with: entries record their changes in that schema, and the entry that
-	// migrated a save records the migration's changes too. Each version is
-	// migrated in memory to the current schema when captured.
+	return p, entries, err
+}
+
+// rewind walks back from the save as stored, in the schema it was written
+// with, undoing the entries newest first: entries record their changes in
+// that schema, and the entry that migrated a save records the migration's
+// changes too. Each version asked for is migrated in memory to the current
+// schema when it is reached.
+func (s *Store) rewind(p Player, entries []ledgerDoc, versions []int64, oldest int64) (history, error) {
 	raw, schemaAt := s.cfg.NewState().Encode(), s.cfg.SchemaVersion
 	if p.Exists && p.Raw != nil {
-		raw, schemaAt = cloneTree(p.Raw), p.SchemaVersion
+		raw, schemaAt = save.CloneTree(p.Raw), p.SchemaVersion
 	}
 	want := make(map[int64]bool, len(versions))
 	for _, v := range versions {
 		want[v] = true
 	}
-	states := make(map[int64]save.State, len(versions))
-	times := make(map[int64]time.Time, len(versions))
+	h := history{states: make(map[int64]save.State, len(versions)), times: make(map[int64]time.Time, len(versions)), current: p.Version}
 	capture := func(v int64) error {
 		if !want[v] {
 			return nil
 		}
-		decoded, err := s.cfg.LoadState(cloneTree(raw), schemaAt)
+		decoded, err := s.cfg.LoadState(save.CloneTree(raw), schemaAt)
 		if err != nil {
-			return fmt.Errorf("store.SaveAt(%d, %d): the reconstructed save does not decode: %w", userID, v, err)
+			return fmt.Errorf("store.SaveAt(%d, %d): the reconstructed save does not decode: %w", p.UserID, v, err)
 		}
-		states[v] = decoded
+		h.states[v] = decoded
 		return nil
 	}
 	next := p.Version
 	if err := capture(next); err != nil {
-		return nil, 0, nil, err
+		return history{}, err
 	}
-	for i, e := range entries {
+	for _, e := range entries {
 		if e.Version == oldest {
 			// The entry that made the oldest version: only its time is needed.
-			times[e.Version] = e.CommittedAt
+			h.times[e.Version] = e.CommittedAt
 			break
 		}
 		if e.Version != next || e.VersionBefore != next-1 {
-			return nil, 0, nil, save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, next, oldest).
-				WithDetail("missingVersion", next).WithDetail("field", "version")
+			return history{}, expiredVersion(p.UserID, next, oldest)
 		}
 		if want[e.Version] {
-			times[e.Version] = e.CommittedAt
+			h.times[e.Version] = e.CommittedAt
 		}
-		if err := save.UndoChanges(raw, changesOf(e)); err != nil {
-			return nil, 0, nil, fmt.Errorf("store.SaveAt(%d): entry %s: %w", userID, e.EntryID, err)
+		if err := save.UndoChanges(raw, e.Changes); err != nil {
+			return history{}, fmt.Errorf("store.SaveAt(%d): entry %s: %w", p.UserID, e.EntryID, err)
 		}
-		if schemas[i] > 0 {
-			schemaAt = schemas[i]
+		if e.SchemaBefore > 0 {
+			schemaAt = int(e.SchemaBefore)
 		}
 		next--
 		if err := capture(next); err != nil {
-			return nil, 0, nil, err
+			return history{}, err
 		}
 	}
 	if next != oldest {
-		return nil, 0, nil, save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, next, oldest).
-			WithDetail("missingVersion", next).WithDetail("field", "version")
+		return history{}, expiredVersion(p.UserID, next, oldest)
 	}
-	return states, p.Version, times, nil
+	return h, nil
+}
+
+// expiredVersion refuses a rewind that needs an entry the ledger no
+// longer holds.
+func expiredVersion(userID, missing, oldest int64) error {
+	return save.Errorf(save.CodeNotFound, "the ledger of player %d no longer holds version %d (entries expire under the retention policy), so version %d cannot be reconstructed", userID, missing, oldest).
+		WithDetail("missingVersion", missing).WithDetail("field", "version")
 }
 
 // RestoreRequest asks to set a player's save back to an earlier version.
@@ -208,7 +229,8 @@ type RestoreRequest struct {
 // A retry with the same Idempotency-Key replays the first answer.
 // Errors: those of SaveAt and ApplyMutation; VERSION_CONFLICT when the
 // save changed between reading and restoring (retry).
-func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (MutationResult, error) {
+func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (_ MutationResult, err error) {
+	defer wrapOp(&err, "store.RestoreVersion(%d, %d)", req.UserID, req.Version)
 	reason := fmt.Sprintf("restore to version %d: %s", req.Version, req.Reason)
 	return s.applyDerived(ctx, req.UserID, req.Actor, req.IdempotencyKey, reason, "", func() (MutationRequest, error) {
 		at, err := s.SaveAt(ctx, req.UserID, req.Version)
@@ -240,14 +262,14 @@ func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (Mutatio
 // purchasesAfter names the refunds of the purchases committed after
 // version from, up to version to.
 func (s *Store) purchasesAfter(ctx context.Context, userID, from, to int64) ([]string, error) {
-	docs, err := s.fs.Collection(playerPath(userID)+"/ledger").Where("version", ">", from).Where("version", "<=", to).
-		Select("ops").Documents(ctx).GetAll()
+	docs, err := s.fs.Collection(ledgerCollectionPath(userID)).Where(ledgerVersion, ">", from).Where(ledgerVersion, "<=", to).
+		Select(ledgerOps).Documents(ctx).GetAll()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, d := range docs {
-		if hasOp(d.Data()["ops"], save.OpPurchase) {
+		if ledgerDocOf(d).hasOp(save.OpPurchase) {
 			out = append(out, refundOnce(d.Ref.ID))
 		}
 	}
@@ -280,18 +302,19 @@ type RefundResult struct {
 // A retry with the same Idempotency-Key replays the first answer.
 // Errors: NOT_FOUND (no such entry), INVALID_ARGUMENT (the entry holds no
 // purchase), and those of ApplyMutation.
-func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (RefundResult, error) {
-	entry, ok, err := s.LedgerEntryByID(ctx, req.UserID, req.EntryID)
+func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (_ RefundResult, err error) {
+	defer wrapOp(&err, "store.RefundPurchase(%d, %s)", req.UserID, req.EntryID)
+	entry, ok, err := s.readLedgerDoc(ctx, req.UserID, req.EntryID)
 	if err != nil {
 		return RefundResult{}, err
 	}
 	if !ok {
 		return RefundResult{}, save.Errorf(save.CodeNotFound, "player %d has no ledger entry %q", req.UserID, req.EntryID).WithDetail("field", "refundEntryId")
 	}
-	if !hasOp(entry.Ops, save.OpPurchase) {
+	if !entry.hasOp(save.OpPurchase) {
 		return RefundResult{}, save.Errorf(save.CodeInvalidArgument, "entry %s holds no purchase; compensate with explicit ops instead", req.EntryID).WithDetail("field", "refundEntryId")
 	}
-	purchase := changesOf(entry.LedgerEntry)
+	purchase := entry.Changes
 	reason := fmt.Sprintf("refund of entry %s (version %d): %s", req.EntryID, entry.Version, req.Reason)
 	// One purchase is refunded once, whichever operator asks and under
 	// whatever key: the refund records itself as done in its transaction.
@@ -351,7 +374,7 @@ func (s *Store) applyDerived(ctx context.Context, userID int64, actor save.Actor
 // entry: the stored answer under the same reason, IDEMPOTENCY_KEY_REUSED
 // under another. done is false when the key has no entry yet.
 func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Actor, key, reason string) (res MutationResult, done bool, err error) {
-	e, ok, err := s.LedgerEntryByID(ctx, userID, EntryID(actor, key))
+	e, ok, err := s.readLedgerDoc(ctx, userID, EntryID(actor, key))
 	if err != nil || !ok {
 		return MutationResult{}, false, err
 	}
@@ -360,50 +383,10 @@ func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Acto
 			"this Idempotency-Key was already used for a different request; use a new key for a new request").
 			WithDetail("entryId", e.EntryID).WithDetail("committedVersion", e.Version)
 	}
-	var out Outcome
+	var out save.Outcome
 	if err := json.Unmarshal([]byte(e.Response), &out); err != nil {
 		return MutationResult{}, true, fmt.Errorf("store: entry %s has no readable response: %w", e.EntryID, err)
 	}
 	s.metrics.replays.Add(1)
 	return MutationResult{Outcome: out, Body: []byte(e.Response), Replayed: true}, true, nil
-}
-
-// hasOp reports whether stored ops include one of kind.
-func hasOp(ops any, kind string) bool {
-	list, _ := ops.([]any)
-	for _, op := range list {
-		if m, ok := op.(map[string]any); ok && m["op"] == kind {
-			return true
-		}
-	}
-	return false
-}
-
-// docOf wraps decoded fields as a document for decodePlayer.
-func docOf(fields map[string]*firestorepb.Value) *firestorepb.Document {
-	return &firestorepb.Document{Fields: fields}
-}
-
-// cloneTree deep-copies a JSON-like tree of maps and slices.
-func cloneTree(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = cloneValue(v)
-	}
-	return out
-}
-
-func cloneValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		return cloneTree(x)
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = cloneValue(e)
-		}
-		return out
-	default:
-		return v
-	}
 }

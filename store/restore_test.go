@@ -42,7 +42,7 @@ func ledgerSums(t *testing.T, st *store.Store, userID int64) {
 	if int64(len(entries)) != p.Version {
 		t.Errorf("version %d but %d ledger entries", p.Version, len(entries))
 	}
-	cfg := st.Config()
+	cfg := fstest.GameConfig(t)
 	sums := map[string]int64{}
 	for id, b := range cfg.Currencies {
 		sums["currencies."+id] = b.Start

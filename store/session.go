@@ -51,7 +51,8 @@ type JoinResult struct {
 // granted epoch plus one, whether the previous lease was released, expired
 // or stolen, so no two grants of one player ever share an epoch.
 // Errors: INVALID_ARGUMENT, SESSION_HELD, SAVE_MIGRATION_FAILED, SCHEMA_TOO_NEW.
-func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, error) {
+func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (_ JoinResult, err error) {
+	defer wrapOp(&err, "store.JoinSession(%d)", req.UserID)
 	if req.UserID <= 0 {
 		return JoinResult{}, save.Errorf(save.CodeInvalidArgument, "userId must be a positive Roblox user id")
 	}
@@ -64,12 +65,12 @@ func (s *Store) JoinSession(ctx context.Context, req JoinRequest) (JoinResult, e
 		return JoinResult{}, save.Errorf(save.CodeInvalidArgument, "jobId must be UTF-8 text without NUL characters (the game server's game.JobId)").WithDetail("field", "jobId")
 	}
 	if req.ClientSchema > s.cfg.SchemaVersion {
-		return JoinResult{}, s.CheckClientSchema(req.ClientSchema)
+		return JoinResult{}, s.cfg.CheckClientSchema(req.ClientSchema)
 	}
 	var res JoinResult
-	_, err := s.runTxn(ctx, []string{s.playerName(req.UserID)}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		p := s.decodePlayer(req.UserID, docs[s.playerName(req.UserID)])
-		if err := s.checkJoinSchema(p, req.ClientSchema); err != nil {
+	_, err = s.runTxn(ctx, []string{s.docName(playerPath(req.UserID))}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		p := s.decodePlayer(req.UserID, docs[s.docName(playerPath(req.UserID))])
+		if err := s.cfg.CheckJoinSchema(p.Exists, p.SchemaVersion, req.ClientSchema); err != nil {
 			return nil, err
 		}
 		st, err := s.currentState(p)
@@ -161,7 +162,8 @@ type leaveAnswer struct {
 // session never issued for the player; nothing is flushed),
 // IDEMPOTENCY_KEY_REUSED (the key was used for another leave or final
 // flush), and those of ApplyMutation for the flush.
-func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult, error) {
+func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (_ LeaveResult, err error) {
+	defer wrapOp(&err, "store.LeaveSession")
 	ref, err := parseSessionID(req.SessionID)
 	if err != nil {
 		return LeaveResult{}, err
@@ -175,7 +177,7 @@ func (s *Store) LeaveSession(ctx context.Context, req LeaveRequest) (LeaveResult
 		return LeaveResult{}, err
 	}
 	entryID := EntryID(req.Actor, req.IdempotencyKey)
-	playerName, recordName := s.playerName(userID), s.leaveName(userID, entryID)
+	playerName, recordName := s.docName(playerPath(userID)), s.docName(leavePath(userID, entryID))
 
 	var final []byte
 	if req.Final != nil {
@@ -267,11 +269,6 @@ func replayLeave(rec *firestorepb.Document, hash, entryID string) (LeaveResult, 
 	return LeaveResult{Released: released, Body: []byte(fieldString(f, "response")), Replayed: true}, nil
 }
 
-// leaveName is the full resource name of a leave's idempotency record.
-func (s *Store) leaveName(userID int64, entryID string) string {
-	return s.playerName(userID) + "/leaves/" + entryID
-}
-
 // leaveRecordWrite creates a leave's record: who left which session under
 // which key, what it released, and the answer to replay. It expires with
 // the ledger's retention, for the same Firestore TTL policy.
@@ -297,7 +294,7 @@ func (s *Store) leaveRecordWrite(userID int64, entryID, hash string, req LeaveRe
 		return nil, err
 	}
 	return &firestorepb.Write{
-		Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.leaveName(userID, entryID), Fields: fields}},
+		Operation:       &firestorepb.Write_Update{Update: &firestorepb.Document{Name: s.docName(leavePath(userID, entryID)), Fields: fields}},
 		CurrentDocument: &firestorepb.Precondition{ConditionType: &firestorepb.Precondition_Exists{Exists: false}},
 	}, nil
 }
@@ -331,14 +328,15 @@ func (s *Store) readDocs(ctx context.Context, names []string) (map[string]*fires
 // never issued for the player, or one that ended with no game server
 // holding the player now: details.ended is true), SESSION_HELD (the lease
 // was taken over; details.holder names the live holder).
-func (s *Store) RenewSession(ctx context.Context, sessionID string) (Lease, error) {
+func (s *Store) RenewSession(ctx context.Context, sessionID string) (_ Lease, err error) {
+	defer wrapOp(&err, "store.RenewSession")
 	ref, err := parseSessionID(sessionID)
 	if err != nil {
 		return Lease{}, err
 	}
 	var lease Lease
-	_, err = s.runTxn(ctx, []string{s.playerName(ref.userID)}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
-		p := s.decodePlayer(ref.userID, docs[s.playerName(ref.userID)])
+	_, err = s.runTxn(ctx, []string{s.docName(playerPath(ref.userID))}, func(docs map[string]*firestorepb.Document) ([]*firestorepb.Write, error) {
+		p := s.decodePlayer(ref.userID, docs[s.docName(playerPath(ref.userID))])
 		now := s.now().UTC().Truncate(time.Microsecond)
 		switch s.standing(p, ref) {
 		case sessionNeverIssued:
@@ -447,65 +445,6 @@ func (s *Store) sessionWrite(p Player, lease *Lease, now time.Time) *firestorepb
 		"session":   leaseFields(lease),
 		"updatedAt": timeValue(now),
 	}, now)
-}
-
-// CheckClientSchema refuses game code that reads another schema than the
-// one this service serves (its game config's current schema: every save
-// is migrated to it when read). It knows no stored save, so its message
-// speaks of the service's schema only; a join says what is stored.
-// Errors: SCHEMA_TOO_NEW (older code; details serviceSchema,
-// callerSchema), INVALID_ARGUMENT (code newer than the game config).
-func (s *Store) CheckClientSchema(client int) error {
-	current := s.cfg.SchemaVersion
-	switch {
-	case client == 0:
-		return nil
-	case client < current:
-		return save.Errorf(save.CodeSchemaTooNew,
-			"this service serves saves at its current schema %d but the game code reads schema %d: update the game servers", current, client).
-			WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
-	case client > current:
-		return save.Errorf(save.CodeInvalidArgument,
-			"the game code reads schema %d but this service's game config is at schema %d: deploy the new game config first", client, current).
-			WithDetail("field", "schemaVersion").WithDetail("serviceSchema", current).WithDetail("callerSchema", client)
-	}
-	return nil
-}
-
-// checkJoinSchema refuses a join that could not be served: a stored save
-// newer than this service's schema, or game code older than the schema the
-// save would be served at. The message states what is stored, including
-// that nothing is for a player with no document yet.
-// Errors: SCHEMA_TOO_NEW (details serviceSchema, callerSchema, and
-// storedSchema when the player has a document).
-func (s *Store) checkJoinSchema(p Player, client int) error {
-	current := s.cfg.SchemaVersion
-	stored := max(p.SchemaVersion, 1) // saves from before versioning count as 1, as migrations do
-	var err *save.Error
-	switch {
-	case p.Exists && stored > current:
-		err = save.Errorf(save.CodeSchemaTooNew,
-			"this player's save is stored at schema %d, newer than this service's current schema %d: deploy the game config that knows schema %d, and game servers that read it",
-			stored, current, stored)
-	case client == 0 || client >= current:
-		return nil
-	case p.Exists:
-		err = save.Errorf(save.CodeSchemaTooNew,
-			"this player's save is stored at schema %d and is served at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
-			stored, current, client)
-	default:
-		err = save.Errorf(save.CodeSchemaTooNew,
-			"this player has no save yet; it would start at this service's current schema %d, but the game code reads schema %d: update the game servers before they load this player",
-			current, client)
-	}
-	err = err.WithDetail("serviceSchema", current)
-	if client != 0 {
-		err = err.WithDetail("callerSchema", client)
-	}
-	if p.Exists {
-		err = err.WithDetail("storedSchema", stored)
-	}
-	return err
 }
 
 // sessionID makes a session id that names its player and epoch, so leave

@@ -6,10 +6,8 @@
 package store
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,9 +126,6 @@ func New(fs *firestore.Client, gapic *apiv1.Client, project string, cfg *save.Co
 	return s
 }
 
-// Config is the game config the store applies mutations with.
-func (s *Store) Config() *save.Config { return s.cfg }
-
 // Metrics returns the store's counters.
 func (s *Store) Metrics() Metrics {
 	return Metrics{
@@ -141,23 +136,15 @@ func (s *Store) Metrics() Metrics {
 	}
 }
 
-// Ping checks that Firestore answers, for readiness probes.
-func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.fs.Collection("players").Limit(1).Documents(ctx).GetAll()
-	return err
-}
-
-// playerPath is the document path of a player relative to the database root.
-func playerPath(userID int64) string {
-	return "players/" + strconv.FormatInt(userID, 10)
-}
-
-// playerName is the full resource name of a player's document.
-func (s *Store) playerName(userID int64) string {
-	return s.database + "/documents/" + playerPath(userID)
-}
-
-// ledgerName is the full resource name of one ledger entry.
-func (s *Store) ledgerName(userID int64, entryID string) string {
-	return s.playerName(userID) + "/ledger/" + entryID
+// wrapOp names the operation on an error that is not a domain error, so
+// the internal-error log line says what failed. Domain errors pass as they
+// are: they already say what to fix, and travel to the caller unchanged.
+func wrapOp(errp *error, format string, args ...any) {
+	if *errp == nil {
+		return
+	}
+	if _, ok := save.AsError(*errp); ok {
+		return
+	}
+	*errp = fmt.Errorf(format+": %w", append(args, *errp)...)
 }

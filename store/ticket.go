@@ -3,9 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"strings"
 	"time"
 
@@ -50,7 +48,8 @@ type EventTicket struct {
 // stored, in eventTickets/{hash}, with an expireAt for a Firestore TTL
 // policy to delete it; the ticket itself exists only in the answer.
 // Errors: INVALID_ARGUMENT (empty uid or one with '/').
-func (s *Store) CreateEventTicket(ctx context.Context, uid string) (EventTicket, error) {
+func (s *Store) CreateEventTicket(ctx context.Context, uid string) (_ EventTicket, err error) {
+	defer wrapOp(&err, "store.CreateEventTicket")
 	if uid == "" || strings.Contains(uid, "/") {
 		return EventTicket{}, save.Errorf(save.CodeInvalidArgument, "an event ticket needs a signed-in user with a Firebase uid without '/'")
 	}
@@ -61,7 +60,7 @@ func (s *Store) CreateEventTicket(ctx context.Context, uid string) (EventTicket,
 	ticket := eventTicketPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	now := s.now().UTC().Truncate(time.Microsecond)
 	t := EventTicket{Ticket: ticket, ExpiresAt: now.Add(EventTicketTTL)}
-	_, err := s.fs.Doc(eventTicketPath(ticket)).Create(ctx, map[string]any{
+	_, err = s.fs.Doc(eventTicketPath(ticket)).Create(ctx, map[string]any{
 		"uid":       uid,
 		"createdAt": now,
 		"expiresAt": t.ExpiresAt,
@@ -81,7 +80,8 @@ func (s *Store) CreateEventTicket(ctx context.Context, uid string) (EventTicket,
 // one succeeds.
 // Errors: UNAUTHENTICATED with details.reason TICKET_INVALID (malformed or
 // unknown), TICKET_EXPIRED or TICKET_USED; UNAVAILABLE.
-func (s *Store) RedeemEventTicket(ctx context.Context, ticket string) (string, error) {
+func (s *Store) RedeemEventTicket(ctx context.Context, ticket string) (_ string, err error) {
+	defer wrapOp(&err, "store.RedeemEventTicket")
 	if !wellFormedTicket(ticket) {
 		return "", ticketError(ReasonTicketInvalid, "this is not an event ticket: get one with POST /v1/me/events/tickets")
 	}
@@ -127,11 +127,4 @@ func wellFormedTicket(t string) bool {
 
 func ticketError(reason, format string, args ...any) error {
 	return save.Errorf(save.CodeUnauthenticated, format, args...).WithDetail("reason", reason)
-}
-
-// eventTicketPath is where a ticket's record lives: under its hash, so the
-// database never holds a usable ticket.
-func eventTicketPath(ticket string) string {
-	sum := sha256.Sum256([]byte(ticket))
-	return "eventTickets/" + hex.EncodeToString(sum[:])
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"fmt"
 	"math"
-	"sort"
 	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -172,14 +171,4 @@ func fieldTime(fields map[string]*firestorepb.Value, name string) time.Time {
 		return ts.AsTime()
 	}
 	return time.Time{}
-}
-
-// sortedKeys returns a map's keys in order, for deterministic output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -48,32 +48,52 @@ const (
 	envCORSOrigins           = "SAVESYNC_CORS_ORIGINS"
 )
 
-// defaults holds the value used when a variable is unset or empty. Variables
-// absent here default to the empty string.
-var defaults = map[string]string{
-	envPort:               "8080",
-	envDataDir:            ".data",
-	envMaxBodyBytes:       "1048576",
-	envBodyReadTimeout:    "30s",
-	envLogLevel:           "info",
-	envLeaseTTL:           "90s",
-	envShutdownTimeout:    "8s",
-	envLedgerRetention:    "9600h",
-	envRobloxPlayers:      "0",
-	envOutboxRelay:        "on",
-	envAllowRemoteAuthEmu: "false",
-	envInvalidationTopic:  "savesync-invalidations",
-	envAuditTopic:         "savesync-audit",
+// envTable lists every variable once, in the README table's order, with
+// the value it takes when unset or empty ("" when it has none). The README
+// test holds the table against the README's.
+var envTable = []struct{ name, def string }{
+	{envPort, "8080"},
+	{envListenHost, ""},
+	{envCloudRunService, ""},
+	{envTrustedProxies, ""},
+	{envGameConfig, ""},
+	{envDataDir, ".data"},
+	{envProject, ""},
+	{envFirestoreEmulatorHost, ""},
+	{envPubSubEmulatorHost, ""},
+	{envAuthEmulatorHost, ""},
+	{envAllowRemoteAuthEmu, "false"},
+	{envServerKeys, ""},
+	{envMaxBodyBytes, "1048576"},
+	{envBodyReadTimeout, "30s"},
+	{envLogLevel, "info"},
+	{envLeaseTTL, "90s"},
+	{envShutdownTimeout, "8s"},
+	{envLedgerRetention, "9600h"},
+	{envInvalidationTopic, "savesync-invalidations"},
+	{envAuditTopic, "savesync-audit"},
+	{envRobloxAPIKey, ""},
+	{envRobloxUniverseID, ""},
+	{envRobloxPlayers, "0"},
+	{envWebhookSecret, ""},
+	{envErasureKey, ""},
+	{envOutboxRelay, "on"},
+	{envCORSOrigins, ""},
 }
 
-// allEnvVars lists every variable, in the README table's order.
-var allEnvVars = []string{
-	envPort, envListenHost, envCloudRunService, envTrustedProxies, envGameConfig, envDataDir, envProject,
-	envFirestoreEmulatorHost, envPubSubEmulatorHost, envAuthEmulatorHost, envAllowRemoteAuthEmu,
-	envServerKeys, envMaxBodyBytes, envBodyReadTimeout, envLogLevel, envLeaseTTL, envShutdownTimeout,
-	envLedgerRetention, envInvalidationTopic, envAuditTopic, envRobloxAPIKey, envRobloxUniverseID, envRobloxPlayers,
-	envWebhookSecret, envErasureKey, envOutboxRelay, envCORSOrigins,
-}
+// allEnvVars are the variables' names and defaults their defaults, both
+// read off envTable.
+var allEnvVars, defaults = func() ([]string, map[string]string) {
+	names := make([]string, len(envTable))
+	defs := make(map[string]string, len(envTable))
+	for i, v := range envTable {
+		names[i] = v.name
+		if v.def != "" {
+			defs[v.name] = v.def
+		}
+	}
+	return names, defs
+}()
 
 // embeddedProject is the project id used when GOOGLE_CLOUD_PROJECT is unset.
 // The "demo-" prefix is the Firebase convention for a project that exists

@@ -22,9 +22,10 @@ import (
 
 	gameconfig "github.com/savesync/savesync/config"
 	"github.com/savesync/savesync/emulator"
+	"github.com/savesync/savesync/events"
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/logging"
-	ssevents "github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/opencloud"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -39,6 +40,8 @@ type App struct {
 	firestoreAPI *apiv1.Client
 	pubsub       *pubsub.Client
 	store        *store.Store
+	// relay publishes the outbox; nil when this instance does not run it.
+	relay *events.Relay
 	// emulator is the in-process Firestore emulator; nil unless the
 	// Firestore backend is embedded.
 	emulator *emulator.Server
@@ -79,21 +82,15 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 	if err := a.connectFirestore(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
-	notify := make(chan struct{}, 1)
 	a.store = store.New(a.firestore, a.firestoreAPI, cfg.project, game, store.Options{
 		LeaseTTL:        cfg.leaseTTL,
 		LedgerRetention: cfg.ledgerRetention,
-		OnCommit: func() {
-			select {
-			case notify <- struct{}{}:
-			default:
-			}
-		},
+		OnCommit:        a.wakeRelay,
 	})
 	if err := a.connectPubSub(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
-	if err := a.startEvents(ctx, cfg, logger, notify); err != nil {
+	if err := a.startEvents(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
 
@@ -118,9 +115,9 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 	)
 	r.GET("/healthz", handlers.Healthz)
 	r.GET("/readyz", handlers.Readyz(a.checkFirestore))
-	handlers.NewAPI(a.store, cfg.serverKeys).Register(r)
+	handlers.NewServerAPI(a.store, game, cfg.serverKeys).Register(r)
 	handlers.NewChangesAPI(store.NewChanges(a.store, store.ChangesOptions{MaxWait: cfg.longPollMaxWait})).Register(r, cfg.serverKeys.RequireServerKey())
-	if err := a.registerCompanion(ctx, cfg, logger, r); err != nil {
+	if err := a.registerCompanion(ctx, cfg, game, logger, r); err != nil {
 		return nil, err
 	}
 	a.engine = r
@@ -246,7 +243,7 @@ func (a *App) close() error {
 // Cloud. On the embedded defaults without an Auth emulator there is no way
 // to verify an ID token, so the companion routes are left out and a log
 // line says how to turn them on.
-func (a *App) registerCompanion(ctx context.Context, cfg config, logger *slog.Logger, r gin.IRouter) error {
+func (a *App) registerCompanion(ctx context.Context, cfg config, game *save.Config, logger *slog.Logger, r gin.IRouter) error {
 	admin := handlers.AdminOptions{ErasureKey: []byte(cfg.erasureKey), RobloxWebhookSecret: cfg.webhookSecret}
 	if cfg.webhookSecret == "" {
 		logger.Warn("the Roblox erasure webhook refuses every call: set " + envWebhookSecret + " to the webhook's secret")
@@ -266,7 +263,7 @@ func (a *App) registerCompanion(ctx context.Context, cfg config, logger *slog.Lo
 	if cfg.companionLimits != nil {
 		companion = *cfg.companionLimits
 	}
-	handlers.NewCompanionAPI(a.store, auth, cfg.serverKeys, companion).Register(r)
+	handlers.NewCompanionAPI(a.store, game, auth, cfg.serverKeys, companion).Register(r)
 	handlers.NewAdminAPI(a.store, auth, admin).Register(r)
 	logger.Info("companion API on", slog.String("auth", map[bool]string{true: "emulator " + cfg.authEmulatorHost, false: "Firebase Auth"}[cfg.authEmulatorHost != ""]))
 	return nil
@@ -315,14 +312,14 @@ func (a *App) StopStreams() {
 // where the service owns them, and starts the outbox relay and, when an Open
 // Cloud key is configured, the forwarder to Roblox. They stop when the app
 // closes.
-func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger, notify <-chan struct{}) error {
-	topics := []string{cfg.invalidationTopic, cfg.auditTopic, ssevents.DefaultDeadLetterTopic}
-	subscription := ssevents.SubscriptionConfig{Name: ssevents.DefaultInvalidationSubscription, Topic: cfg.invalidationTopic, Ordered: true}
+func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger) error {
+	topics := []string{cfg.invalidationTopic, cfg.auditTopic, events.DefaultDeadLetterTopic}
+	subscription := events.SubscriptionConfig{Name: events.DefaultInvalidationSubscription, Topic: cfg.invalidationTopic, Ordered: true}
 	if cfg.pubsubBackend() != backendCloud {
-		if err := ssevents.EnsureTopics(ctx, a.pubsub, topics...); err != nil {
+		if err := events.EnsureTopics(ctx, a.pubsub, topics...); err != nil {
 			return fmt.Errorf("create the Pub/Sub topics: %w", err)
 		}
-		if err := ssevents.EnsureSubscriptions(ctx, a.pubsub, subscription); err != nil {
+		if err := events.EnsureSubscriptions(ctx, a.pubsub, subscription); err != nil {
 			return fmt.Errorf("create the Pub/Sub subscription: %w", err)
 		}
 	}
@@ -338,23 +335,24 @@ func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger, 
 		logger.Info("outbox relay off on this instance (" + envOutboxRelay + "=off); another instance or job must run it")
 		return a.startForwarder(workCtx, cfg, logger, subscription.Name)
 	}
-	relay := ssevents.NewRelay(a.store, a.pubsub, ssevents.RelayOptions{
+	a.relay = events.NewRelay(a.store, a.pubsub, events.RelayOptions{
 		InvalidationTopic: cfg.invalidationTopic,
 		AuditTopic:        cfg.auditTopic,
 	})
-	a.goWork(workCtx, logger, "outbox relay", relay.Run)
-	a.goWork(workCtx, logger, "relay wake-up", func(ctx context.Context) error {
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-notify:
-				relay.Notify()
-			}
-		}
-	})
+	a.goWork(workCtx, logger, "outbox relay", a.relay.Run)
 
 	return a.startForwarder(workCtx, cfg, logger, subscription.Name)
+}
+
+// wakeRelay wakes the outbox relay after a commit of this instance, so it
+// publishes at once instead of at its next poll. The relay drains the
+// store, so it is built after it: until startEvents sets it (before the
+// service takes requests), or when the relay runs elsewhere, there is
+// nothing to wake.
+func (a *App) wakeRelay() {
+	if a.relay != nil {
+		a.relay.Notify()
+	}
 }
 
 // startForwarder starts the forwarder to Roblox Open Cloud messaging when
@@ -364,19 +362,23 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 		logger.Info("Roblox Open Cloud forwarder off: set " + envRobloxAPIKey + " and " + envRobloxUniverseID + " to deliver invalidations through MessagingService; game servers can long-poll /v1/servers/{jobId}/changes")
 		return nil
 	}
-	opts := ssevents.ForwarderOptions{
-		Subscription:      subscription,
+	publisher, err := opencloud.NewPublisher(opencloud.Options{
 		UniverseID:        cfg.robloxUniverseID,
 		APIKey:            cfg.robloxAPIKey,
 		ConcurrentPlayers: cfg.robloxConcurrentPlayers,
+	})
+	if err != nil {
+		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
-	if _, err := ssevents.NewForwarder(a.pubsub, opts); err != nil {
+	opts := events.ForwarderOptions{Subscription: subscription}
+	if _, err := events.NewForwarder(a.pubsub, publisher, opts); err != nil {
 		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
 	// A forwarder is spent once its Run returns (it stops its publishers),
-	// so every restart after a failed Receive gets a fresh one.
+	// so every restart after a failed Receive gets a fresh one; the Open
+	// Cloud publisher, and with it the universe's rate budget, is kept.
 	a.goWork(workCtx, logger, "Open Cloud forwarder", func(ctx context.Context) error {
-		fwd, err := ssevents.NewForwarder(a.pubsub, opts)
+		fwd, err := events.NewForwarder(a.pubsub, publisher, opts)
 		if err != nil {
 			return err
 		}

@@ -3,11 +3,14 @@ package query
 import (
 	"bytes"
 	"cmp"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -268,7 +271,7 @@ func compareArrays(a, b []*firestorepb.Value) int {
 }
 
 func compareMaps(a, b map[string]*firestorepb.Value) int {
-	ka, kb := sortedKeys(a), sortedKeys(b)
+	ka, kb := slices.Sorted(maps.Keys(a)), slices.Sorted(maps.Keys(b))
 	for i := 0; i < len(ka) && i < len(kb); i++ {
 		if c := strings.Compare(ka[i], kb[i]); c != 0 {
 			return c
@@ -278,4 +281,48 @@ func compareMaps(a, b map[string]*firestorepb.Value) int {
 		}
 	}
 	return cmp.Compare(len(ka), len(kb))
+}
+
+func cloneValue(v *firestorepb.Value) *firestorepb.Value {
+	if v == nil {
+		return nil
+	}
+	return proto.Clone(v).(*firestorepb.Value)
+}
+
+func intValue(i int64) *firestorepb.Value {
+	return &firestorepb.Value{ValueType: &firestorepb.Value_IntegerValue{IntegerValue: i}}
+}
+
+func doubleValue(d float64) *firestorepb.Value {
+	return &firestorepb.Value{ValueType: &firestorepb.Value_DoubleValue{DoubleValue: d}}
+}
+
+func nullValue() *firestorepb.Value {
+	return &firestorepb.Value{ValueType: &firestorepb.Value_NullValue{}}
+}
+
+func arrayValue(vs []*firestorepb.Value) *firestorepb.Value {
+	return &firestorepb.Value{ValueType: &firestorepb.Value_ArrayValue{ArrayValue: &firestorepb.ArrayValue{Values: vs}}}
+}
+
+func mapValue(fields map[string]*firestorepb.Value) *firestorepb.Value {
+	return &firestorepb.Value{ValueType: &firestorepb.Value_MapValue{MapValue: &firestorepb.MapValue{Fields: fields}}}
+}
+
+// isNumber reports whether v is an integer or a double.
+func isNumber(v *firestorepb.Value) bool {
+	switch v.GetValueType().(type) {
+	case *firestorepb.Value_IntegerValue, *firestorepb.Value_DoubleValue:
+		return true
+	}
+	return false
+}
+
+// asFloat returns a numeric value as a double.
+func asFloat(v *firestorepb.Value) float64 {
+	if i, ok := v.GetValueType().(*firestorepb.Value_IntegerValue); ok {
+		return float64(i.IntegerValue)
+	}
+	return v.GetDoubleValue()
 }

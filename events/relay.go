@@ -1,9 +1,10 @@
-// Package pubsub carries savesync's events out of Firestore: a relay that
+// Package events carries savesync's events out of Firestore: a relay that
 // drains the ledger's outbox onto two Google Cloud Pub/Sub topics
 // (invalidations and audit), and a forwarder that turns invalidations into
-// Roblox Open Cloud messages for the live game servers. Delivery is at
-// least once; consumers dedupe on (userId, version) with a Deduper.
-package pubsub
+// Roblox Open Cloud messages for the live game servers (published through
+// package opencloud). Delivery is at least once; consumers dedupe on
+// (userId, version) with a Deduper.
+package events
 
 import (
 	"context"
@@ -12,11 +13,11 @@ import (
 	"strconv"
 	"time"
 
-	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/uuid"
 
 	"github.com/savesync/savesync/logging"
-	"github.com/savesync/savesync/store"
+	"github.com/savesync/savesync/save"
 )
 
 // Default topic ids.
@@ -27,9 +28,9 @@ const (
 
 // Outbox is the store side of the relay; *store.Store implements it.
 type Outbox interface {
-	PendingEvents(ctx context.Context, limit int) ([]store.Event, error)
-	MarkPublished(ctx context.Context, events []store.Event) error
-	ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (store.RelayLease, error)
+	PendingEvents(ctx context.Context, limit int) ([]save.Event, error)
+	MarkPublished(ctx context.Context, events []save.Event) error
+	ClaimRelay(ctx context.Context, holder string, ttl time.Duration) (save.RelayLease, error)
 	ReleaseRelay(ctx context.Context, holder string) error
 }
 
@@ -63,15 +64,15 @@ type RelayOptions struct {
 // TTL/2 rather than a claim write per entry.
 type Relay struct {
 	outbox Outbox
-	inv    *gpubsub.Publisher
-	audit  *gpubsub.Publisher
+	inv    *pubsub.Publisher
+	audit  *pubsub.Publisher
 	opts   RelayOptions
 	wake   chan struct{}
 }
 
 // NewRelay returns a relay from outbox to the client's topics. The topics
 // must exist (EnsureTopics).
-func NewRelay(outbox Outbox, client *gpubsub.Client, opts RelayOptions) *Relay {
+func NewRelay(outbox Outbox, client *pubsub.Client, opts RelayOptions) *Relay {
 	if opts.InvalidationTopic == "" {
 		opts.InvalidationTopic = DefaultInvalidationTopic
 	}
@@ -188,8 +189,8 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 
 // pendingPublish is one event's messages in flight.
 type pendingPublish struct {
-	event   store.Event
-	results []*gpubsub.PublishResult
+	event   save.Event
+	results []*pubsub.PublishResult
 }
 
 // publish sends each event's messages and waits for Pub/Sub to accept
@@ -198,20 +199,20 @@ type pendingPublish struct {
 // not returned either: they stay pending and are published again after
 // the failed one, so a consumer that dedupes on (userId, version) still
 // sees the player's versions in order.
-func (r *Relay) publish(ctx context.Context, events []store.Event) ([]store.Event, error) {
+func (r *Relay) publish(ctx context.Context, events []save.Event) ([]save.Event, error) {
 	pending := make([]pendingPublish, 0, len(events))
 	for _, e := range events {
 		p := pendingPublish{event: e}
 		if needsInvalidation(e) {
 			m, err := invalidationMessage(e)
 			if err != nil {
-				return nil, fmt.Errorf("pubsub.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
+				return nil, fmt.Errorf("events.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
 			}
 			p.results = append(p.results, r.inv.Publish(ctx, m))
 		}
 		m, err := auditMessage(e)
 		if err != nil {
-			return nil, fmt.Errorf("pubsub.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
+			return nil, fmt.Errorf("events.Relay: encode %d v%d: %w", e.UserID, e.Version, err)
 		}
 		p.results = append(p.results, r.audit.Publish(ctx, m))
 		pending = append(pending, p)
@@ -219,13 +220,13 @@ func (r *Relay) publish(ctx context.Context, events []store.Event) ([]store.Even
 
 	failed := make(map[int64]bool)
 	var errs []error
-	done := make([]store.Event, 0, len(pending))
+	done := make([]save.Event, 0, len(pending))
 	for _, p := range pending {
 		ok := !failed[p.event.UserID]
 		for _, res := range p.results {
 			if _, err := res.Get(ctx); err != nil {
 				if ok {
-					errs = append(errs, fmt.Errorf("pubsub.Relay: publish %d v%d: %w", p.event.UserID, p.event.Version, err))
+					errs = append(errs, fmt.Errorf("events.Relay: publish %d v%d: %w", p.event.UserID, p.event.Version, err))
 				}
 				ok = false
 			}

@@ -1,4 +1,4 @@
-package pubsub
+package opencloud
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func newTokenBucket(limit int, now func() time.Time, sleep func(context.Context,
 }
 
 // errClockStuck is returned when sleeping does not make time pass.
-var errClockStuck = errors.New("pubsub: the clock did not advance while waiting for the rate limit")
+var errClockStuck = errors.New("opencloud: the clock did not advance while waiting for the rate limit")
 
 // wait takes one token, sleeping until one is available.
 func (b *tokenBucket) wait(ctx context.Context) error {

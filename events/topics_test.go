@@ -1,4 +1,4 @@
-package pubsub_test
+package events_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
-	"github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/events"
 )
 
 func TestEnsureTopicsAndSubscriptionsAreIdempotent(t *testing.T) {
@@ -14,10 +14,10 @@ func TestEnsureTopicsAndSubscriptionsAreIdempotent(t *testing.T) {
 	ctx := context.Background()
 	_, client := newPubsub(t)
 	for round := range 2 {
-		if err := pubsub.EnsureTopics(ctx, client, "t-one", "projects/"+testProject+"/topics/t-two"); err != nil {
+		if err := events.EnsureTopics(ctx, client, "t-one", "projects/"+testProject+"/topics/t-two"); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		if err := pubsub.EnsureSubscriptions(ctx, client, pubsub.SubscriptionConfig{Name: "s-one", Topic: "t-one", Ordered: true}); err != nil {
+		if err := events.EnsureSubscriptions(ctx, client, events.SubscriptionConfig{Name: "s-one", Topic: "t-one", Ordered: true}); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 	}
@@ -33,7 +33,7 @@ func TestEnsureTopicsAndSubscriptionsAreIdempotent(t *testing.T) {
 	if !sub.GetEnableMessageOrdering() || sub.GetTopic() != "projects/"+testProject+"/topics/t-one" || sub.GetAckDeadlineSeconds() != 60 {
 		t.Errorf("subscription = %v, want ordered on t-one with a 60 s ack deadline", sub)
 	}
-	if err := pubsub.EnsureSubscriptions(ctx, client, pubsub.SubscriptionConfig{Name: "s-missing", Topic: "no-such-topic"}); err == nil {
+	if err := events.EnsureSubscriptions(ctx, client, events.SubscriptionConfig{Name: "s-missing", Topic: "no-such-topic"}); err == nil {
 		t.Errorf("a subscription to a missing topic was accepted")
 	}
 }

@@ -2,7 +2,9 @@ package save
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -89,3 +91,22 @@ var (
 	admin     = Actor{Kind: ActorAdmin, ID: "admin-1"}
 	system    = Actor{Kind: ActorSystem, ID: "restore"}
 )
+
+// Elements returns the elements of a collection in s, sorted: what a
+// player sees of it.
+func (s State) Elements(collection string) []string {
+	return slices.Sorted(maps.Keys(s.Collections[collection]))
+}
+
+// RedoChanges is the inverse of UndoChanges, for tests that walk a save
+// forward again: it sets every path of changes
+// to its new value in raw, walking a save forward by one ledger entry.
+// Errors: INVALID_ARGUMENT naming a path that is not a save leaf.
+func RedoChanges(raw map[string]any, changes []Change) error {
+	for _, ch := range changes {
+		if err := setLeaf(raw, ch.Path, ch.New); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,4 +1,4 @@
-package pubsub_test
+package events_test
 
 import (
 	"context"
@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/events"
+	"github.com/savesync/savesync/opencloud"
 	"github.com/savesync/savesync/save"
 )
 
@@ -28,7 +29,7 @@ const (
 // as the relay would.
 func publishInvalidation(t *testing.T, srv *pstest.Server, userID, version int64, holder string) {
 	t.Helper()
-	body, err := json.Marshal(pubsub.Invalidation{
+	body, err := json.Marshal(events.Invalidation{
 		UserID: userID, Version: version, EntryID: fmt.Sprintf("e-%d-%d", userID, version),
 		ChangedPaths: []string{"settings.volume"}, Actor: save.Actor{Kind: save.ActorCompanion, ID: "uid"},
 		CommittedAt: time.Now().UTC(), HolderJobID: holder,
@@ -38,7 +39,7 @@ func publishInvalidation(t *testing.T, srv *pstest.Server, userID, version int64
 	}
 	uid := strconv.FormatInt(userID, 10)
 	srv.PublishOrdered("projects/"+testProject+"/topics/"+invTopic, body,
-		map[string]string{pubsub.AttrUserID: uid, pubsub.AttrVersion: strconv.FormatInt(version, 10)}, uid)
+		map[string]string{events.AttrUserID: uid, events.AttrVersion: strconv.FormatInt(version, 10)}, uid)
 }
 
 // lastVersion is the last version of a player the fake server accepted (0: none).
@@ -51,14 +52,18 @@ func lastVersion(fake *fakeOpenCloud, userID int64) int64 {
 }
 
 // startForwarder runs a forwarder until the test ends.
-func startForwarder(t *testing.T, client *gpubsub.Client, opts pubsub.ForwarderOptions) *pubsub.Forwarder {
+func startForwarder(t *testing.T, client *pubsub.Client, oc opencloud.Options, opts events.ForwarderOptions) *events.Forwarder {
 	t.Helper()
+	oc.UniverseID = testUniverse
+	oc.APIKey = testAPIKey
+	publisher, err := opencloud.NewPublisher(oc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts.Subscription = fwdSub
 	opts.DeadLetterTopic = deadTopic
-	opts.UniverseID = testUniverse
-	opts.APIKey = testAPIKey
 	opts.Topic = robloxTopic
-	f, err := pubsub.NewForwarder(client, opts)
+	f, err := events.NewForwarder(client, publisher, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,10 +83,9 @@ func TestForwarderStaysUnderRateLimitInBurst(t *testing.T) {
 		publishInvalidation(t, srv, 1000+u, 1, "job-1")
 	}
 	start := clock.Now()
-	startForwarder(t, client, pubsub.ForwarderOptions{
-		BaseURL: url, ConcurrentPlayers: players, MaxUsersPerMessage: 1,
-		Now: clock.Now, Sleep: clock.Sleep,
-	})
+	startForwarder(t, client,
+		opencloud.Options{BaseURL: url, ConcurrentPlayers: players, Now: clock.Now, Sleep: clock.Sleep},
+		events.ForwarderOptions{MaxUsersPerMessage: 1, Sleep: clock.Sleep})
 	waitFor(t, 30*time.Second, "every player forwarded", func() bool { return len(fake.deliveredVersions()) == burst })
 	fake.checkClean(t)
 
@@ -112,7 +116,7 @@ func TestForwarderCoalescesPlayersIntoFewMessages(t *testing.T) {
 	}
 	// The coalescing wait lasts until every invalidation has arrived, so
 	// the forwarder has all of them in hand for its first publish.
-	var fwd atomic.Pointer[pubsub.Forwarder]
+	var fwd atomic.Pointer[events.Forwarder]
 	gather := func(ctx context.Context, _ time.Duration) error {
 		for range 1000 {
 			if f := fwd.Load(); f != nil && f.Stats().Received >= n {
@@ -126,7 +130,7 @@ func TestForwarderCoalescesPlayersIntoFewMessages(t *testing.T) {
 		}
 		return nil
 	}
-	fwd.Store(startForwarder(t, client, pubsub.ForwarderOptions{BaseURL: url, ConcurrentPlayers: 1000, Sleep: gather}))
+	fwd.Store(startForwarder(t, client, opencloud.Options{BaseURL: url, ConcurrentPlayers: 1000, Sleep: gather}, events.ForwarderOptions{Sleep: gather}))
 	waitFor(t, 30*time.Second, "every player forwarded", func() bool { return len(fake.deliveredVersions()) == n })
 	waitFor(t, 10*time.Second, "5 publishes counted", func() bool { return fwd.Load().Stats().Published == 5 })
 	fake.checkClean(t)
@@ -159,7 +163,7 @@ func TestForwarderSkipsDuplicatesAndUnheldPlayers(t *testing.T) {
 	publishInvalidation(t, srv, 5, 1, "job-1") // redelivered copy
 	publishInvalidation(t, srv, 5, 2, "job-1")
 	publishInvalidation(t, srv, 6, 1, "") // nobody holds player 6
-	f := startForwarder(t, client, pubsub.ForwarderOptions{BaseURL: url, Coalesce: 10 * time.Millisecond})
+	f := startForwarder(t, client, opencloud.Options{BaseURL: url}, events.ForwarderOptions{Coalesce: 10 * time.Millisecond})
 	waitFor(t, 20*time.Second, "all four messages handled", func() bool {
 		s := f.Stats()
 		return s.Received == 4 && s.Duplicates+s.NotHeld == 2 && lastVersion(fake, 5) == 2
@@ -181,7 +185,7 @@ func TestForwarderRetriesThenDeadLetters(t *testing.T) {
 		script        []scriptedAnswer
 		wantRequests  int
 		wantDelivered bool
-		wantDead      *pubsub.DeadLetter
+		wantDead      *events.DeadLetter
 		// wantGaps are the least clock time between consecutive requests.
 		wantGaps []time.Duration
 	}{
@@ -203,14 +207,14 @@ func TestForwarderRetriesThenDeadLetters(t *testing.T) {
 			name:         "server errors until the last attempt dead-letter",
 			script:       []scriptedAnswer{{status: 503}, {status: 502}, {status: 503}},
 			wantRequests: 3,
-			wantDead:     &pubsub.DeadLetter{UniverseID: testUniverse, Topic: robloxTopic, Message: `{"t":"inv","u":[77],"v":[3]}`, Users: []int64{77}, Versions: []int64{3}, Attempts: 3, LastStatus: 503, Error: "Open Cloud answered 503"},
+			wantDead:     &events.DeadLetter{UniverseID: testUniverse, Topic: robloxTopic, Message: `{"t":"inv","u":[77],"v":[3]}`, Users: []int64{77}, Versions: []int64{3}, Attempts: 3, LastStatus: 503, Error: "Open Cloud answered 503"},
 			wantGaps:     []time.Duration{time.Second, 2 * time.Second},
 		},
 		{
 			name:         "a refused request dead-letters at once",
 			script:       []scriptedAnswer{{status: 403}},
 			wantRequests: 1,
-			wantDead:     &pubsub.DeadLetter{UniverseID: testUniverse, Topic: robloxTopic, Message: `{"t":"inv","u":[77],"v":[3]}`, Users: []int64{77}, Versions: []int64{3}, Attempts: 1, LastStatus: 403, Error: "Open Cloud answered 403"},
+			wantDead:     &events.DeadLetter{UniverseID: testUniverse, Topic: robloxTopic, Message: `{"t":"inv","u":[77],"v":[3]}`, Users: []int64{77}, Versions: []int64{3}, Attempts: 1, LastStatus: 403, Error: "Open Cloud answered 403"},
 		},
 	}
 	for _, tt := range tests {
@@ -222,20 +226,20 @@ func TestForwarderRetriesThenDeadLetters(t *testing.T) {
 			fake, url := newFakeOpenCloud(t, testUniverse, testAPIKey, robloxTopic, 0, clock.Now)
 			fake.script = tt.script
 			publishInvalidation(t, srv, 77, 3, "job-9")
-			f := startForwarder(t, client, pubsub.ForwarderOptions{
+			f := startForwarder(t, client, opencloud.Options{
 				BaseURL: url, MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Minute,
 				Now: clock.Now, Sleep: clock.Sleep,
 				Jitter: func(n int64) int64 { return n - 1 }, // the whole backoff ceiling
-			})
+			}, events.ForwarderOptions{Sleep: clock.Sleep})
 
-			var dead []pubsub.DeadLetter
+			var dead []events.DeadLetter
 			var deadMu sync.Mutex
 			if tt.wantDead != nil {
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				go func() {
-					_ = client.Subscriber(deadSub).Receive(ctx, func(_ context.Context, m *gpubsub.Message) {
-						var d pubsub.DeadLetter
+					_ = client.Subscriber(deadSub).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+						var d events.DeadLetter
 						if err := json.Unmarshal(m.Data, &d); err != nil {
 							t.Errorf("dead letter %s: %v", m.Data, err)
 						}
@@ -251,7 +255,7 @@ func TestForwarderRetriesThenDeadLetters(t *testing.T) {
 					return len(dead) > 0
 				})
 				deadMu.Lock()
-				if diff := cmp.Diff([]pubsub.DeadLetter{*tt.wantDead}, dead); diff != "" {
+				if diff := cmp.Diff([]events.DeadLetter{*tt.wantDead}, dead); diff != "" {
 					t.Errorf("dead letters (-want +got):\n%s", diff)
 				}
 				deadMu.Unlock()

@@ -1,9 +1,9 @@
-package pubsub_test
+package events_test
 
 import (
 	"testing"
 
-	"github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/events"
 )
 
 func TestDeduper(t *testing.T) {
@@ -24,7 +24,7 @@ func TestDeduper(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := pubsub.NewDeduper(tt.capacity)
+			d := events.NewDeduper(tt.capacity)
 			for i, s := range tt.steps {
 				if fresh := d.Fresh(s.user, s.version); fresh != s.want {
 					t.Errorf("step %d: Fresh(%d, %d) = %v, want %v", i, s.user, s.version, fresh, s.want)
@@ -42,7 +42,7 @@ func TestDeduper(t *testing.T) {
 
 func TestDeduperRecordKeepsHighestVersion(t *testing.T) {
 	t.Parallel()
-	d := pubsub.NewDeduper(0)
+	d := events.NewDeduper(0)
 	d.Record(7, 4)
 	d.Record(7, 2)
 	if d.Fresh(7, 4) || !d.Fresh(7, 5) {

@@ -1,11 +1,11 @@
-package pubsub
+package events
 
 import (
 	"context"
 	"fmt"
 	"strings"
 
-	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,7 +13,7 @@ import (
 
 // EnsureTopics creates the named topics (ids or full names) that do not
 // exist yet. Another instance creating one at the same time is fine.
-func EnsureTopics(ctx context.Context, client *gpubsub.Client, names ...string) error {
+func EnsureTopics(ctx context.Context, client *pubsub.Client, names ...string) error {
 	for _, n := range names {
 		name := topicName(client.Project(), n)
 		_, err := client.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name})
@@ -24,7 +24,7 @@ func EnsureTopics(ctx context.Context, client *gpubsub.Client, names ...string) 
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("pubsub.EnsureTopics(%s): %w", name, err)
+			return fmt.Errorf("events.EnsureTopics(%s): %w", name, err)
 		}
 	}
 	return nil
@@ -47,7 +47,7 @@ type SubscriptionConfig struct {
 
 // EnsureSubscriptions creates the subscriptions that do not exist yet. An
 // existing subscription is left as it is.
-func EnsureSubscriptions(ctx context.Context, client *gpubsub.Client, subs ...SubscriptionConfig) error {
+func EnsureSubscriptions(ctx context.Context, client *pubsub.Client, subs ...SubscriptionConfig) error {
 	for _, s := range subs {
 		name := subscriptionName(client.Project(), s.Name)
 		_, err := client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
@@ -67,7 +67,7 @@ func EnsureSubscriptions(ctx context.Context, client *gpubsub.Client, subs ...Su
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("pubsub.EnsureSubscriptions(%s): %w", name, err)
+			return fmt.Errorf("events.EnsureSubscriptions(%s): %w", name, err)
 		}
 	}
 	return nil

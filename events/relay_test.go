@@ -1,4 +1,4 @@
-package pubsub_test
+package events_test
 
 import (
 	"context"
@@ -14,8 +14,9 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/savesync/savesync/events"
 	"github.com/savesync/savesync/internal/fstest"
-	"github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/opencloud"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -62,7 +63,7 @@ func published(srv *pstest.Server, topic string) map[string][]int64 {
 		if m.Topic != "projects/"+testProject+"/topics/"+topic {
 			continue
 		}
-		v, _ := strconv.ParseInt(m.Attributes[pubsub.AttrVersion], 10, 64)
+		v, _ := strconv.ParseInt(m.Attributes[events.AttrVersion], 10, 64)
 		out[m.OrderingKey] = append(out[m.OrderingKey], v)
 	}
 	return out
@@ -75,7 +76,7 @@ func TestCompanionWriteReachesGameServerAfterRelayRestart(t *testing.T) {
 	srv, client := newPubsub(t)
 	ensureEventTopics(t, client)
 	fake, url := newFakeOpenCloud(t, testUniverse, testAPIKey, robloxTopic, 1000, time.Now)
-	startForwarder(t, client, pubsub.ForwarderOptions{BaseURL: url, ConcurrentPlayers: 1000, Coalesce: 20 * time.Millisecond})
+	startForwarder(t, client, opencloud.Options{BaseURL: url, ConcurrentPlayers: 1000}, events.ForwarderOptions{Coalesce: 20 * time.Millisecond})
 
 	join(t, st, 81, "job-a")
 	// An instance took the relay lease and died before publishing.
@@ -102,7 +103,7 @@ func TestCompanionWriteReachesGameServerAfterRelayRestart(t *testing.T) {
 	}
 
 	// A new relay takes over once the dead instance's lease expires.
-	relay := pubsub.NewRelay(st, client, pubsub.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, PollInterval: 50 * time.Millisecond, LeaseTTL: 5 * time.Second})
+	relay := events.NewRelay(st, client, events.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, PollInterval: 50 * time.Millisecond, LeaseTTL: 5 * time.Second})
 	runInBackground(t, "relay", relay.Run)
 	waitFor(t, 20*time.Second, "player 81 v3 at Open Cloud", func() bool {
 		vs := fake.deliveredVersions()[81]
@@ -126,7 +127,7 @@ func TestCompanionWriteReachesGameServerAfterRelayRestart(t *testing.T) {
 	for _, m := range srv.Messages() {
 		if m.Topic == "projects/"+testProject+"/topics/"+invTopic {
 			// Invalidations reach game servers: the companion's kind, not its uid.
-			var inv pubsub.Invalidation
+			var inv events.Invalidation
 			if err := json.Unmarshal(m.Data, &inv); err != nil {
 				t.Fatalf("invalidation body: %v", err)
 			}
@@ -135,14 +136,14 @@ func TestCompanionWriteReachesGameServerAfterRelayRestart(t *testing.T) {
 			}
 			continue
 		}
-		if m.Topic != "projects/"+testProject+"/topics/"+auditTopic || m.Attributes[pubsub.AttrVersion] != "1" || m.OrderingKey != "81" {
+		if m.Topic != "projects/"+testProject+"/topics/"+auditTopic || m.Attributes[events.AttrVersion] != "1" || m.OrderingKey != "81" {
 			continue
 		}
-		var e store.Event
+		var e save.Event
 		if err := json.Unmarshal(m.Data, &e); err != nil {
 			t.Fatalf("audit body: %v", err)
 		}
-		if e.UserID != 81 || e.Actor != companion || !e.Invalidate || e.HolderJobID != "job-a" || len(e.Changes) != 1 || m.Attributes[pubsub.AttrEntryID] != e.EntryID {
+		if e.UserID != 81 || e.Actor != companion || !e.Invalidate || e.HolderJobID != "job-a" || len(e.Changes) != 1 || m.Attributes[events.AttrEntryID] != e.EntryID {
 			t.Errorf("audit message of 81 v1 = %s %v", m.Data, m.Attributes)
 		}
 	}
@@ -156,7 +157,7 @@ type killedBeforeMark struct {
 	killed atomic.Bool
 }
 
-func (k *killedBeforeMark) MarkPublished(ctx context.Context, events []store.Event) error {
+func (k *killedBeforeMark) MarkPublished(ctx context.Context, events []save.Event) error {
 	if k.killed.CompareAndSwap(false, true) {
 		return errors.New("instance killed before marking the batch")
 	}
@@ -182,8 +183,8 @@ func TestRelayRepublishesAfterCrashAndConsumersSeeOrder(t *testing.T) {
 		}
 	}
 
-	opts := pubsub.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, PollInterval: 50 * time.Millisecond, LeaseTTL: 300 * time.Millisecond}
-	first := pubsub.NewRelay(&killedBeforeMark{Store: st}, client, opts)
+	opts := events.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, PollInterval: 50 * time.Millisecond, LeaseTTL: 300 * time.Millisecond}
+	first := events.NewRelay(&killedBeforeMark{Store: st}, client, opts)
 	n, err := first.Drain(ctx)
 	if err == nil || n != 0 {
 		t.Fatalf("first relay: published %d, err %v; want 0 marked and the kill", n, err)
@@ -194,7 +195,7 @@ func TestRelayRepublishesAfterCrashAndConsumersSeeOrder(t *testing.T) {
 
 	// The restarted instance republishes everything once the lease lapses.
 	opts.Holder = "restarted"
-	runInBackground(t, "relay", pubsub.NewRelay(st, client, opts).Run)
+	runInBackground(t, "relay", events.NewRelay(st, client, opts).Run)
 	waitFor(t, 20*time.Second, "the outbox drained", func() bool {
 		pending, err := st.PendingEvents(ctx, 10)
 		return err == nil && len(pending) == 0
@@ -213,7 +214,7 @@ func TestRelayRepublishesAfterCrashAndConsumersSeeOrder(t *testing.T) {
 
 	// The forwarder dedupes: each version reaches Open Cloud at most once,
 	// in increasing order, and the last one arrives.
-	f := startForwarder(t, client, pubsub.ForwarderOptions{BaseURL: url, ConcurrentPlayers: 1000, Coalesce: 10 * time.Millisecond})
+	f := startForwarder(t, client, opencloud.Options{BaseURL: url, ConcurrentPlayers: 1000}, events.ForwarderOptions{Coalesce: 10 * time.Millisecond})
 	waitFor(t, 20*time.Second, "every invalidation received and every second copy dropped", func() bool {
 		s := f.Stats()
 		return s.Received == int64(2*len(users)*versions) && s.Duplicates >= int64(len(users)*versions)
@@ -238,7 +239,7 @@ func TestRelayRepublishesAfterCrashAndConsumersSeeOrder(t *testing.T) {
 	}
 
 	// A consumer deduping on (userId, version) sees each version once, in order.
-	d := pubsub.NewDeduper(10)
+	d := events.NewDeduper(10)
 	for key, vs := range published(srv, auditTopic) {
 		uid, _ := strconv.ParseInt(key, 10, 64)
 		var fresh []int64
@@ -263,7 +264,7 @@ func TestRelayPublishesOnlyUnderTheLease(t *testing.T) {
 	if l, err := st.ClaimRelay(ctx, "other-instance", time.Minute); err != nil || !l.Held {
 		t.Fatalf("claim for another instance: %+v %v", l, err)
 	}
-	relay := pubsub.NewRelay(st, client, pubsub.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic})
+	relay := events.NewRelay(st, client, events.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic})
 	n, err := relay.Drain(ctx)
 	if err != nil || n != 0 {
 		t.Errorf("Drain without the lease = %d, %v; want 0, nil", n, err)
@@ -286,7 +287,7 @@ func TestRelayNotifyPublishesWithoutWaitingForThePoll(t *testing.T) {
 	srv, client := newPubsub(t)
 	ensureEventTopics(t, client)
 	// The poll interval is far longer than the test: only Notify can wake it.
-	relay := pubsub.NewRelay(st, client, pubsub.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, PollInterval: time.Hour})
+	relay := events.NewRelay(st, client, events.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, PollInterval: time.Hour})
 	mutate(t, st, 96, companion, "", "n-1", volume(1))
 	runInBackground(t, "relay", relay.Run)
 	waitFor(t, 10*time.Second, "the first round's audit message", func() bool { return len(published(srv, auditTopic)["96"]) == 1 })

@@ -1,4 +1,4 @@
-package pubsub_test
+package events_test
 
 import (
 	"context"
@@ -13,13 +13,14 @@ import (
 	"time"
 	"unicode/utf8"
 
-	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/savesync/savesync/pubsub"
+	"github.com/savesync/savesync/events"
+	"github.com/savesync/savesync/opencloud"
 )
 
 // testProject is the Pub/Sub project of the tests (each test has its own
@@ -27,7 +28,7 @@ import (
 const testProject = "events-test"
 
 // newPubsub starts a pstest server on loopback and a client for it.
-func newPubsub(t *testing.T) (*pstest.Server, *gpubsub.Client) {
+func newPubsub(t *testing.T) (*pstest.Server, *pubsub.Client) {
 	t.Helper()
 	srv := pstest.NewServerWithAddress("127.0.0.1:0")
 	t.Cleanup(func() { srv.Close() })
@@ -36,7 +37,7 @@ func newPubsub(t *testing.T) (*pstest.Server, *gpubsub.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	client, err := gpubsub.NewClient(context.Background(), testProject, option.WithGRPCConn(conn))
+	client, err := pubsub.NewClient(context.Background(), testProject, option.WithGRPCConn(conn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +56,15 @@ const (
 
 // ensureEventTopics creates the topics and subscriptions the relay and
 // forwarder use.
-func ensureEventTopics(t *testing.T, client *gpubsub.Client) {
+func ensureEventTopics(t *testing.T, client *pubsub.Client) {
 	t.Helper()
 	ctx := context.Background()
-	if err := pubsub.EnsureTopics(ctx, client, invTopic, auditTopic, deadTopic); err != nil {
+	if err := events.EnsureTopics(ctx, client, invTopic, auditTopic, deadTopic); err != nil {
 		t.Fatal(err)
 	}
-	err := pubsub.EnsureSubscriptions(ctx, client,
-		pubsub.SubscriptionConfig{Name: fwdSub, Topic: invTopic, Ordered: true},
-		pubsub.SubscriptionConfig{Name: deadSub, Topic: deadTopic},
+	err := events.EnsureSubscriptions(ctx, client,
+		events.SubscriptionConfig{Name: fwdSub, Topic: invTopic, Ordered: true},
+		events.SubscriptionConfig{Name: deadSub, Topic: deadTopic},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ type scriptedAnswer struct {
 // delivered is a message the fake Open Cloud accepted.
 type delivered struct {
 	at  time.Time
-	msg pubsub.RobloxMessage
+	msg events.RobloxMessage
 }
 
 // fakeOpenCloud is a local Open Cloud messaging endpoint. It checks the
@@ -131,7 +132,7 @@ type fakeOpenCloud struct {
 
 func newFakeOpenCloud(t *testing.T, universe int64, key, topic string, players int, now func() time.Time) (*fakeOpenCloud, string) {
 	t.Helper()
-	f := &fakeOpenCloud{universe: universe, key: key, topic: topic, limit: pubsub.PublishLimit(players), now: now}
+	f := &fakeOpenCloud{universe: universe, key: key, topic: topic, limit: opencloud.PublishLimit(players), now: now}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv.URL
@@ -181,7 +182,7 @@ func (f *fakeOpenCloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem("message of %d characters", n)
 		return
 	}
-	var msg pubsub.RobloxMessage
+	var msg events.RobloxMessage
 	if err := json.Unmarshal([]byte(*body.Message), &msg); err != nil || msg.Type != "inv" || len(msg.Users) == 0 || len(msg.Users) != len(msg.Versions) {
 		problem("message %q is not a documented invalidation", *body.Message)
 		return

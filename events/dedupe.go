@@ -1,4 +1,4 @@
-package pubsub
+package events
 
 import (
 	"container/list"
@@ -47,14 +47,6 @@ func (d *Deduper) Record(userID, version int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.record(userID, version)
-}
-
-// Observe records the version and reports whether it was fresh: the
-// check-and-record of a consumer that handles a message on receipt.
-func (d *Deduper) Observe(userID, version int64) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.record(userID, version)
 }
 
 // record raises the player's version, reporting whether it rose; d.mu is held.

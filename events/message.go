@@ -1,14 +1,13 @@
-package pubsub
+package events
 
 import (
 	"encoding/json"
 	"strconv"
 	"time"
 
-	gpubsub "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/savesync/savesync/save"
-	"github.com/savesync/savesync/store"
 )
 
 // Attributes every event message carries, so consumers can dedupe on
@@ -29,7 +28,7 @@ const (
 // messaging); it is empty when no server but the writer held the player,
 // for example a companion write to an offline player, which only the
 // companion's own views need to hear about. Actor is the writer as
-// store.ActorSeenByGameServers shows it (kind only for companion and admin
+// save.Actor.SeenByGameServers shows it (kind only for companion and admin
 // writers): invalidations are what game servers learn of, so they name no
 // account; the audit topic carries the full actor.
 type Invalidation struct {
@@ -46,18 +45,18 @@ type Invalidation struct {
 // when a game server other than the writer held the player, and for every
 // write not made by a game server (the companion, support, the system),
 // so every such write is announced even when no server holds the player.
-func needsInvalidation(e store.Event) bool {
+func needsInvalidation(e save.Event) bool {
 	return e.Invalidate || e.Actor.Kind != save.ActorServer
 }
 
 // invalidationMessage builds the invalidation message of an event.
-func invalidationMessage(e store.Event) (*gpubsub.Message, error) {
+func invalidationMessage(e save.Event) (*pubsub.Message, error) {
 	inv := Invalidation{
 		UserID:       e.UserID,
 		Version:      e.Version,
 		EntryID:      e.EntryID,
 		ChangedPaths: e.ChangedPaths,
-		Actor:        store.ActorSeenByGameServers(e.Actor),
+		Actor:        e.Actor.SeenByGameServers(),
 		CommittedAt:  e.CommittedAt,
 	}
 	if e.Invalidate {
@@ -76,7 +75,7 @@ func invalidationMessage(e store.Event) (*gpubsub.Message, error) {
 
 // auditMessage builds the audit message of an event: the whole ledger
 // entry as committed.
-func auditMessage(e store.Event) (*gpubsub.Message, error) {
+func auditMessage(e save.Event) (*pubsub.Message, error) {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
@@ -84,9 +83,9 @@ func auditMessage(e store.Event) (*gpubsub.Message, error) {
 	return eventMessage(e, body), nil
 }
 
-func eventMessage(e store.Event, body []byte) *gpubsub.Message {
+func eventMessage(e save.Event, body []byte) *pubsub.Message {
 	uid := strconv.FormatInt(e.UserID, 10)
-	return &gpubsub.Message{
+	return &pubsub.Message{
 		Data:        body,
 		OrderingKey: uid,
 		Attributes: map[string]string{
