@@ -143,160 +143,32 @@ func ParseConfig(data []byte) (*Config, error) {
 	if c.SchemaVersion, err = root.integer("schemaVersion"); err != nil {
 		return nil, err
 	}
-	if c.Currencies, err = parseBoundsMap(root, "currencies"); err != nil {
+	if c.Currencies, err = parseSection(root, "currencies", parseBounds); err != nil {
 		return nil, err
 	}
-	if c.Stats, err = parseBoundsMap(root, "stats"); err != nil {
+	if c.Stats, err = parseSection(root, "stats", parseBounds); err != nil {
 		return nil, err
 	}
-	if err := parseEach(root, "items", func(id string, o *object) error {
-		var d ItemDef
-		var err error
-		if d.Stackable, err = o.boolean("stackable"); err != nil {
-			return err
-		}
-		if d.MaxStack, _, err = o.int64("maxStack"); err != nil {
-			return err
-		}
-		if c.Items == nil {
-			c.Items = make(map[string]ItemDef)
-		}
-		c.Items[id] = d
-		return o.done()
-	}); err != nil {
+	if c.Items, err = parseSection(root, "items", parseItem); err != nil {
 		return nil, err
 	}
-	if err := parseEach(root, "loadoutSlots", func(id string, o *object) error {
-		list, err := o.array("items")
-		if err != nil {
-			return err
-		}
-		d := SlotDef{Items: []string{}}
-		for i, v := range list {
-			s, ok := v.(string)
-			if !ok {
-				return invalidf(indexPath(o.field("items"), i), "must be a string, got %s", jsonType(v))
-			}
-			d.Items = append(d.Items, s)
-		}
-		if c.LoadoutSlots == nil {
-			c.LoadoutSlots = make(map[string]SlotDef)
-		}
-		c.LoadoutSlots[id] = d
-		return o.done()
-	}); err != nil {
+	if c.LoadoutSlots, err = parseSection(root, "loadoutSlots", parseSlot); err != nil {
 		return nil, err
 	}
-	if err := parseEach(root, "settings", func(id string, o *object) error {
-		var d SettingDef
-		var err error
-		if d.Type, err = o.str("type"); err != nil {
-			return err
-		}
-		if v, ok := o.get("default"); ok {
-			if d.Default, err = plainValue(v, o.field("default")); err != nil {
-				return err
-			}
-		}
-		if d.Min, err = o.float("min"); err != nil {
-			return err
-		}
-		if d.Max, err = o.float("max"); err != nil {
-			return err
-		}
-		enum, err := o.array("enum")
-		if err != nil {
-			return err
-		}
-		for i, v := range enum {
-			pv, err := plainValue(v, indexPath(o.field("enum"), i))
-			if err != nil {
-				return err
-			}
-			d.Enum = append(d.Enum, pv)
-		}
-		if d.MaxLength, err = o.integer("maxLength"); err != nil {
-			return err
-		}
-		if c.Settings == nil {
-			c.Settings = make(map[string]SettingDef)
-		}
-		c.Settings[id] = d
-		return o.done()
-	}); err != nil {
+	if c.Settings, err = parseSection(root, "settings", parseSetting); err != nil {
 		return nil, err
 	}
-	if err := parseEach(root, "collections", func(id string, o *object) error {
-		var d CollectionDef
-		var err error
-		if d.MaxElements, err = o.integer("maxElements"); err != nil {
-			return err
-		}
-		if d.MaxElementLength, err = o.integer("maxElementLength"); err != nil {
-			return err
-		}
-		if d.CompanionEditable, err = o.boolean("companionEditable"); err != nil {
-			return err
-		}
-		if c.Collections == nil {
-			c.Collections = make(map[string]CollectionDef)
-		}
-		c.Collections[id] = d
-		return o.done()
-	}); err != nil {
+	if c.Collections, err = parseSection(root, "collections", parseCollection); err != nil {
 		return nil, err
 	}
-	if err := parseEach(root, "catalog", func(id string, o *object) error {
-		var d SKU
-		var err error
-		if d.Name, err = o.str("name"); err != nil {
-			return err
-		}
-		if d.Price, err = o.int64Map("price"); err != nil {
-			return err
-		}
-		grants, err := o.array("grants")
-		if err != nil {
-			return err
-		}
-		for i, g := range grants {
-			op, err := decodeOp(g, indexPath(o.field("grants"), i))
-			if err != nil {
-				return err
-			}
-			d.Grants = append(d.Grants, op)
-		}
-		if c.SKUs == nil {
-			c.SKUs = make(map[string]SKU)
-		}
-		c.SKUs[id] = d
-		return o.done()
-	}); err != nil {
+	if c.SKUs, err = parseSection(root, "catalog", parseSKU); err != nil {
 		return nil, err
 	}
-	migrations, err := root.array("migrations")
-	if err != nil {
+	if c.Migrations, err = parseMigrations(root); err != nil {
 		return nil, err
 	}
-	for i, m := range migrations {
-		def, err := parseMigrationDef(m, indexPath("migrations", i))
-		if err != nil {
-			return nil, err
-		}
-		c.Migrations = append(c.Migrations, def)
-	}
-	if limits, ok, err := root.object("limits"); err != nil {
+	if c.Limits, err = parseLimits(root); err != nil {
 		return nil, err
-	} else if ok {
-		if c.Limits.MaxOpsPerMutation, err = limits.integer("maxOpsPerMutation"); err != nil {
-			return nil, err
-		}
-		if c.Limits.MaxSaveBytes, err = limits.integer("maxSaveBytes"); err != nil {
-			return nil, err
-		}
-		if err := limits.done(); err != nil {
-			return nil, err
-		}
 	}
 	if err := root.done(); err != nil {
 		return nil, err
@@ -307,31 +179,162 @@ func ParseConfig(data []byte) (*Config, error) {
 	return c, nil
 }
 
-func parseBoundsMap(root *object, key string) (map[string]Bounds, error) {
-	var out map[string]Bounds
+// parseSection parses every entry of the object at key with parse, into a
+// map that is nil when the section is absent or empty.
+func parseSection[T any](root *object, key string, parse func(o *object) (T, error)) (map[string]T, error) {
+	var out map[string]T
 	err := parseEach(root, key, func(id string, o *object) error {
-		var b Bounds
-		var err error
-		if b.Floor, _, err = o.int64("floor"); err != nil {
-			return err
-		}
-		var hasCap bool
-		if b.Cap, hasCap, err = o.int64("cap"); err != nil {
-			return err
-		}
-		if !hasCap {
-			return invalidf(o.field("cap"), "required")
-		}
-		if b.Start, _, err = o.int64("start"); err != nil {
+		d, err := parse(o)
+		if err != nil {
 			return err
 		}
 		if out == nil {
-			out = make(map[string]Bounds)
+			out = make(map[string]T)
 		}
-		out[id] = b
+		out[id] = d
 		return o.done()
 	})
 	return out, err
+}
+
+// parseBounds parses a currency or stat: floor, cap (required) and start.
+func parseBounds(o *object) (b Bounds, err error) {
+	if b.Floor, _, err = o.int64("floor"); err != nil {
+		return b, err
+	}
+	var hasCap bool
+	if b.Cap, hasCap, err = o.int64("cap"); err != nil {
+		return b, err
+	}
+	if !hasCap {
+		return b, invalidf(o.field("cap"), "required")
+	}
+	b.Start, _, err = o.int64("start")
+	return b, err
+}
+
+// parseItem parses an item: stackable and maxStack.
+func parseItem(o *object) (d ItemDef, err error) {
+	if d.Stackable, err = o.boolean("stackable"); err != nil {
+		return d, err
+	}
+	d.MaxStack, _, err = o.int64("maxStack")
+	return d, err
+}
+
+// parseSlot parses a loadout slot: the items it may hold.
+func parseSlot(o *object) (SlotDef, error) {
+	d := SlotDef{Items: []string{}}
+	list, err := o.array("items")
+	if err != nil {
+		return d, err
+	}
+	for i, v := range list {
+		s, ok := v.(string)
+		if !ok {
+			return d, invalidf(indexPath(o.field("items"), i), "must be a string, got %s", jsonType(v))
+		}
+		d.Items = append(d.Items, s)
+	}
+	return d, nil
+}
+
+// parseSetting parses a setting: type, default, bounds, enum and maxLength.
+func parseSetting(o *object) (d SettingDef, err error) {
+	if d.Type, err = o.str("type"); err != nil {
+		return d, err
+	}
+	if v, ok := o.get("default"); ok {
+		if d.Default, err = plainValue(v, o.field("default")); err != nil {
+			return d, err
+		}
+	}
+	if d.Min, err = o.float("min"); err != nil {
+		return d, err
+	}
+	if d.Max, err = o.float("max"); err != nil {
+		return d, err
+	}
+	enum, err := o.array("enum")
+	if err != nil {
+		return d, err
+	}
+	for i, v := range enum {
+		pv, err := plainValue(v, indexPath(o.field("enum"), i))
+		if err != nil {
+			return d, err
+		}
+		d.Enum = append(d.Enum, pv)
+	}
+	d.MaxLength, err = o.integer("maxLength")
+	return d, err
+}
+
+// parseCollection parses a collection: its limits and whether the
+// companion may edit it.
+func parseCollection(o *object) (d CollectionDef, err error) {
+	if d.MaxElements, err = o.integer("maxElements"); err != nil {
+		return d, err
+	}
+	if d.MaxElementLength, err = o.integer("maxElementLength"); err != nil {
+		return d, err
+	}
+	d.CompanionEditable, err = o.boolean("companionEditable")
+	return d, err
+}
+
+// parseSKU parses a catalog entry: name, price and the ops it grants.
+func parseSKU(o *object) (d SKU, err error) {
+	if d.Name, err = o.str("name"); err != nil {
+		return d, err
+	}
+	if d.Price, err = o.int64Map("price"); err != nil {
+		return d, err
+	}
+	grants, err := o.array("grants")
+	if err != nil {
+		return d, err
+	}
+	for i, g := range grants {
+		op, err := decodeOp(g, indexPath(o.field("grants"), i))
+		if err != nil {
+			return d, err
+		}
+		d.Grants = append(d.Grants, op)
+	}
+	return d, nil
+}
+
+// parseMigrations parses the migrations list, in order.
+func parseMigrations(root *object) ([]MigrationDef, error) {
+	list, err := root.array("migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []MigrationDef
+	for i, m := range list {
+		def, err := parseMigrationDef(m, indexPath("migrations", i))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, def)
+	}
+	return out, nil
+}
+
+// parseLimits parses the optional limits object.
+func parseLimits(root *object) (l Limits, err error) {
+	o, ok, err := root.object("limits")
+	if err != nil || !ok {
+		return l, err
+	}
+	if l.MaxOpsPerMutation, err = o.integer("maxOpsPerMutation"); err != nil {
+		return l, err
+	}
+	if l.MaxSaveBytes, err = o.integer("maxSaveBytes"); err != nil {
+		return l, err
+	}
+	return l, o.done()
 }
 
 // parseEach calls fn for every entry of the object at key, in id order.
