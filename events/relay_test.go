@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/savesync/savesync/events"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/opencloud"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
@@ -29,9 +29,9 @@ var (
 // newEventStore returns a store over a fresh emulator project.
 func newEventStore(t *testing.T) *store.Store {
 	t.Helper()
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	return store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{})
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
+	return store.New(c.Firestore, c.GAPIC, project, firestoretest.GameConfig(t), store.Options{})
 }
 
 func join(t *testing.T, st *store.Store, userID int64, job string) {

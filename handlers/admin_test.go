@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -46,9 +46,9 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	t.Helper()
 	authEmulator(t)
 	gin.SetMode(gin.TestMode)
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	game := fstest.GameConfig(t)
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
+	game := firestoretest.GameConfig(t)
 	st := store.New(c.Firestore, c.GAPIC, project, game, store.Options{})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(adminServerKey))
 	if err != nil {

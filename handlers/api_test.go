@@ -16,7 +16,7 @@ import (
 
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/store"
 )
 
@@ -31,16 +31,16 @@ type testEnv struct {
 	clients store.Clients
 	emu     *emulator.Server
 	project string
-	clock   *fstest.Clock
+	clock   *firestoretest.Clock
 }
 
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
-	project := fstest.Project(t)
-	clients := fstest.Dial(t, project)
-	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
-	game := fstest.GameConfig(t)
+	project := firestoretest.Project(t)
+	clients := firestoretest.Dial(t, project)
+	clock := firestoretest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	game := firestoretest.GameConfig(t)
 	st := store.New(clients.Firestore, clients.GAPIC, project, game, store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {
@@ -51,7 +51,7 @@ func newEnv(t testing.TB) *testEnv {
 	handlers.NewServerAPI(st, game, keys).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &testEnv{t: t, url: srv.URL, store: st, clients: clients, emu: fstest.Emulator(t), project: project, clock: clock}
+	return &testEnv{t: t, url: srv.URL, store: st, clients: clients, emu: firestoretest.Emulator(t), project: project, clock: clock}
 }
 
 // response is a decoded HTTP answer.

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -33,9 +33,9 @@ type changesEnv struct {
 func newChangesEnv(t *testing.T) *changesEnv {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{})
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
+	st := store.New(c.Firestore, c.GAPIC, project, firestoretest.GameConfig(t), store.Options{})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(changesKey))
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/logging"
 	"github.com/savesync/savesync/store"
 )
@@ -64,8 +64,8 @@ func newCompanionEnvWith(t *testing.T, storeOpts store.Options, tune ...func(*ha
 	logs := &syncBuffer{}
 	authEmulator(t)
 	gin.SetMode(gin.TestMode)
-	project := fstest.Project(t)
-	cfg := fstest.GameConfig(t)
+	project := firestoretest.Project(t)
+	cfg := firestoretest.GameConfig(t)
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(companionKey))
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func newCompanionEnvWith(t *testing.T, storeOpts store.Options, tune ...func(*ha
 		t.Fatal(err)
 	}
 	serve := func() (string, *store.Store) {
-		c := fstest.Dial(t, project)
+		c := firestoretest.Dial(t, project)
 		st := store.New(c.Firestore, c.GAPIC, project, cfg, storeOpts)
 		r := gin.New()
 		r.Use(handlers.RequestID(), handlers.RequestLogger(logging.New(logs, slog.LevelInfo), "proj-1"), handlers.LimitBody(64<<10))

@@ -12,7 +12,7 @@ import (
 	"firebase.google.com/go/v4/auth"
 
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/store"
 )
 
@@ -38,7 +38,7 @@ func eventsWithTicket(ticket string) string {
 
 func TestEventTicketOpensTheStreamOnce(t *testing.T) {
 	t.Parallel()
-	clock := fstest.NewClock(time.Now())
+	clock := firestoretest.NewClock(time.Now())
 	e := newCompanionEnvWith(t, store.Options{Now: clock.Now})
 	u := signUp(t)
 	const userID = 4711
@@ -157,7 +157,7 @@ func TestEventTicketChecksTheAccountAgain(t *testing.T) {
 
 func TestEventTicketsAreRateLimited(t *testing.T) {
 	t.Parallel()
-	clock := fstest.NewClock(time.Now())
+	clock := firestoretest.NewClock(time.Now())
 	e := newCompanionEnv(t, func(o *handlers.CompanionOptions) {
 		o.EventTicketIssue = handlers.RateLimit{Burst: 2, Every: 2 * time.Second}
 		o.Now = clock.Now

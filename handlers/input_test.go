@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/store"
 )
 
@@ -28,10 +28,10 @@ func newInputEnv(t *testing.T) *testEnv {
 	t.Helper()
 	authEmulator(t)
 	gin.SetMode(gin.TestMode)
-	project := fstest.Project(t)
-	clients := fstest.Dial(t, project)
-	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
-	game := fstest.GameConfig(t)
+	project := firestoretest.Project(t)
+	clients := firestoretest.Dial(t, project)
+	clock := firestoretest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	game := firestoretest.GameConfig(t)
 	st := store.New(clients.Firestore, clients.GAPIC, project, game, store.Options{Now: clock.Now})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {
@@ -49,7 +49,7 @@ func newInputEnv(t *testing.T) *testEnv {
 	handlers.NewAdminAPI(st, fa, handlers.AdminOptions{ErasureKey: []byte("test-erasure-key"), RobloxWebhookSecret: webhookSecret}).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &testEnv{t: t, url: srv.URL, store: st, clients: clients, emu: fstest.Emulator(t), project: project, clock: clock}
+	return &testEnv{t: t, url: srv.URL, store: st, clients: clients, emu: firestoretest.Emulator(t), project: project, clock: clock}
 }
 
 // sendBounded is send with a client that gives up after a while, so a

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/store"
 )
 
@@ -81,7 +81,7 @@ func TestLinkCodesLiveAtOnceAreCapped(t *testing.T) {
 
 func TestLinkCodeIssueIsRateLimited(t *testing.T) {
 	t.Parallel()
-	clock := fstest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	clock := firestoretest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	e := newCompanionEnv(t, func(o *handlers.CompanionOptions) {
 		o.Now = clock.Now
 		o.LinkCodeIssue = handlers.RateLimit{Burst: 2, Every: 30 * time.Second}
@@ -121,7 +121,7 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 
 	t.Run("per game server and per universe", func(t *testing.T) {
 		t.Parallel()
-		clock := fstest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+		clock := firestoretest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 		e := newCompanionEnv(t, func(o *handlers.CompanionOptions) {
 			o.Now = clock.Now
 			o.RedeemFailuresPerPlayer = handlers.RateLimit{Burst: 100, Every: time.Minute}
@@ -146,7 +146,7 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 
 	t.Run("per player, before the server", func(t *testing.T) {
 		t.Parallel()
-		clock := fstest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+		clock := firestoretest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 		e := newCompanionEnv(t, func(o *handlers.CompanionOptions) {
 			o.Now = clock.Now
 			o.RedeemFailuresPerPlayer = handlers.RateLimit{Burst: 2, Every: time.Minute}
@@ -164,7 +164,7 @@ func TestLinkCodeRedemptionFailuresAreThrottled(t *testing.T) {
 
 	t.Run("per code prefix", func(t *testing.T) {
 		t.Parallel()
-		clock := fstest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+		clock := firestoretest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 		e := newCompanionEnv(t, func(o *handlers.CompanionOptions) {
 			o.Now = clock.Now
 			o.RedeemFailuresPerPrefix = handlers.RateLimit{Burst: 2, Every: 5 * time.Minute}
@@ -203,7 +203,7 @@ type redeemStep struct {
 }
 
 // redeemSteps runs a throttling scenario in order on e's settable clock.
-func redeemSteps(t *testing.T, e *companionEnv, clock *fstest.Clock, steps []redeemStep) {
+func redeemSteps(t *testing.T, e *companionEnv, clock *firestoretest.Clock, steps []redeemStep) {
 	t.Helper()
 	for _, s := range steps {
 		clock.Advance(s.advance)

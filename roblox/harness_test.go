@@ -21,7 +21,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/savesync/savesync/handlers"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/roblox"
 	"github.com/savesync/savesync/store"
 )
@@ -53,9 +53,9 @@ type service struct {
 func newService(t *testing.T) *service {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
-	project := fstest.Project(t)
-	clients := fstest.Dial(t, project)
-	game := fstest.GameConfig(t)
+	project := firestoretest.Project(t)
+	clients := firestoretest.Dial(t, project)
+	game := firestoretest.GameConfig(t)
 	st := store.New(clients.Firestore, clients.GAPIC, project, game, store.Options{LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
 	keys, err := handlers.ParseServerKeys("1:" + handlers.HashKey(serverKey))
 	if err != nil {

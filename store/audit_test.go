@@ -8,16 +8,16 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
 
 // newAuditStore is a store on a fresh emulator project with a fake clock.
-func newAuditStore(t *testing.T) (*store.Store, *fstest.Clock) {
+func newAuditStore(t *testing.T) (*store.Store, *firestoretest.Clock) {
 	t.Helper()
-	clock := fstest.NewClock(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
-	st, _ := fstest.Store(t, store.Options{Now: clock.Now})
+	clock := firestoretest.NewClock(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
+	st, _ := firestoretest.Store(t, store.Options{Now: clock.Now})
 	return st, clock
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -26,10 +26,10 @@ func changeKeys(cs []store.Invalidation) []string {
 // the service would be; skew shifts the second one's clock.
 func twoInstances(t *testing.T, skew time.Duration) (*store.Store, *store.Store) {
 	t.Helper()
-	project := fstest.Project(t)
-	a := fstest.Dial(t, project)
-	b := fstest.Dial(t, project)
-	cfg := fstest.GameConfig(t)
+	project := firestoretest.Project(t)
+	a := firestoretest.Dial(t, project)
+	b := firestoretest.Dial(t, project)
+	cfg := firestoretest.GameConfig(t)
 	return store.New(a.Firestore, a.GAPIC, project, cfg, store.Options{}),
 		store.New(b.Firestore, b.GAPIC, project, cfg, store.Options{Now: func() time.Time { return time.Now().Add(skew) }})
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -16,7 +16,7 @@ import (
 // clear INVALID_ARGUMENT, not a database error.
 func TestTimesOutsideFirestoreRangeAreRefused(t *testing.T) {
 	t.Parallel()
-	st, _ := fstest.Store(t, store.Options{})
+	st, _ := firestoretest.Store(t, store.Options{})
 	ctx := context.Background()
 	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := st.SearchLedger(ctx, 1, store.AuditQuery{From: far}); save.ErrorCode(err) != save.CodeInvalidArgument {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -17,9 +17,9 @@ import (
 func TestErasePlayer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{})
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
+	st := store.New(c.Firestore, c.GAPIC, project, firestoretest.GameConfig(t), store.Options{})
 	const userID, other = 7301, 7302
 	key := []byte("erasure-key")
 	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}
@@ -97,7 +97,7 @@ func TestErasePlayer(t *testing.T) {
 func TestErasePlayerConcurrentDeliveriesEraseOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, _ := fstest.Store(t, store.Options{})
+	st, _ := firestoretest.Store(t, store.Options{})
 	const userID, deliveries = 7401, 50
 	key := []byte("erasure-key")
 	apply(t, st, userID, save.Actor{Kind: save.ActorServer, ID: "universe/1"}, "a", save.Op{Kind: save.OpCurrencyAdd, Currency: "coins", Amount: 5})
@@ -136,7 +136,7 @@ func TestErasePlayerConcurrentDeliveriesEraseOnce(t *testing.T) {
 func TestErasePlayerScopesAdminKeysByAdmin(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, _ := fstest.Store(t, store.Options{})
+	st, _ := firestoretest.Store(t, store.Options{})
 	const userID = 7501
 	key := []byte("erasure-key")
 	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}

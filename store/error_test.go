@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/savesync/savesync/emulator"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -37,8 +37,8 @@ func TestDatabaseErrorsNameTheOperation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			st, project := fstest.Store(t, store.Options{})
-			fstest.Emulator(t).InjectFault(emulator.Fault{Project: project, Method: "Commit", Code: codes.PermissionDenied})
+			st, project := firestoretest.Store(t, store.Options{})
+			firestoretest.Emulator(t).InjectFault(emulator.Fault{Project: project, Method: "Commit", Code: codes.PermissionDenied})
 			err := tt.op(st)
 			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one starting %q", err, tt.want)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -35,7 +35,7 @@ func TestIdempotencyAtTheStore(t *testing.T) {
 	req := func(actor save.Actor, key string, coins int64) store.MutationRequest {
 		return store.MutationRequest{UserID: 51, Actor: actor, IdempotencyKey: key, Mutation: coinsAdd(coins)}
 	}
-	st, _ := fstest.Store(t, store.Options{})
+	st, _ := firestoretest.Store(t, store.Options{})
 
 	first := st.ApplyMutations(ctx, []store.MutationRequest{req(server, "k-1", 5), req(server, "k-1", 5), req(server, "k-1", 6)})
 	if diff := cmp.Diff([]answer{{Version: 1}, {Version: 1, Replayed: true}, {Code: save.CodeIdempotencyKeyReused}}, []answer{answerOf(first[0]), answerOf(first[1]), answerOf(first[2])}); diff != "" {
@@ -71,7 +71,7 @@ func TestOnceOnlyAtTheStore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	admin := save.Actor{Kind: save.ActorAdmin, ID: "uid-support"}
-	st, _ := fstest.Store(t, store.Options{})
+	st, _ := firestoretest.Store(t, store.Options{})
 	once := func(key, name string, settles ...string) store.MutationRequest {
 		return store.MutationRequest{UserID: 52, Actor: admin, IdempotencyKey: key, Mutation: coinsAdd(1), Once: name, Settles: settles}
 	}

@@ -10,16 +10,16 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
 
 // newLinkStore returns a store over a fresh emulator project and its clock.
-func newLinkStore(t *testing.T) (*store.Store, *fstest.Clock) {
+func newLinkStore(t *testing.T) (*store.Store, *firestoretest.Clock) {
 	t.Helper()
-	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
-	st, _ := fstest.Store(t, store.Options{Now: clock.Now})
+	clock := firestoretest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	st, _ := firestoretest.Store(t, store.Options{Now: clock.Now})
 	return st, clock
 }
 

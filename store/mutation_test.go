@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -94,9 +94,9 @@ func TestBadMemberFailsAlone(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			project := fstest.Project(t)
-			c := fstest.Dial(t, project)
-			st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{})
+			project := firestoretest.Project(t)
+			c := firestoretest.Dial(t, project)
+			st := store.New(c.Firestore, c.GAPIC, project, firestoretest.GameConfig(t), store.Options{})
 			badKey := fmt.Sprintf("k%02d", bad)
 			if tt.hook != nil {
 				store.SetBeforeApply(st, func(r *store.MutationRequest) {
@@ -202,9 +202,9 @@ func TestGroupOverRequestLimitCommits(t *testing.T) {
 func TestMutationThatChangesNothing(t *testing.T) {
 	t.Parallel()
 	var commits atomic.Int64
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{OnCommit: func() { commits.Add(1) }})
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
+	st := store.New(c.Firestore, c.GAPIC, project, firestoretest.GameConfig(t), store.Options{OnCommit: func() { commits.Add(1) }})
 	ctx := context.Background()
 	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}
 	const userID = 51
@@ -341,7 +341,7 @@ func newBigBioStore(t *testing.T) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
 	return store.New(c.Firestore, c.GAPIC, project, cfg, store.Options{})
 }

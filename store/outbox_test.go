@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -16,7 +16,7 @@ import (
 // newOutboxStore returns a store over a fresh emulator project.
 func newOutboxStore(t *testing.T, opts store.Options) (*store.Store, string) {
 	t.Helper()
-	return fstest.Store(t, opts)
+	return firestoretest.Store(t, opts)
 }
 
 // companion is the companion actor of the tests.
@@ -153,7 +153,7 @@ func TestPendingEventsKeepPlayerVersionOrder(t *testing.T) {
 func TestClaimRelay(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := fstest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	clock := firestoretest.NewClock(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	st, _ := newOutboxStore(t, store.Options{Now: clock.Now})
 	const ttl = 30 * time.Second
 

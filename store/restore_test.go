@@ -7,7 +7,7 @@ import (
 
 	"context"
 	"fmt"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -42,7 +42,7 @@ func ledgerSums(t *testing.T, st *store.Store, userID int64) {
 	if int64(len(entries)) != p.Version {
 		t.Errorf("version %d but %d ledger entries", p.Version, len(entries))
 	}
-	cfg := fstest.GameConfig(t)
+	cfg := firestoretest.GameConfig(t)
 	sums := map[string]int64{}
 	for id, b := range cfg.Currencies {
 		sums["currencies."+id] = b.Start
@@ -247,7 +247,7 @@ func TestRefundPurchase(t *testing.T) {
 func TestTimeTravelAcrossAMigration(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	data, err := os.ReadFile("../internal/fstest/game.json")
+	data, err := os.ReadFile("../internal/firestoretest/game.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,8 +268,8 @@ func TestTimeTravelAcrossAMigration(t *testing.T) {
 	if err != nil {
 		t.Fatalf("schema 3 config: %v", err)
 	}
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
 	old := store.New(c.Firestore, c.GAPIC, project, cfg2, store.Options{})
 	now := store.New(c.Firestore, c.GAPIC, project, cfg3, store.Options{})
 	server := save.Actor{Kind: save.ActorServer, ID: "universe/1"}

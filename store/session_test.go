@@ -10,7 +10,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -23,15 +23,15 @@ var sessionClock = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 type sessionEnv struct {
 	st    *store.Store
 	fs    *firestore.Client
-	clock *fstest.Clock
+	clock *firestoretest.Clock
 }
 
 func newSessionEnv(t *testing.T) sessionEnv {
 	t.Helper()
-	project := fstest.Project(t)
-	c := fstest.Dial(t, project)
-	clock := fstest.NewClock(sessionClock)
-	st := store.New(c.Firestore, c.GAPIC, project, fstest.GameConfig(t), store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
+	project := firestoretest.Project(t)
+	c := firestoretest.Dial(t, project)
+	clock := firestoretest.NewClock(sessionClock)
+	st := store.New(c.Firestore, c.GAPIC, project, firestoretest.GameConfig(t), store.Options{Now: clock.Now, LeaseTTL: 90 * time.Second, LedgerRetention: 24 * time.Hour})
 	return sessionEnv{st: st, fs: c.Firestore, clock: clock}
 }
 

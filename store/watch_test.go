@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
@@ -32,9 +32,9 @@ func TestWatchPlayerSeesOtherInstances(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			project := fstest.Project(t)
-			cfg := fstest.GameConfig(t)
-			ca, cb := fstest.Dial(t, project), fstest.Dial(t, project)
+			project := firestoretest.Project(t)
+			cfg := firestoretest.GameConfig(t)
+			ca, cb := firestoretest.Dial(t, project), firestoretest.Dial(t, project)
 			watcher := store.New(ca.Firestore, ca.GAPIC, project, cfg, store.Options{})
 			writer := store.New(cb.Firestore, cb.GAPIC, project, cfg, store.Options{})
 

@@ -23,7 +23,7 @@ import (
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/internal/authtest"
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/save"
 )
 
@@ -101,7 +101,7 @@ func contractVars(t testing.TB) map[string]string {
 		envDataDir:               t.TempDir(),
 		envGameConfig:            "../../../config/sample-game.json",
 		envProject:               contractProject,
-		envFirestoreEmulatorHost: fstest.Emulator(t).Addr(),
+		envFirestoreEmulatorHost: firestoretest.Emulator(t).Addr(),
 		envAuthEmulatorHost:      authtest.Host(t, contractProject),
 		envServerKeys: fmt.Sprintf("%d:%s,%d:%s", contractUniverse, handlers.HashKey(contractKey),
 			contractUniverse, handlers.HashKey(contractNextKey)),
@@ -127,7 +127,7 @@ func newAPIStack(t testing.TB, vars map[string]string, run *serviceRun) *apiStac
 		t.Fatal(err)
 	}
 	return &apiStack{
-		t: t, base: run.base, app: run.app, emu: fstest.Emulator(t), authHost: vars[envAuthEmulatorHost], auth: ac, game: game,
+		t: t, base: run.base, app: run.app, emu: firestoretest.Emulator(t), authHost: vars[envAuthEmulatorHost], auth: ac, game: game,
 		client: &http.Client{
 			Timeout: requestTimeout,
 			// A redirect is an answer to check, not to follow.

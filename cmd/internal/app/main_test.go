@@ -18,7 +18,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/savesync/savesync/internal/fstest"
+	"github.com/savesync/savesync/internal/firestoretest"
 	"github.com/savesync/savesync/logging"
 )
 
@@ -386,10 +386,10 @@ func TestSaveSurvivesRestart(t *testing.T) {
 // begins instead of holding it to its deadline.
 func TestShutdownEndsLongPollsAndRelayPublishes(t *testing.T) {
 	vars := embeddedEnv(t)
-	project := fstest.Project(t)
-	vars[envFirestoreEmulatorHost] = fstest.Emulator(t).Addr()
+	project := firestoretest.Project(t)
+	vars[envFirestoreEmulatorHost] = firestoretest.Emulator(t).Addr()
 	vars[envProject] = project
-	fs := fstest.Dial(t, project).Firestore
+	fs := firestoretest.Dial(t, project).Firestore
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	base, done := startRun(t, ctx, vars, io.Discard)

@@ -1,7 +1,7 @@
-// Package fstest runs the project's Firestore emulator for tests of the
+// Package firestoretest runs the project's Firestore emulator for tests of the
 // packages that store data in Firestore: one emulator per test binary, one
 // project per test, so tests are isolated and can run in parallel.
-package fstest
+package firestoretest
 
 import (
 	"context"
