@@ -13,6 +13,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
+	"github.com/savesync/savesync/internal/sleep"
 	"github.com/savesync/savesync/logging"
 	"github.com/savesync/savesync/opencloud"
 )
@@ -144,7 +145,7 @@ func NewForwarder(client *pubsub.Client, publisher *opencloud.Publisher, opts Fo
 		opts.Coalesce = 250 * time.Millisecond
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleep
+		opts.Sleep = sleep.For
 	}
 	if opts.Deduper == nil {
 		opts.Deduper = NewDeduper(0)
@@ -400,18 +401,6 @@ func chunkPlayers(players []playerVersion, perMessage int) [][]*playerVersion {
 		out = append(out, cur)
 	}
 	return out
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func cmpInt64(a, b int64) int {

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/savesync/savesync/internal/sleep"
 )
 
 // Open Cloud messaging limits.
@@ -124,7 +126,7 @@ func NewPublisher(opts Options) (*Publisher, error) {
 		opts.Now = time.Now
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleep
+		opts.Sleep = sleep.For
 	}
 	if opts.Jitter == nil {
 		opts.Jitter = rand.Int64N
@@ -244,16 +246,4 @@ func retryAfter(h string, now time.Time) time.Duration {
 		return min(t.Sub(now), time.Hour)
 	}
 	return 0
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/savesync/savesync/internal/sleep"
 )
 
 // recorder collects what callers saw in one phase: latency per route
@@ -225,14 +227,7 @@ func (c *caller) once(ctx context.Context, rec *recorder, route, method, path st
 func (c *caller) backoff(ctx context.Context, attempt int) error {
 	ceiling := min(20*time.Millisecond<<min(attempt, 10), time.Second)
 	wait := time.Duration(c.intN(int(ceiling))) + time.Millisecond
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleep.For(ctx, wait)
 }
 
 // errorCode extracts the code of savesync's error body.
