@@ -68,11 +68,7 @@ func (s *Server) CreateDocument(ctx context.Context, req *firestorepb.CreateDocu
 // UpdateDocument updates or inserts a document, like a one-write Commit.
 func (s *Server) UpdateDocument(ctx context.Context, req *firestorepb.UpdateDocumentRequest) (*firestorepb.Document, error) {
 	name := req.GetDocument().GetName()
-	dbName, err := databaseOf(name)
-	if err != nil {
-		return nil, err
-	}
-	db, err := s.database(dbName)
+	db, err := s.resourceDatabase(name)
 	if err != nil {
 		return nil, err
 	}
@@ -91,11 +87,7 @@ func (s *Server) UpdateDocument(ctx context.Context, req *firestorepb.UpdateDocu
 // DeleteDocument deletes a document; deleting a missing one succeeds unless
 // a precondition says otherwise.
 func (s *Server) DeleteDocument(ctx context.Context, req *firestorepb.DeleteDocumentRequest) (*emptypb.Empty, error) {
-	dbName, err := databaseOf(req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	db, err := s.database(dbName)
+	db, err := s.resourceDatabase(req.GetName())
 	if err != nil {
 		return nil, err
 	}

@@ -173,11 +173,7 @@ func (s *Server) BatchGetDocuments(req *firestorepb.BatchGetDocumentsRequest, st
 
 // GetDocument reads one document; a missing one is NOT_FOUND.
 func (s *Server) GetDocument(ctx context.Context, req *firestorepb.GetDocumentRequest) (*firestorepb.Document, error) {
-	dbName, err := databaseOf(req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	db, err := s.database(dbName)
+	db, err := s.resourceDatabase(req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -241,19 +237,10 @@ func project(d *firestorepb.Document, mask [][]string) *firestorepb.Document {
 // ListCollectionIds lists the collections directly under a document or the
 // database root.
 func (s *Server) ListCollectionIds(ctx context.Context, req *firestorepb.ListCollectionIdsRequest) (*firestorepb.ListCollectionIdsResponse, error) {
-	dbName, err := databaseOf(req.GetParent())
-	if err != nil {
-		return nil, err
-	}
-	db, err := s.database(dbName)
-	if err != nil {
-		return nil, err
-	}
 	parent := req.GetParent()
-	if parent != db.root {
-		if err := s.checkDocName(db, parent); err != nil {
-			return nil, err
-		}
+	db, err := s.queryDatabase(parent)
+	if err != nil {
+		return nil, err
 	}
 	var at int64
 	if rt := req.GetReadTime(); rt != nil {
@@ -299,19 +286,10 @@ func paginate[T any](items []T, token string, size int, key func(T) string) ([]T
 // With show_missing it also lists documents that do not exist but have
 // subcollections, without create and update times.
 func (s *Server) ListDocuments(ctx context.Context, req *firestorepb.ListDocumentsRequest) (*firestorepb.ListDocumentsResponse, error) {
-	dbName, err := databaseOf(req.GetParent())
-	if err != nil {
-		return nil, err
-	}
-	db, err := s.database(dbName)
-	if err != nil {
-		return nil, err
-	}
 	parent := req.GetParent()
-	if parent != db.root {
-		if err := s.checkDocName(db, parent); err != nil {
-			return nil, err
-		}
+	db, err := s.queryDatabase(parent)
+	if err != nil {
+		return nil, err
 	}
 	if ob := req.GetOrderBy(); ob != "" && ob != "__name__" && ob != "__name__ asc" {
 		return nil, status.Errorf(codes.InvalidArgument, "ListDocuments supports order_by \"__name__\" only")
@@ -371,11 +349,7 @@ func (s *Server) ListDocuments(ctx context.Context, req *firestorepb.ListDocumen
 // PartitionQuery answers no split points: the whole query is one partition,
 // which the API allows.
 func (s *Server) PartitionQuery(ctx context.Context, req *firestorepb.PartitionQueryRequest) (*firestorepb.PartitionQueryResponse, error) {
-	dbName, err := databaseOf(req.GetParent())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.database(dbName); err != nil {
+	if _, err := s.resourceDatabase(req.GetParent()); err != nil {
 		return nil, err
 	}
 	if req.GetStructuredQuery() == nil {

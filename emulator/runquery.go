@@ -82,13 +82,19 @@ func (s *Server) RunAggregationQuery(req *firestorepb.RunAggregationQueryRequest
 	})
 }
 
-// queryDatabase finds the database of a query's parent and checks the parent.
-func (s *Server) queryDatabase(parent string) (*database, error) {
-	dbName, err := databaseOf(parent)
+// resourceDatabase is the database a resource name (a document, or the
+// documents root) belongs to.
+func (s *Server) resourceDatabase(name string) (*database, error) {
+	dbName, err := databaseOf(name)
 	if err != nil {
 		return nil, err
 	}
-	db, err := s.database(dbName)
+	return s.database(dbName)
+}
+
+// queryDatabase finds the database of a query's parent and checks the parent.
+func (s *Server) queryDatabase(parent string) (*database, error) {
+	db, err := s.resourceDatabase(parent)
 	if err != nil {
 		return nil, err
 	}
