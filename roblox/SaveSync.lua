@@ -1119,8 +1119,19 @@ end
 function SaveSync:_renewDue()
 	local now = self._clock()
 	local due = {}
+	local anyDue = false
 	for _, st in pairs(self._players) do
 		if st.renewAt <= now and not st.left and not st.lost then
+			anyDue = true
+		end
+	end
+	if not anyDue then
+		return
+	end
+	-- Leases due soon go in the same request: joins spread over a few
+	-- seconds would otherwise cost one request each.
+	for _, st in pairs(self._players) do
+		if st.renewAt <= now + math.min(10, st.renewEvery / 3) and not st.left and not st.lost then
 			table.insert(due, st)
 		end
 	end

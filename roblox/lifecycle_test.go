@@ -34,7 +34,7 @@ func TestLeaveDuringJoinReleasesTheSession(t *testing.T) {
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-quit")
 			h.startGame("longPoll = false")
-			userID := int64(901 + i)
+			userID := uid(901 + int64(i))
 			svc.proxy.fail("/v1/sessions", 1, tc.lost)
 			h.addPlayer(userID) // Join is now in its retry backoff
 			if h.truthy(fmt.Sprintf("joined[%d] ~= nil", userID)) {
@@ -65,7 +65,7 @@ func TestRejoinWhileLeaveRunsKeepsTheNewSession(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-rejoin")
 	h.startGame("longPoll = false")
-	const userID = 911
+	userID := uid(911)
 	h.mustJoin(userID)
 	// A mutation that needs retries keeps the Leave waiting for the queue.
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 2, false)
@@ -104,7 +104,7 @@ func TestMutateRefusedOnceLeaveStarted(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-leaving")
 	h.startGame("longPoll = false")
-	const userID = 921
+	userID := uid(921)
 	h.mustJoin(userID)
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 1, false)
 	h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 5}}`)
@@ -128,7 +128,7 @@ func TestDeadLetteredDuringDeadLetterWriteIsKept(t *testing.T) {
 	ds := newDataStoreBackend()
 	h := newHarness(t, svc, ds, "job-dlq")
 	h.startGame("longPoll = false")
-	const userID = 931
+	userID := uid(931)
 	h.mustJoin(userID)
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 3, false)
 	id := h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 5}}`)
@@ -235,15 +235,15 @@ func TestSessionListWriteDoesNotDelayDeadLetterWrite(t *testing.T) {
 	ds := newDataStoreBackend()
 	h := newHarness(t, svc, ds, "job-spacing")
 	h.startGame("longPoll = false, backoffBase = 0.1, backoffMax = 0.2")
-	const userID = 951
+	userID := uid(951)
 	h.mustJoin(userID) // writes the session list u951 in the session cache store
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 3, false)
 	id := h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 5}}`)
-	start := h.now
+	start := h.now()
 	h.leave(userID)
 	// u951 of the dead-letter store is another key: its write need not
 	// wait for the session list write of the join.
-	if took := h.now - start; took > 2 {
+	if took := h.now() - start; took > 2 {
 		t.Errorf("Leave took %.1f virtual seconds, want under 2", took)
 	}
 	dlq, _ := ds.get("SaveSyncDeadLetter", fmt.Sprintf("u%d", userID)).(map[string]any)
@@ -258,7 +258,7 @@ func TestLeaveRetriedUnderOneKeyAfterALostAnswer(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-leave")
 	h.startGame("longPoll = false")
-	const userID = 1234567890
+	userID := uid(1234)
 	h.mustJoin(userID)
 	// The first leave releases the lease but its answer is lost.
 	svc.proxy.fail("/v1/sessions/", 1, true)
@@ -291,7 +291,7 @@ func TestSchemaVersionRequiredAndSentOnJoin(t *testing.T) {
 		}
 	}
 	h.startGame("longPoll = false")
-	h.mustJoin(1234567891)
+	h.mustJoin(uid(1235))
 	joins := svc.proxy.exchanges("/v1/sessions")
 	if len(joins) == 0 || !strings.Contains(joins[0].body, `"schemaVersion":3`) {
 		t.Errorf("join requests = %+v, want the body to carry schemaVersion 3", joins)
