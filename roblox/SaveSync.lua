@@ -62,7 +62,7 @@ local DEFAULTS = {
 	cacheStore = "SaveSyncSession", -- DataStore of the session cache
 	deadLetterStore = "SaveSyncDeadLetter", -- DataStore of the dead-letter queue
 	cacheUnsentInterval = 12, -- seconds between cache writes of a player with unsent mutations
-	cacheInterval = 60, -- seconds between cache writes of a player whose save changed
+	cacheAfter = 3, -- seconds a mutation stays unconfirmed before the cache keeps it
 	dataStoreReserve = 20, -- DataStore budget left untouched for the game's own use
 	random = nil, -- function returning a number in [0, 1) (math.random)
 	clock = nil, -- function returning seconds (os.clock)
@@ -107,6 +107,15 @@ local function deepEqual(a, b)
 		end
 	end
 	return true
+end
+
+-- keysOf joins the keys of a list of mutations, to tell two lists apart.
+local function keysOf(list)
+	local keys = {}
+	for _, m in ipairs(list) do
+		table.insert(keys, m.key)
+	end
+	return table.concat(keys, ",")
 end
 
 local function idString(n)
@@ -609,8 +618,8 @@ function SaveSync:_join(player, options)
 		pending = {},
 		parked = {},
 		refetchTarget = 0,
-		dirtyAt = nil,
-		hasUnsent = false,
+		cachedKeys = "", -- the keys of the mutations the entry holds, joined
+		cacheWritten = false, -- the entry exists (written by this session)
 		leaving = false,
 	}
 	st.view = deepCopy(st.confirmed)
@@ -680,12 +689,12 @@ function SaveSync:Mutate(player, ops)
 		nextAt = 0,
 		needsHead = needsHead,
 		source = "live",
+		madeAt = self._clock(),
 	}
 	table.insert(st.pending, entry)
 	for _, op in ipairs(entry.mutation.ops) do
 		applyOp(st.view, op)
 	end
-	self:_markDirty(st, true)
 	self.Changed:Fire(st.player, deepCopy(st.view), { reason = "mutate", mutationId = entry.key })
 	return entry.key
 end
@@ -736,9 +745,10 @@ function SaveSync:_leave(userId, timeout)
 	if self._players[userId] == st then
 		self._players[userId] = nil
 	end
-	local key = self:_cacheKey(st)
 	if #st.parked == 0 then
-		table.insert(self._obsoleteCacheKeys, key)
+		task.spawn(function()
+			self:_dropSession(st)
+		end)
 	end
 	return st.released
 end
@@ -1019,7 +1029,6 @@ function SaveSync:_settleCommitted(st, entry, outcome)
 	-- after <= st.version: the confirmed save already holds this commit
 	-- (a replay of a mutation recovered from a cache or the DLQ).
 	self:_settledFromDeadLetter(st, entry)
-	self:_markDirty(st, false)
 	self:_recompute(st, "commit", entry.key)
 	self.MutationCommitted:Fire(st.player, entry.key, outcome)
 end
@@ -1034,7 +1043,6 @@ function SaveSync:_settleRefused(st, entry, err)
 		end
 	end
 	self:_settledFromDeadLetter(st, entry)
-	self:_markDirty(st, false)
 	self:_recompute(st, "rollback", entry.key)
 	self.MutationRefused:Fire(st.player, entry.key, err)
 end
@@ -1060,7 +1068,6 @@ function SaveSync:_park(st, entry, err)
 		table.insert(out, entry)
 		self._deadLetterOut[st.userId] = out
 	end
-	self:_markDirty(st, true)
 	self.MutationDeadLettered:Fire(st.player, entry.key, err)
 end
 
@@ -1102,7 +1109,6 @@ function SaveSync:_refetchDue()
 				if fetched > st.version then
 					st.confirmed = res.body.save or {}
 					st.version = fetched
-					self:_markDirty(st, false)
 					self:_recompute(st, "refetch")
 				end
 				st.refetchTarget = 0
@@ -1260,7 +1266,7 @@ end
 
 function SaveSync:_canWrite(slot)
 	local last = self._lastKeyWrite[slot]
-	if last and self._clock() - last < KEY_WRITE_SPACING then
+	if last and self._clock() - last < KEY_WRITE_SPACING - 1e-6 then
 		return false
 	end
 	return self:_budget("SetIncrementAsync") > self._config.dataStoreReserve
@@ -1270,39 +1276,66 @@ function SaveSync:_canUpdate(slot)
 	return self:_canRead() and self:_canWrite(slot)
 end
 
+-- entryKey names a session's cache entry: "u<userId>/<epoch>.<8 hex>",
+-- from the session id "<userId>.<epoch>.<32 hex>". The epoch never repeats
+-- for a player, and the key stays within DataStore's 50 characters for any
+-- user id (the whole session id would not: 57 characters for a 10-digit id).
+local function entryKey(userId, sessionId)
+	local sid = tostring(sessionId)
+	local epoch, secret = string.match(sid, "^%-?%d+%.(%d+)%.(%x+)$")
+	local suffix
+	if epoch then
+		suffix = epoch .. "." .. string.sub(secret, 1, 8)
+	else
+		suffix = string.sub(sid, -16)
+	end
+	return string.sub("u" .. idString(userId) .. "/" .. suffix, 1, 50)
+end
+
 function SaveSync:_cacheKey(st)
-	return "u" .. idString(st.userId) .. "/" .. tostring(st.session.id)
+	return entryKey(st.userId, st.session.id)
 end
 
 local function indexKey(userId)
 	return "u" .. idString(userId)
 end
 
-function SaveSync:_markDirty(st, unsent)
-	if st.dirtyAt == nil then
-		st.dirtyAt = self._clock()
+-- MAX_INDEXED_SESSIONS bounds a player's session list: sessions whose
+-- entries could not be read for this many joins are dropped with them.
+local MAX_INDEXED_SESSIONS = 10
+
+-- _waitSpacing waits until a key may be written again by this module.
+function SaveSync:_waitSpacing(slot)
+	local last = self._lastKeyWrite[slot]
+	if last and self._clock() - last < KEY_WRITE_SPACING then
+		task.wait(KEY_WRITE_SPACING - (self._clock() - last))
 	end
-	st.hasUnsent = st.hasUnsent or unsent
 end
 
 -- _recover runs on join: it reads the mutations an earlier session of this
 -- player left unsent (a crashed server, a restarted module) and the
 -- player's dead-letter queue, and queues them ahead of anything new. They
 -- carry their original idempotency keys, so one that did commit replays.
+-- The session list and the dead-letter queue are read at once; what
+-- follows (this session's entry, the list's pruning) runs in the
+-- background, so a returning player's join waits for one DataStore call.
 function SaveSync:_recover(st, replacedSessionId)
 	local userId = st.userId
 	local known = {}
 	local recovered = {}
 	local function take(list, source)
-		for _, m in ipairs(list or {}) do
+		if type(list) ~= "table" then
+			return
+		end
+		for _, m in ipairs(list) do
 			if type(m) == "table" and known[m.key] and source == "deadletter" then
 				-- Left unsent by a session and dead-lettered too: settling it
 				-- must clear the dead-letter queue.
 				known[m.key].source = source
-			elseif type(m) == "table" and type(m.key) == "string" and type(m.mutation) == "table" and not known[m.key] then
+			elseif type(m) == "table" and type(m.key) == "string" and type(m.mutation) == "table" and type(m.mutation.ops) == "table" and not known[m.key] then
 				local needsHead = false
-				for _, op in ipairs(m.mutation.ops or {}) do
-					if NEEDS_HEAD[op.op] then
+				for _, op in ipairs(m.mutation.ops) do
+					if type(op) == "table" and NEEDS_HEAD[op.op] then
 						needsHead = true
 					end
 				end
@@ -1320,31 +1353,55 @@ function SaveSync:_recover(st, replacedSessionId)
 		end
 	end
 
+	-- The dead-letter queue is read beside the session list.
+	local dlq, dlqDone = nil, true
+	if self:_canRead() then
+		dlqDone = false
+		task.spawn(function()
+			local ok, value = pcall(self._deadLetters.GetAsync, self._deadLetters, indexKey(userId))
+			if ok then
+				dlq = value
+			end
+			dlqDone = true
+		end)
+	end
+
 	-- The session list gains the new id first; older ids leave it only
 	-- once their entries were read and moved into the new session's entry,
 	-- so a read skipped (budget) or failed leaves them for the next join.
 	local previous = {}
+	local dropped = {}
 	local iKey = indexKey(userId)
 	local iSlot = self:_slot(self._cache, iKey)
 	if self:_canUpdate(iSlot) then
 		self._lastKeyWrite[iSlot] = self._clock()
 		local ok = pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
 			previous = {}
+			dropped = {}
 			local sessions = {}
 			if type(old) == "table" and type(old.sessions) == "table" then
 				for _, sid in ipairs(old.sessions) do
-					table.insert(previous, sid)
-					if sid ~= st.session.id then
+					if type(sid) == "string" and sid ~= st.session.id then
 						table.insert(sessions, sid)
 					end
 				end
 			end
+			while #sessions >= MAX_INDEXED_SESSIONS do
+				table.insert(dropped, table.remove(sessions, 1))
+			end
+			for _, sid in ipairs(sessions) do
+				table.insert(previous, sid)
+			end
 			table.insert(sessions, st.session.id)
-			return { sessions = sessions }
+			return { sessions = sessions }, { userId }
 		end)
 		if not ok then
 			previous = {}
+			dropped = {}
 		end
+	end
+	for _, sid in ipairs(dropped) do
+		table.insert(self._obsoleteCacheKeys, entryKey(userId, sid))
 	end
 	if replacedSessionId then
 		table.insert(previous, replacedSessionId)
@@ -1352,25 +1409,33 @@ function SaveSync:_recover(st, replacedSessionId)
 	local seen = {}
 	local moved = {}
 	local movedKeys = {}
+	local movedAny = false
+	local carried = false
 	for _, sid in ipairs(previous) do
 		if sid ~= st.session.id and not seen[sid] and self:_canRead() then
 			seen[sid] = true
-			local key = "u" .. idString(userId) .. "/" .. tostring(sid)
+			local key = entryKey(userId, sid)
 			local ok, cached = pcall(self._cache.GetAsync, self._cache, key)
 			if ok then
 				if type(cached) == "table" then
+					local before = #recovered
 					take(cached.pending, "recovered")
+					carried = carried or #recovered > before
 					table.insert(movedKeys, key)
 				end
 				moved[sid] = true
+				movedAny = true
 			end
 		end
 	end
-	if self:_canRead() then
-		local ok, dlq = pcall(self._deadLetters.GetAsync, self._deadLetters, indexKey(userId))
-		if ok and type(dlq) == "table" then
-			take(dlq.mutations, "deadletter")
+	for _ = 1, 10000 do
+		if dlqDone then
+			break
 		end
+		task.wait()
+	end
+	if type(dlq) == "table" then
+		take(dlq.mutations, "deadletter")
 	end
 	for i, e in ipairs(recovered) do
 		table.insert(st.pending, i, e)
@@ -1378,17 +1443,41 @@ function SaveSync:_recover(st, replacedSessionId)
 			applyOp(st.view, op)
 		end
 	end
-	self:_markDirty(st, #recovered > 0)
-	if not self:_writeCache(st) or next(moved) == nil then
-		return
+	if #recovered > 0 then
+	end
+	if movedAny then
+		task.spawn(function()
+			self:_pruneIndex(st, moved, movedKeys, carried)
+		end)
+	end
+end
+
+-- _pruneIndex drops the sessions whose entries were read on join from the
+-- player's session list, once what they held is safe in this session's
+-- entry, and removes those entries.
+function SaveSync:_pruneIndex(st, moved, movedKeys, carried)
+	if carried then
+		-- The entries held unsent mutations: they leave the DataStore only
+		-- once this session's entry holds them.
+		local written = false
+		for _ = 1, 5 do
+			self:_waitSpacing(self:_slot(self._cache, self:_cacheKey(st)))
+			if st.left or self:_writeCache(st) then
+				written = not st.left
+				break
+			end
+			task.wait(1)
+		end
+		if not written then
+			return
+		end
 	end
 	for _, key in ipairs(movedKeys) do
 		table.insert(self._obsoleteCacheKeys, key)
 	end
-	local last = self._lastKeyWrite[iSlot]
-	if last and self._clock() - last < KEY_WRITE_SPACING then
-		task.wait(KEY_WRITE_SPACING - (self._clock() - last))
-	end
+	local iKey = indexKey(st.userId)
+	local iSlot = self:_slot(self._cache, iKey)
+	self:_waitSpacing(iSlot)
 	if self:_canUpdate(iSlot) then
 		self._lastKeyWrite[iSlot] = self._clock()
 		pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
@@ -1400,9 +1489,51 @@ function SaveSync:_recover(st, replacedSessionId)
 					end
 				end
 			end
-			return { sessions = sessions }
+			return { sessions = sessions }, { st.userId }
 		end)
 	end
+end
+
+-- _dropSession runs after a clean leave (nothing dead-lettered): it
+-- removes the session's entry, if it was ever written, then the session
+-- from the player's list, so the next join has nothing to read but the
+-- list and the dead-letter queue. Whatever fails here is read (and
+-- dropped) by the next join instead.
+function SaveSync:_dropSession(st)
+	local key = self:_cacheKey(st)
+	if st.cacheWritten then
+		local slot = self:_slot(self._cache, key)
+		self:_waitSpacing(slot)
+		if not self:_canWrite(slot) then
+			table.insert(self._obsoleteCacheKeys, key)
+			return
+		end
+		self._lastKeyWrite[slot] = self._clock()
+		if not pcall(self._cache.RemoveAsync, self._cache, key) then
+			table.insert(self._obsoleteCacheKeys, key)
+			return
+		end
+	end
+	local iKey = indexKey(st.userId)
+	local iSlot = self:_slot(self._cache, iKey)
+	self:_waitSpacing(iSlot)
+	if self._players[st.userId] or self._joining[st.userId] or not self:_canUpdate(iSlot) then
+		-- A rejoin writes the list now; it drops this session when it reads it.
+		return
+	end
+	self._lastKeyWrite[iSlot] = self._clock()
+	pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
+		if type(old) ~= "table" or type(old.sessions) ~= "table" then
+			return nil
+		end
+		local sessions = {}
+		for _, sid in ipairs(old.sessions) do
+			if sid ~= st.session.id then
+				table.insert(sessions, sid)
+			end
+		end
+		return { sessions = sessions }, { st.userId }
+	end)
 end
 
 function SaveSync:_settledFromDeadLetter(st, entry)
@@ -1413,36 +1544,48 @@ function SaveSync:_settledFromDeadLetter(st, entry)
 	end
 end
 
--- _writeCache writes a player's session cache entry: the confirmed save,
--- its version and every mutation not yet confirmed.
+-- _writeCache writes a player's session cache entry: the mutations at
+-- risk, those unconfirmed for config.cacheAfter seconds (or recovered)
+-- and those dead-lettered. Mutations the service confirms at once never
+-- cost a DataStore write.
 function SaveSync:_writeCache(st)
 	local key = self:_cacheKey(st)
 	local slot = self:_slot(self._cache, key)
 	if not self:_canWrite(slot) then
 		return false
 	end
-	local unsent = {}
-	for _, e in ipairs(st.pending) do
-		table.insert(unsent, { key = e.key, mutation = e.mutation })
-	end
-	for _, e in ipairs(st.parked) do
-		table.insert(unsent, { key = e.key, mutation = e.mutation })
-	end
+	local unsent = self:_atRisk(st)
 	self._lastKeyWrite[slot] = self._clock()
+	st.cacheWritten = true
 	local ok = pcall(self._cache.SetAsync, self._cache, key, {
 		v = 1,
 		userId = st.userId,
 		sessionId = st.session.id,
 		version = st.version,
 		schemaVersion = st.schemaVersion,
-		save = st.confirmed,
 		pending = unsent,
-	})
+	}, { st.userId })
 	if ok then
-		st.dirtyAt = nil
-		st.hasUnsent = #unsent > 0
+		st.cachedKeys = keysOf(unsent)
 	end
 	return ok
+end
+
+-- _atRisk lists the mutations a crash now would lose: unconfirmed for
+-- config.cacheAfter seconds, recovered from an earlier session, or
+-- dead-lettered.
+function SaveSync:_atRisk(st)
+	local now = self._clock()
+	local out = {}
+	for _, e in ipairs(st.pending) do
+		if e.source ~= "live" or now - (e.madeAt or 0) >= self._config.cacheAfter then
+			table.insert(out, { key = e.key, mutation = e.mutation })
+		end
+	end
+	for _, e in ipairs(st.parked) do
+		table.insert(out, { key = e.key, mutation = e.mutation })
+	end
+	return out
 end
 
 -- _writeDeadLetters appends a player's dead-lettered mutations to the
@@ -1520,9 +1663,9 @@ function SaveSync:_writeDeadLetters(userId, wait)
 	return ok
 end
 
--- _cacheLoop writes dirty cache entries (a player with unsent mutations
--- every cacheUnsentInterval seconds at most, otherwise every
--- cacheInterval), the dead-letter queue, and removes obsolete entries.
+-- _cacheLoop writes the cache entries of players with mutations at risk
+-- (every cacheUnsentInterval seconds at most), the dead-letter queue, and
+-- removes obsolete entries.
 function SaveSync:_cacheLoop()
 	local cfg = self._config
 	for _ = 1, 100000000 do
@@ -1548,14 +1691,11 @@ function SaveSync:_cacheLoop()
 			end
 		end
 		for _, st in pairs(self._players) do
-			if st.dirtyAt then
-				local unsent = #st.pending > 0 or #st.parked > 0
-				local interval = cfg.cacheInterval
-				if unsent or st.hasUnsent then
-					interval = cfg.cacheUnsentInterval
-				end
-				local last = self._lastKeyWrite[self:_slot(self._cache, self:_cacheKey(st))] or 0
-				if now - last >= interval then
+			-- Written while mutations are at risk, and once more when they
+			-- settled so the entry no longer holds them.
+			if not st.left and keysOf(self:_atRisk(st)) ~= st.cachedKeys then
+				local last = self._lastKeyWrite[self:_slot(self._cache, self:_cacheKey(st))] or -math.huge
+				if now - last >= cfg.cacheUnsentInterval then
 					self:_writeCache(st)
 				end
 			end

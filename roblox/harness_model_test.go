@@ -67,6 +67,7 @@ func TestHarnessModelsRoblox(t *testing.T) {
 	t.Run("DataStore limits and error codes", func(t *testing.T) {
 		ds := newDataStoreBackend()
 		h := newHarness(t, svc, ds, "job-model-ds")
+		h.allowDataStoreErrors = true
 		h.failDataStore("S", "SetAsync", "flaky", 1, 502)
 		r := h.do(fmt.Sprintf(`local store = game:GetService("DataStoreService"):GetDataStore("S")
 			local function try(f, ...) local ok, err = pcall(f, store, ...); return ok and "ok" or err end

@@ -389,6 +389,8 @@ type harness struct {
 	playerN        int
 	warnings       []string
 	published      []publishedMessage
+	// allowDataStoreErrors lets a test provoke key and value errors.
+	allowDataStoreErrors bool
 }
 
 // dataStoreCall is one DataStore request the module made.
@@ -535,6 +537,13 @@ func (h *harness) check() {
 	}
 	for _, v := range h.dsViolations {
 		h.t.Errorf("DataStore limit broken on %s: %s", h.jobID, v)
+	}
+	for _, c := range h.dsLog {
+		for _, code := range []int{101, 102, 103, 105} {
+			if c.err == dataStoreError(code) && !h.allowDataStoreErrors {
+				h.t.Errorf("DataStore %s %s/%s at %.1fs on %s: %s", c.method, c.store, c.key, c.at, h.jobID, c.err)
+			}
+		}
 	}
 	if n, from := h.maxHTTPPerMinute(); n > httpPerMinute {
 		h.t.Errorf("%d HTTP requests within a minute from %.1fs on %s; Roblox allows %d", n, from, h.jobID, httpPerMinute)
@@ -1383,7 +1392,7 @@ func (h *harness) put(name, key string, v, users lua.LValue) int {
 
 func (h *harness) keyWritten(store, key string) {
 	full := store + "/" + key
-	if last, ok := h.lastKeyWrite[full]; ok && h.now()-last < keyWriteSpacing {
+	if last, ok := h.lastKeyWrite[full]; ok && h.now()-last < keyWriteSpacing-1e-6 {
 		h.dsViolations = append(h.dsViolations, fmt.Sprintf("key %s written %.1fs after its last write", full, h.now()-last))
 	}
 	h.lastKeyWrite[full] = h.now()

@@ -165,7 +165,7 @@ func TestRecoverKeepsSessionsWhoseEntryWasNotRead(t *testing.T) {
 	t.Parallel()
 	svc := newService(t)
 	ds := newDataStoreBackend()
-	const userID = 941
+	userID := uid(941)
 	path := fmt.Sprintf("/v1/players/%d/mutations", userID)
 	h := newHarness(t, svc, ds, "job-crashed")
 	h.startGame("longPoll = false, backoffBase = 10, backoffMax = 20")
@@ -179,6 +179,7 @@ func TestRecoverKeepsSessionsWhoseEntryWasNotRead(t *testing.T) {
 	}
 
 	// The module restarts; reading the old session's entry fails once.
+	h.crash()
 	svc.proxy.clear()
 	h2 := newHarness(t, svc, ds, "job-crashed")
 	h2.startGame("longPoll = false")
@@ -296,4 +297,52 @@ func TestSchemaVersionRequiredAndSentOnJoin(t *testing.T) {
 	if len(joins) == 0 || !strings.Contains(joins[0].body, `"schemaVersion":3`) {
 		t.Errorf("join requests = %+v, want the body to carry schemaVersion 3", joins)
 	}
+}
+
+func TestSessionListStaysShort(t *testing.T) {
+	t.Parallel()
+	t.Run("clean leaves leave nothing behind", func(t *testing.T) {
+		t.Parallel()
+		svc := newService(t)
+		ds := newDataStoreBackend()
+		userID := uid(961)
+		for i := 0; i < 3; i++ {
+			h := newHarness(t, svc, ds, fmt.Sprintf("job-clean-%d", i))
+			h.startGame("longPoll = false")
+			h.mustJoin(userID)
+			h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 1}}`)
+			h.settle(userID)
+			h.leave(userID)
+			h.runFor(5)
+			if ids := sessionIDs(ds, userID); len(ids) != 0 {
+				t.Errorf("session list after clean leave %d = %v, want empty", i+1, ids)
+			}
+			if keys := ds.keys("SaveSyncSession"); len(keys) > 1 {
+				t.Errorf("session cache keys after clean leave %d = %v, want only the list", i+1, keys)
+			}
+		}
+	})
+	t.Run("entries that cannot be read are dropped after ten sessions", func(t *testing.T) {
+		t.Parallel()
+		svc := newService(t)
+		ds := newDataStoreBackend()
+		userID := uid(962)
+		svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 100000, false)
+		for i := 0; i < 12; i++ {
+			h := newHarness(t, svc, ds, fmt.Sprintf("job-crash-%d", i))
+			h.failDataStore("SaveSyncSession", "GetAsync", fmt.Sprintf("u%d/", userID), 1000, 502)
+			h.startGame("longPoll = false, backoffBase = 10, backoffMax = 20")
+			h.mustJoin(userID)
+			h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 1}}`)
+			h.runFor(6) // the mutation is at risk: the entry keeps it
+			if i == 11 {
+				break
+			}
+			h.crash()
+			h.runFor(91) // the crashed server's lease expires
+		}
+		if ids := sessionIDs(ds, userID); len(ids) > 10 {
+			t.Errorf("session list holds %d ids, want at most 10", len(ids))
+		}
+	})
 }

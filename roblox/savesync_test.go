@@ -247,6 +247,7 @@ func TestCompanionWriteTriggersRefetch(t *testing.T) {
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-refetch")
 			h.startGame(tc.config)
+			h.runUntil("subscribed", 10, func() bool { return h.truthy("sync._subscribed") })
 			userID := uid(401 + int64(i))
 			h.mustJoin(userID)
 			version := companionWrite(t, svc, userID, "companion-1",
@@ -540,7 +541,7 @@ func TestSessionCacheRecoversUnsentMutationsAfterRestart(t *testing.T) {
 			t.Parallel()
 			svc := newService(t)
 			ds := newDataStoreBackend()
-			userID := int64(801 + i)
+			userID := uid(801 + int64(i)) // 10 digits: the entry key must still fit in 50 characters
 			path := fmt.Sprintf("/v1/players/%d/mutations", userID)
 			h := newHarness(t, svc, ds, "job-restart")
 			h.startGame("longPoll = false, backoffBase = 10, backoffMax = 20")
@@ -564,6 +565,7 @@ func TestSessionCacheRecoversUnsentMutationsAfterRestart(t *testing.T) {
 			}
 
 			// The module restarts on the same server; the service is back.
+			h.crash()
 			svc.proxy.clear()
 			h2 := newHarness(t, svc, ds, "job-restart")
 			h2.startGame("longPoll = false")
