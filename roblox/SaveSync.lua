@@ -389,7 +389,7 @@ function SaveSync.new(config)
 	self.MutationDeadLettered = Signal.new()
 	self.SessionLost = Signal.new()
 
-	self.Stats = { requests = 0, batches = 0, retries = 0, refetches = 0, deadLettered = 0 }
+	self.Stats = { requests = 0, batches = 0, retries = 0, refetches = 0, deadLettered = 0, faults = 0 }
 
 	task.spawn(function()
 		self:_subscribe()
@@ -467,19 +467,63 @@ function SaveSync:_request(method, path, body, extraHeaders)
 		end
 	end
 	local status = response.StatusCode
-	return { ok = status >= 200 and status < 300, status = status, body = decoded, headers = response.Headers or {} }
+	if type(status) ~= "number" then
+		return { transport = true, err = makeError("UNAVAILABLE", "the answer had no status code") }
+	end
+	local ok = status >= 200 and status < 300
+	if ok and type(decoded) ~= "table" then
+		-- A success whose body is not JSON (a proxy's page, a cut answer):
+		-- whether the request took effect is unknown, so it is retried
+		-- under the same idempotency key like a lost answer.
+		return {
+			transport = true,
+			status = status,
+			err = makeError("UNAVAILABLE", "the service answered HTTP " .. idString(status) .. " with a body that is not JSON", nil, status),
+		}
+	end
+	return { ok = ok, status = status, body = decoded, headers = response.Headers or {} }
+end
+
+-- unreadable is the failed answer standing for a success whose JSON lacks
+-- what the route promises; it is retried like a lost answer.
+local function unreadable(what)
+	return { transport = true, err = makeError("UNAVAILABLE", "the service's answer could not be read: " .. what) }
+end
+
+-- asTable returns v when it is a table, otherwise nil.
+local function asTable(v)
+	if type(v) == "table" then
+		return v
+	end
+	return nil
+end
+
+-- asNumber returns v when it is a number, otherwise fallback.
+local function asNumber(v, fallback)
+	if type(v) == "number" then
+		return v
+	end
+	return fallback
 end
 
 -- errorOf turns a failed answer into an error value.
+-- errorFrom reads an error object of the service's answers
+-- ({code, message, details}), whatever shape it arrived in.
+local function errorFrom(e, status)
+	e = asTable(e) or {}
+	local code = type(e.code) == "string" and e.code or "INTERNAL"
+	local message = type(e.message) == "string" and e.message or ""
+	return makeError(code, message, asTable(e.details), status)
+end
+
 local function errorOf(res)
 	if res.transport then
 		return res.err
 	end
 	if type(res.body) == "table" and type(res.body.error) == "table" then
-		local e = res.body.error
-		return makeError(e.code or "INTERNAL", e.message or "", e.details, res.status)
+		return errorFrom(res.body.error, res.status)
 	end
-	if res.status and res.status >= 500 then
+	if type(res.status) == "number" and res.status >= 500 then
 		return makeError("UNAVAILABLE", "the service answered HTTP " .. idString(res.status), nil, res.status)
 	end
 	return makeError("INTERNAL", "the service answered HTTP " .. tostring(res.status), nil, res.status)
@@ -493,6 +537,9 @@ local function retryable(res)
 		return true
 	end
 	local s = res.status
+	if type(s) ~= "number" then
+		return true
+	end
 	return s == 401 or s == 408 or s == 429 or s >= 500
 end
 
@@ -544,9 +591,21 @@ function SaveSync:Join(player, options)
 			task.wait(0.1)
 		end
 	end
-	local save, err = self:_join(player, options or {})
+	local ok, save, err = pcall(self._join, self, player, options or {})
 	self._joining[userId] = nil
 	self._leftDuringJoin[userId] = nil
+	if not ok then
+		-- A fault inside the module must not leave the player marked as
+		-- joining (every later Join would wait for it) nor half held.
+		warn("SaveSync: Join of " .. idString(userId) .. " failed: " .. tostring(save))
+		local st = self._players[userId]
+		if st and st ~= existing then
+			task.spawn(function()
+				self:_leave(userId, 0)
+			end)
+		end
+		return nil, makeError("INTERNAL", "the join failed inside SaveSync: " .. tostring(save))
+	end
 	return save, err
 end
 
@@ -571,7 +630,11 @@ function SaveSync:_join(player, options)
 		attempt = attempt + 1
 		res = self:_request("POST", "/v1/sessions", body)
 		if res.ok then
-			break
+			local b = res.body
+			if type(b.player) == "table" and type(b.session) == "table" and type(b.session.id) == "string" then
+				break
+			end
+			res = unreadable("the join answer has no player or session")
 		end
 		local err = errorOf(res)
 		if err.code == "SESSION_HELD" and self._clock() + 2 <= heldUntil then
@@ -611,9 +674,9 @@ function SaveSync:_join(player, options)
 		session = lease,
 		renewEvery = ttl / 3,
 		renewAt = self._clock() + ttl / 3,
-		version = joined.player.version or 0,
+		version = asNumber(joined.player.version, 0),
 		schemaVersion = joined.player.schemaVersion,
-		confirmed = joined.player.save or {},
+		confirmed = asTable(joined.player.save) or {},
 		view = nil,
 		pending = {},
 		parked = {},
@@ -624,8 +687,8 @@ function SaveSync:_join(player, options)
 	}
 	st.view = deepCopy(st.confirmed)
 	self._players[userId] = st
-	local replaced = joined.replaced
-	self:_recover(st, replaced and replaced.id)
+	local replaced = asTable(joined.replaced)
+	self:_recover(st, replaced and type(replaced.id) == "string" and replaced.id or nil)
 	local deadline = self._clock() + cfg.joinReplayTimeout
 	for _ = 1, 10000 do
 		if not self:_hasReplaying(st) or self._clock() >= deadline then
@@ -831,16 +894,33 @@ function SaveSync:_serviceLoop()
 		if self._stopped then
 			return
 		end
-		local batch = self:_collect()
-		if #batch > 0 then
-			self:_send(batch)
-		end
-		self:_refetchDue()
-		self:_renewDue()
-		if #batch == 0 then
+		local ok, sent = pcall(self._servicePass, self)
+		if not ok then
+			-- One fault must not stop every save on the server.
+			self:_fault("service loop", sent)
+			task.wait(1)
+		elseif not sent then
 			task.wait(self._config.flushInterval)
 		end
 	end
+end
+
+-- _servicePass sends what is due once; it reports whether it sent mutations.
+function SaveSync:_servicePass()
+	local batch = self:_collect()
+	if #batch > 0 then
+		self:_send(batch)
+	end
+	self:_refetchDue()
+	self:_renewDue()
+	return #batch > 0
+end
+
+-- _fault reports an error raised inside one of the module's loops, which
+-- carries on.
+function SaveSync:_fault(where, err)
+	self.Stats.faults = self.Stats.faults + 1
+	warn("SaveSync: " .. where .. " failed and carries on: " .. tostring(err))
 end
 
 -- _collect gathers the mutations due now, across players, in each
@@ -923,6 +1003,9 @@ function SaveSync:_send(batch)
 			self._http:JSONEncode(item.entry.mutation),
 			{ ["Idempotency-Key"] = item.entry.key }
 		)
+		if res.ok and type(res.body.version) ~= "number" then
+			res = unreadable("the mutation answer has no version")
+		end
 		if res.ok then
 			self:_settleCommitted(item.st, item.entry, res.body)
 		elseif retryable(res) then
@@ -956,16 +1039,17 @@ function SaveSync:_send(batch)
 	for _, item in ipairs(batch) do
 		byKey[item.entry.key] = item
 	end
-	for _, r in ipairs(res.body.results or {}) do
-		local item = byKey[r.idempotencyKey]
-		if item then
+	-- Each result stands alone; one that cannot be read leaves its
+	-- mutation to be retried under its key, like a lost answer.
+	for _, r in ipairs(asTable(res.body.results) or {}) do
+		local item = type(r) == "table" and type(r.idempotencyKey) == "string" and byKey[r.idempotencyKey] or nil
+		if item and type(r.status) == "number" and (r.status ~= 200 or type(r.result) == "table") then
 			byKey[r.idempotencyKey] = nil
 			if r.status == 200 then
 				self:_settleCommitted(item.st, item.entry, r.result)
 			else
-				local e = r.error or {}
-				local err = makeError(e.code or "INTERNAL", e.message or "", e.details, r.status)
-				if r.status == 401 or r.status == 408 or r.status == 429 or r.status >= 500 then
+				local err = errorFrom(r.error, r.status)
+				if retryable({ status = r.status }) then
 					self:_settleFailed(item.st, item.entry, err)
 				else
 					self:_settleRefused(item.st, item.entry, err)
@@ -973,8 +1057,14 @@ function SaveSync:_send(batch)
 			end
 		end
 	end
-	for _, item in pairs(byKey) do
-		self:_settleFailed(item.st, item.entry, makeError("INTERNAL", "the batch answer had no result for this mutation"))
+	local left = {}
+	for _, item in ipairs(batch) do
+		if byKey[item.entry.key] then
+			table.insert(left, item)
+		end
+	end
+	for _, item in ipairs(left) do
+		self:_settleFailed(item.st, item.entry, makeError("UNAVAILABLE", "the batch answer had no readable result for this mutation"))
 	end
 end
 
@@ -1011,18 +1101,23 @@ end
 
 function SaveSync:_settleCommitted(st, entry, outcome)
 	removeEntry(st.pending, entry)
-	outcome = outcome or {}
-	local before, after = outcome.versionBefore or 0, outcome.version or 0
+	outcome = asTable(outcome) or {}
+	local before, after = asNumber(outcome.versionBefore, 0), asNumber(outcome.version, 0)
+	local changes = asTable(outcome.changes) or {}
 	if before == st.version then
-		for _, change in ipairs(outcome.changes or {}) do
-			applyChange(st.confirmed, change)
+		for _, change in ipairs(changes) do
+			if type(change) == "table" then
+				applyChange(st.confirmed, change)
+			end
 		end
 		st.version = after
 	elseif after > st.version then
 		-- Someone else wrote in between: these paths are right, the rest may
 		-- not be, so refetch.
-		for _, change in ipairs(outcome.changes or {}) do
-			applyChange(st.confirmed, change)
+		for _, change in ipairs(changes) do
+			if type(change) == "table" then
+				applyChange(st.confirmed, change)
+			end
 		end
 		st.refetchTarget = math.max(st.refetchTarget, after)
 	end
@@ -1087,10 +1182,11 @@ end
 -- _invalidate asks for a refetch of a held player whose save reached
 -- version elsewhere (nil: unknown version).
 function SaveSync:_invalidate(userId, version)
-	local st = self._players[tonumber(userId)]
+	local st = self._players[tonumber(userId) or false]
 	if not st then
 		return
 	end
+	version = tonumber(version)
 	if version == nil then
 		version = st.version + 1
 	end
@@ -1100,19 +1196,29 @@ function SaveSync:_invalidate(userId, version)
 end
 
 function SaveSync:_refetchDue()
-	for userId, st in pairs(self._players) do
-		if st.refetchTarget > st.version and not st.left then
-			self.Stats.refetches = self.Stats.refetches + 1
-			local res = self:_request("GET", "/v1/players/" .. idString(userId))
-			if res.ok and type(res.body) == "table" then
-				local fetched = res.body.version or 0
-				if fetched > st.version then
-					st.confirmed = res.body.save or {}
-					st.version = fetched
-					self:_recompute(st, "refetch")
-				end
-				st.refetchTarget = 0
+	local now = self._clock()
+	local due = {}
+	for _, st in pairs(self._players) do
+		if st.refetchTarget > st.version and not st.left and (st.refetchAt or 0) <= now then
+			table.insert(due, st)
+		end
+	end
+	for _, st in ipairs(due) do
+		self.Stats.refetches = self.Stats.refetches + 1
+		local res = self:_request("GET", "/v1/players/" .. idString(st.userId))
+		local body = res.ok and res.body or nil
+		if body and type(body.version) == "number" and (body.save == nil or type(body.save) == "table") then
+			st.refetchFailures = 0
+			if body.version > st.version and not st.left then
+				st.confirmed = body.save or {}
+				st.version = body.version
+				self:_recompute(st, "refetch")
 			end
+			st.refetchTarget = 0
+		else
+			-- Tried again after a backoff, not on every pass of the loop.
+			st.refetchFailures = (st.refetchFailures or 0) + 1
+			st.refetchAt = self._clock() + self:_backoff(math.min(st.refetchFailures, 6))
 		end
 	end
 end
@@ -1150,23 +1256,30 @@ function SaveSync:_renewDue()
 		end
 		first = first + #chunk
 		local res = self:_request("POST", "/v1/batch/sessions/renew", self._http:JSONEncode({ sessionIds = ids }))
-		local results = res.ok and type(res.body) == "table" and res.body.results or nil
+		local results = res.ok and asTable(res.body.results) or nil
 		for i, st in ipairs(chunk) do
-			local item = type(results) == "table" and results[i] or nil
-			if type(item) == "table" and item.status == 200 then
+			local item = results and asTable(results[i]) or nil
+			local status = item and asNumber(item.status, nil) or nil
+			if status == 200 then
 				st.renewAt = now + st.renewEvery
-			elseif type(item) == "table" and not retryable({ status = item.status }) then
-				st.lost = true
-				local e = item.error or {}
-				self.SessionLost:Fire(st.player, makeError(e.code or "INTERNAL", e.message or "", e.details, item.status))
+			elseif status and not retryable({ status = status }) then
+				self:_lose(st, errorFrom(item.error, status))
 			elseif not res.ok and not retryable(res) then
-				st.lost = true
-				self.SessionLost:Fire(st.player, errorOf(res))
+				self:_lose(st, errorOf(res))
 			else
 				st.renewAt = now + math.min(5, st.renewEvery)
 			end
 		end
 	end
+end
+
+-- _lose marks a player's session lost and tells the game.
+function SaveSync:_lose(st, err)
+	if st.lost then
+		return
+	end
+	st.lost = true
+	self.SessionLost:Fire(st.player, err)
 end
 
 -- _onMessage reads a forwarder message: {"t":"inv","u":[ids],"v":[versions]}.
@@ -1200,28 +1313,16 @@ end
 -- and a slower safety net for lost messages when it could.
 function SaveSync:_pollLoop()
 	local cfg = self._config
-	local failures = 0
+	self._pollFailures = 0
 	for _ = 1, 100000000 do
 		if self._stopped then
 			return
 		end
 		if next(self._players) ~= nil then
-			local path = "/v1/servers/"
-				.. self._http:UrlEncode(cfg.jobId)
-				.. "/changes?timeout="
-				.. idString(cfg.longPollSeconds)
-				.. "&cursor="
-				.. self._http:UrlEncode(self._cursor)
-			local res = self:_request("GET", path)
-			if res.ok and type(res.body) == "table" then
-				failures = 0
-				self._cursor = res.body.cursor or self._cursor
-				for _, change in ipairs(res.body.changes or {}) do
-					self:_invalidate(change.userId, change.version)
-				end
-			else
-				failures = failures + 1
-				task.wait(self:_backoff(math.min(failures, 6)))
+			local ok, err = pcall(self._pollOnce, self)
+			if not ok then
+				self:_fault("changes poll", err)
+				task.wait(1)
 			end
 		end
 		if self._subscribed then
@@ -1229,6 +1330,31 @@ function SaveSync:_pollLoop()
 		else
 			task.wait(cfg.pollGap)
 		end
+	end
+end
+
+function SaveSync:_pollOnce()
+	local cfg = self._config
+	local path = "/v1/servers/"
+		.. self._http:UrlEncode(cfg.jobId)
+		.. "/changes?timeout="
+		.. idString(cfg.longPollSeconds)
+		.. "&cursor="
+		.. self._http:UrlEncode(self._cursor)
+	local res = self:_request("GET", path)
+	if res.ok and (res.body.changes == nil or type(res.body.changes) == "table") then
+		self._pollFailures = 0
+		if type(res.body.cursor) == "string" then
+			self._cursor = res.body.cursor
+		end
+		for _, change in ipairs(res.body.changes or {}) do
+			if type(change) == "table" then
+				self:_invalidate(change.userId, change.version)
+			end
+		end
+	else
+		self._pollFailures = self._pollFailures + 1
+		task.wait(self:_backoff(math.min(self._pollFailures, 6)))
 	end
 end
 
@@ -1667,54 +1793,65 @@ end
 -- (every cacheUnsentInterval seconds at most), the dead-letter queue, and
 -- removes obsolete entries.
 function SaveSync:_cacheLoop()
-	local cfg = self._config
 	for _ = 1, 100000000 do
 		if self._stopped then
 			return
 		end
-		local now = self._clock()
-		-- Collected first: a write takes and may put back entries of these
-		-- tables, which must not happen while pairs walks them.
-		local outUsers, settledUsers = {}, {}
-		for userId in pairs(self._deadLetterOut) do
-			table.insert(outUsers, userId)
+		local ok, err = pcall(self._cachePass, self)
+		if not ok then
+			self:_fault("cache loop", err)
 		end
-		for userId in pairs(self._deadLetterSettled) do
-			table.insert(settledUsers, userId)
-		end
-		for _, userId in ipairs(outUsers) do
+		task.wait(1)
+	end
+end
+
+function SaveSync:_cachePass()
+	local cfg = self._config
+	local now = self._clock()
+	-- Collected first: a write takes and may put back entries of these
+	-- tables, which must not happen while pairs walks them.
+	local outUsers, settledUsers = {}, {}
+	for userId in pairs(self._deadLetterOut) do
+		table.insert(outUsers, userId)
+	end
+	for userId in pairs(self._deadLetterSettled) do
+		table.insert(settledUsers, userId)
+	end
+	for _, userId in ipairs(outUsers) do
+		self:_writeDeadLetters(userId, false)
+	end
+	for _, userId in ipairs(settledUsers) do
+		if self._deadLetterSettled[userId] and (not self._players[userId] or not self:_hasReplaying(self._players[userId])) then
 			self:_writeDeadLetters(userId, false)
 		end
-		for _, userId in ipairs(settledUsers) do
-			if self._deadLetterSettled[userId] and (not self._players[userId] or not self:_hasReplaying(self._players[userId])) then
-				self:_writeDeadLetters(userId, false)
+	end
+	local players = {}
+	for _, st in pairs(self._players) do
+		table.insert(players, st)
+	end
+	for _, st in ipairs(players) do
+		-- Written while mutations are at risk, and once more when they
+		-- settled so the entry no longer holds them.
+		if not st.left and keysOf(self:_atRisk(st)) ~= st.cachedKeys then
+			local last = self._lastKeyWrite[self:_slot(self._cache, self:_cacheKey(st))] or -math.huge
+			if now - last >= cfg.cacheUnsentInterval then
+				self:_writeCache(st)
 			end
 		end
-		for _, st in pairs(self._players) do
-			-- Written while mutations are at risk, and once more when they
-			-- settled so the entry no longer holds them.
-			if not st.left and keysOf(self:_atRisk(st)) ~= st.cachedKeys then
-				local last = self._lastKeyWrite[self:_slot(self._cache, self:_cacheKey(st))] or -math.huge
-				if now - last >= cfg.cacheUnsentInterval then
-					self:_writeCache(st)
-				end
-			end
+	end
+	-- Taken before the (yielding) removals: keys added meanwhile stay.
+	local obsolete = self._obsoleteCacheKeys
+	self._obsoleteCacheKeys = {}
+	for _, key in ipairs(obsolete) do
+		local slot = self:_slot(self._cache, key)
+		local removed = false
+		if self:_canWrite(slot) then
+			self._lastKeyWrite[slot] = self._clock()
+			removed = pcall(self._cache.RemoveAsync, self._cache, key)
 		end
-		local keep = {}
-		for _, key in ipairs(self._obsoleteCacheKeys) do
-			local slot = self:_slot(self._cache, key)
-			if self:_canWrite(slot) then
-				self._lastKeyWrite[slot] = self._clock()
-				local ok = pcall(self._cache.RemoveAsync, self._cache, key)
-				if not ok then
-					table.insert(keep, key)
-				end
-			else
-				table.insert(keep, key)
-			end
+		if not removed then
+			table.insert(self._obsoleteCacheKeys, key)
 		end
-		self._obsoleteCacheKeys = keep
-		task.wait(1)
 	end
 end
 
