@@ -49,9 +49,11 @@ local DEFAULTS = {
 	maxBatch = 100, -- mutations per batch request (the service's limit)
 	maxBatchBytes = 48 * 1024, -- body bytes per batch request (the service takes 64 KiB)
 	joinAttempts = 3, -- attempts of the join request when the service is unavailable
-	sessionHeldWait = 10, -- seconds Join waits for another server to release the player
+	sessionHeldWait = 30, -- seconds Join waits for another server to release the player (longer than its Leave may take)
+	stealAfterWait = true, -- then take the session over (the holder's deltas still apply)
 	joinReplayTimeout = 10, -- seconds Join waits for recovered mutations to settle
-	leaveTimeout = 15, -- seconds Leave waits for the player's queue to drain
+	leaveTimeout = 10, -- seconds Leave waits for the player's queue to drain
+	releaseTimeout = 15, -- seconds Leave keeps retrying the release of the session
 	closeBudget = 25, -- seconds BindToClose spends (Roblox allows 30)
 	bindToClose = true, -- flush everything when the server shuts down
 	topic = "savesync", -- the MessagingService topic the invalidation forwarder publishes on
@@ -560,12 +562,15 @@ end
 --[[
 SaveSync:Join(player, options) loads the player's save and takes the session.
 It yields until the save is ready and returns a copy of it, or nil and an
-error: SESSION_HELD (another server still holds the player: details.jobId,
-details.expiresAt; join again with options.steal = true for teleports),
-SAVE_MIGRATION_FAILED (details.step, details.field: keep the player on a
-loading screen), SCHEMA_TOO_NEW (this server's code is older than the save),
-UNAVAILABLE (the service could not be reached), NOT_JOINED (the player
-left before the join completed; any lease taken is released).
+error. When another server holds the player (a teleport whose source is
+still leaving) it waits up to config.sessionHeldWait for the release, then
+takes the session over (config.stealAfterWait; options.steal = true takes
+it at once). Errors: SESSION_HELD (only with stealAfterWait = false:
+details.jobId, details.expiresAt), SAVE_MIGRATION_FAILED (details.step,
+details.field: keep the player on a loading screen), SCHEMA_TOO_NEW (this
+server's code is older than the save), UNAVAILABLE (the service could not
+be reached), NOT_JOINED (the player left before the join completed; any
+lease taken is released), INTERNAL (a fault inside the module).
 ]]
 function SaveSync:Join(player, options)
 	local userId = player.UserId
@@ -625,9 +630,10 @@ function SaveSync:_join(player, options)
 	})
 	local heldUntil = self._clock() + cfg.sessionHeldWait
 	local attempt = 0
+	local heldWaits = 0
+	local stealing = options.steal == true
 	local res
-	for _ = 1, 100 do
-		attempt = attempt + 1
+	for _ = 1, 200 do
 		res = self:_request("POST", "/v1/sessions", body)
 		if res.ok then
 			local b = res.body
@@ -637,12 +643,33 @@ function SaveSync:_join(player, options)
 			res = unreadable("the join answer has no player or session")
 		end
 		local err = errorOf(res)
-		if err.code == "SESSION_HELD" and self._clock() + 2 <= heldUntil then
-			task.wait(2)
+		if not retryable(res) then
+			attempt = 0
+		else
+			attempt = attempt + 1
+		end
+		if err.code == "SESSION_HELD" and self._clock() < heldUntil then
+			-- Another server still holds the player (a teleport whose source
+			-- is still leaving): wait for its release, which may take its
+			-- leaveTimeout and releaseTimeout.
+			heldWaits = heldWaits + 1
+			task.wait(math.min(2, 0.5 * heldWaits, math.max(0, heldUntil - self._clock())))
 			-- Nothing was taken: a player who left meanwhile needs no release.
 			if self._leftDuringJoin[userId] then
 				return nil, leftDuringJoinError()
 			end
+		elseif err.code == "SESSION_HELD" and cfg.stealAfterWait and not stealing then
+			-- The holder did not release in time: it crashed or is stuck.
+			-- Take the session over; whatever it still writes applies (deltas
+			-- commute) and its next renewal tells it the player is gone.
+			stealing = true
+			body = self._http:JSONEncode({
+				userId = userId,
+				jobId = cfg.jobId,
+				placeId = cfg.placeId,
+				schemaVersion = cfg.schemaVersion,
+				steal = true,
+			})
 		elseif retryable(res) and attempt < cfg.joinAttempts then
 			-- The failed attempt may have taken the lease (its answer lost):
 			-- a player who left meanwhile is handled after the retry, which
@@ -660,7 +687,7 @@ function SaveSync:_join(player, options)
 	if self._leftDuringJoin[userId] then
 		-- The player quit while the join request ran: give the lease back
 		-- rather than keep (and renew) a session nobody plays.
-		self:_releaseSession(lease.id)
+		self:_releaseSession(lease.id, self._clock() + cfg.releaseTimeout)
 		return nil, leftDuringJoinError()
 	end
 	local ttl = 90
@@ -768,10 +795,13 @@ mutations to be written, dead-letters any that could not be, and releases
 the session. It yields; it returns true when the lease was released.
 ]]
 function SaveSync:Leave(player)
-	return self:_leave(player.UserId, self._config.leaveTimeout)
+	local cfg = self._config
+	return self:_leave(player.UserId, cfg.leaveTimeout, self._clock() + cfg.leaveTimeout + cfg.releaseTimeout)
 end
 
-function SaveSync:_leave(userId, timeout)
+-- _leave waits up to timeout seconds for the player's queue, then releases
+-- the session, retrying until releaseBy (a clock time).
+function SaveSync:_leave(userId, timeout, releaseBy)
 	if self._joining[userId] then
 		-- Join is still running: it sees this mark and releases the
 		-- session it gets instead of keeping it.
@@ -802,8 +832,8 @@ function SaveSync:_leave(userId, timeout)
 		self:_park(st, st.pending[1], makeError("UNAVAILABLE", "the mutation was not written before the player left"))
 	end
 	self:_writeDeadLetters(userId, true)
-	local res = self:_releaseSession(st.session.id)
-	st.released = res.ok and type(res.body) == "table" and res.body.released == true
+	local res = self:_releaseSession(st.session.id, releaseBy or (self._clock() + self._config.releaseTimeout))
+	st.released = res.ok and res.body.released == true
 	st.left = true
 	if self._players[userId] == st then
 		self._players[userId] = nil
@@ -817,18 +847,24 @@ function SaveSync:_leave(userId, timeout)
 end
 
 -- _releaseSession sends the leave of a session under one Idempotency-Key,
--- retried (at most config.maxAttempts attempts) while no answer came or the
--- service was unavailable: a retry answers the first leave's answer.
-function SaveSync:_releaseSession(sessionId)
+-- retried with backoff until deadline (a clock time) while no answer came
+-- or the service was unavailable: a retry answers the first leave's
+-- answer. Until it lands the player cannot join another server without
+-- a takeover, so it is worth many attempts.
+function SaveSync:_releaseSession(sessionId, deadline)
 	local path = "/v1/sessions/" .. self._http:UrlEncode(sessionId or "") .. "/leave"
 	local headers = { ["Idempotency-Key"] = self._http:GenerateGUID(false) }
 	local res
-	for attempt = 1, self._config.maxAttempts do
+	for attempt = 1, 100 do
 		res = self:_request("POST", path, "{}", headers)
-		if res.ok or not retryable(res) or attempt == self._config.maxAttempts then
+		if res.ok or not retryable(res) then
 			break
 		end
-		task.wait(self:_backoff(attempt))
+		local wait = self:_backoff(attempt)
+		if self._clock() + wait > deadline then
+			break
+		end
+		task.wait(wait)
 	end
 	return res
 end
@@ -865,14 +901,18 @@ function SaveSync:Close()
 	end
 	local remaining = 0
 	local leaveTimeout = math.max(0, started + cfg.closeBudget * 0.6 - self._clock())
+	local closeBy = started + cfg.closeBudget
+	local users = {}
 	for userId in pairs(self._players) do
+		table.insert(users, userId)
+	end
+	for _, userId in ipairs(users) do
 		remaining = remaining + 1
 		task.spawn(function()
-			self:_leave(userId, leaveTimeout)
+			self:_leave(userId, leaveTimeout, closeBy - 1)
 			remaining = remaining - 1
 		end)
 	end
-	local closeBy = started + cfg.closeBudget
 	for _ = 1, 100000 do
 		if remaining <= 0 or self._clock() >= closeBy then
 			break

@@ -473,7 +473,7 @@ func TestJoinErrors(t *testing.T) {
 			t.Parallel()
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-join")
-			h.startGameSchema(tc.schema, "sessionHeldWait = 0, longPoll = false")
+			h.startGameSchema(tc.schema, "sessionHeldWait = 0, stealAfterWait = false, longPoll = false")
 			userID := uid(701 + int64(i))
 			if tc.prepare != nil {
 				tc.prepare(t, svc, userID)
