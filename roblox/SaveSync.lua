@@ -367,8 +367,8 @@ function SaveSync.new(config)
 	self._deadLetterSettled = {} -- userId -> keys replayed from the DLQ and now settled
 	self._obsoleteCacheKeys = {} -- cache keys to remove once their spacing allows
 	self._lastKeyWrite = {} -- store name .. "/" .. key -> clock of its last write
-	self._tokens = cfg.requestsPerMinute
-	self._tokensAt = self._clock()
+	self._sent = { first = 1, last = 0 } -- clock times of the requests of the last 60 s
+	self._httpBlockedUntil = -math.huge -- HttpService refuses requests until then
 	self._subscribed = false
 	self._cursor = ""
 	self._stopped = false
@@ -419,27 +419,53 @@ end
 -- HTTP
 --------------------------------------------------------------------------
 
--- _takeToken waits for the module's HTTP budget: a bucket of
--- requestsPerMinute tokens refilled continuously, so a burst never takes
--- more than a minute's share and the module stays under Roblox's limit.
-function SaveSync:_takeToken()
-	local rate = self._config.requestsPerMinute / 60
-	for _ = 1, 1000 do
+-- HTTP_STALL is how long Roblox's HttpService refuses requests once a
+-- server went over its limit ("Number of requests exceeded limit").
+local HTTP_STALL = 30
+
+-- _takeToken waits for the module's HTTP budget: at most
+-- requestsPerMinute requests in any 60 seconds (Roblox counts 500 a
+-- minute per server in a rolling window), and none while HttpService
+-- stalls. It returns false when the wait would outlast deadline (a clock
+-- time; nil: no deadline).
+function SaveSync:_takeToken(deadline)
+	local limit = self._config.requestsPerMinute
+	local sent = self._sent
+	for _ = 1, 100000 do
 		local now = self._clock()
-		self._tokens = math.min(self._config.requestsPerMinute, self._tokens + (now - self._tokensAt) * rate)
-		self._tokensAt = now
-		if self._tokens >= 1 then
-			self._tokens = self._tokens - 1
-			return
+		local wait
+		if now < self._httpBlockedUntil then
+			wait = self._httpBlockedUntil - now
+		else
+			while sent.first <= sent.last and sent[sent.first] <= now - 60 do
+				sent[sent.first] = nil
+				sent.first = sent.first + 1
+			end
+			if sent.last - sent.first + 1 < limit then
+				sent.last = sent.last + 1
+				sent[sent.last] = now
+				return true
+			end
+			wait = sent[sent.first] + 60 - now + 0.001
 		end
-		task.wait((1 - self._tokens) / rate)
+		if deadline and now + wait > deadline then
+			return false
+		end
+		task.wait(wait)
 	end
+	return false
 end
 
 -- _request sends one request to the service and returns {ok, status, body,
--- headers} or {transport = true, err} when no answer came.
-function SaveSync:_request(method, path, body, extraHeaders)
-	self:_takeToken()
+-- headers} or {transport = true, err} when no answer came; throttled is
+-- set when the request was never sent (the HTTP budget, until deadline).
+function SaveSync:_request(method, path, body, extraHeaders, deadline)
+	if self._closing then
+		deadline = math.min(deadline or math.huge, self._closeBy or math.huge)
+	end
+	if not self:_takeToken(deadline) then
+		return { transport = true, throttled = true, err = makeError("UNAVAILABLE", "the HTTP budget has no room before the deadline") }
+	end
 	local headers = {
 		["Authorization"] = self._auth,
 		["Roblox-Job-Id"] = self._config.jobId,
@@ -459,7 +485,15 @@ function SaveSync:_request(method, path, body, extraHeaders)
 	self.Stats.requests = self.Stats.requests + 1
 	local ok, response = pcall(self._http.RequestAsync, self._http, request)
 	if not ok then
-		return { transport = true, err = makeError("UNAVAILABLE", "the request did not complete: " .. tostring(response)) }
+		local message = tostring(response)
+		if string.find(message, "Number of requests exceeded limit", 1, true) then
+			-- The server (the game's own requests too) went over Roblox's
+			-- limit: every request stalls for about 30 s, so none is sent
+			-- before then. The request never left: it is not an attempt.
+			self._httpBlockedUntil = self._clock() + HTTP_STALL
+			return { transport = true, throttled = true, err = makeError("UNAVAILABLE", "HttpService: " .. message) }
+		end
+		return { transport = true, err = makeError("UNAVAILABLE", "the request did not complete: " .. message) }
 	end
 	local decoded = nil
 	if type(response.Body) == "string" and #response.Body > 0 then
@@ -645,7 +679,7 @@ function SaveSync:_join(player, options)
 		local err = errorOf(res)
 		if not retryable(res) then
 			attempt = 0
-		else
+		elseif not res.throttled then
 			attempt = attempt + 1
 		end
 		if err.code == "SESSION_HELD" and self._clock() < heldUntil then
@@ -856,7 +890,7 @@ function SaveSync:_releaseSession(sessionId, deadline)
 	local headers = { ["Idempotency-Key"] = self._http:GenerateGUID(false) }
 	local res
 	for attempt = 1, 100 do
-		res = self:_request("POST", path, "{}", headers)
+		res = self:_request("POST", path, "{}", headers, deadline)
 		if res.ok or not retryable(res) then
 			break
 		end
@@ -881,6 +915,7 @@ function SaveSync:Close()
 	self._closing = true
 	local cfg = self._config
 	local started = self._clock()
+	self._closeBy = started + cfg.closeBudget
 	local flushUntil = started + cfg.closeBudget * 0.6
 	for _, st in pairs(self._players) do
 		for _, e in ipairs(st.pending) do
@@ -1043,6 +1078,10 @@ function SaveSync:_send(batch)
 			self._http:JSONEncode(item.entry.mutation),
 			{ ["Idempotency-Key"] = item.entry.key }
 		)
+		if res.throttled then
+			self:_unsent({ item })
+			return
+		end
 		if res.ok and type(res.body.version) ~= "number" then
 			res = unreadable("the mutation answer has no version")
 		end
@@ -1061,6 +1100,10 @@ function SaveSync:_send(batch)
 	end
 	self.Stats.batches = self.Stats.batches + 1
 	local res = self:_request("POST", "/v1/batch/mutations", self._http:JSONEncode({ mutations = mutations }))
+	if res.throttled then
+		self:_unsent(batch)
+		return
+	end
 	if not res.ok then
 		local err = errorOf(res)
 		for _, item in ipairs(batch) do
@@ -1105,6 +1148,17 @@ function SaveSync:_send(batch)
 	end
 	for _, item in ipairs(left) do
 		self:_settleFailed(item.st, item.entry, makeError("UNAVAILABLE", "the batch answer had no readable result for this mutation"))
+	end
+end
+
+-- _unsent takes back the attempt of mutations whose request HttpService
+-- never sent (its limit): they go again once it takes requests.
+function SaveSync:_unsent(batch)
+	for _, item in ipairs(batch) do
+		if item.entry.attempts > 0 then
+			item.entry.attempts = item.entry.attempts - 1
+		end
+		item.entry.nextAt = math.max(item.entry.nextAt, self._httpBlockedUntil)
 	end
 end
 
