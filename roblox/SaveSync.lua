@@ -367,6 +367,7 @@ function SaveSync.new(config)
 	self._deadLetterSettled = {} -- userId -> keys replayed from the DLQ and now settled
 	self._obsoleteCacheKeys = {} -- cache keys to remove once their spacing allows
 	self._lastKeyWrite = {} -- store name .. "/" .. key -> clock of its last write
+	self._writeBackoff = {} -- store name .. "/" .. key -> {failures, untilAt} after failed writes
 	self._sent = { first = 1, last = 0 } -- clock times of the requests of the last 60 s
 	self._httpBlockedUntil = -math.huge -- HttpService refuses requests until then
 	self._subscribed = false
@@ -1485,6 +1486,10 @@ function SaveSync:_slot(store, key)
 end
 
 function SaveSync:_canWrite(slot)
+	local backoff = self._writeBackoff[slot]
+	if backoff and self._clock() < backoff.untilAt then
+		return false
+	end
 	local last = self._lastKeyWrite[slot]
 	if last and self._clock() - last < KEY_WRITE_SPACING - 1e-6 then
 		return false
@@ -1494,6 +1499,27 @@ end
 
 function SaveSync:_canUpdate(slot)
 	return self:_canRead() and self:_canWrite(slot)
+end
+
+-- _write makes one DataStore write of a key (SetAsync, UpdateAsync,
+-- RemoveAsync) and returns pcall's results. A failed write of a key
+-- (an outage, throttling: codes 301-306, 5xx) puts that key in backoff
+-- (2, 4, 8 ... 60 seconds, with jitter), so a failing DataStore costs a
+-- few requests a minute, not one a second, out of the server's budget.
+function SaveSync:_write(slot, store, method, ...)
+	self._lastKeyWrite[slot] = self._clock()
+	local ok, a, b = pcall(store[method], store, ...)
+	if ok then
+		self._writeBackoff[slot] = nil
+	else
+		local f = self._writeBackoff[slot] or { failures = 0 }
+		f.failures = f.failures + 1
+		local ceiling = math.min(60, 2 ^ f.failures)
+		f.untilAt = self._clock() + ceiling / 2 + ceiling / 2 * self._random()
+		self._writeBackoff[slot] = f
+		warn("SaveSync: DataStore " .. method .. " of " .. slot .. " failed (" .. tostring(a) .. "); next try in " .. string.format("%.0f", f.untilAt - self._clock()) .. " s")
+	end
+	return ok, a, b
 end
 
 -- entryKey names a session's cache entry: "u<userId>/<epoch>.<8 hex>",
@@ -1594,8 +1620,7 @@ function SaveSync:_recover(st, replacedSessionId)
 	local iKey = indexKey(userId)
 	local iSlot = self:_slot(self._cache, iKey)
 	if self:_canUpdate(iSlot) then
-		self._lastKeyWrite[iSlot] = self._clock()
-		local ok = pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
+		local ok = self:_write(iSlot, self._cache, "UpdateAsync", iKey, function(old)
 			previous = {}
 			dropped = {}
 			local sessions = {}
@@ -1699,8 +1724,7 @@ function SaveSync:_pruneIndex(st, moved, movedKeys, carried)
 	local iSlot = self:_slot(self._cache, iKey)
 	self:_waitSpacing(iSlot)
 	if self:_canUpdate(iSlot) then
-		self._lastKeyWrite[iSlot] = self._clock()
-		pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
+		self:_write(iSlot, self._cache, "UpdateAsync", iKey, function(old)
 			local sessions = {}
 			if type(old) == "table" and type(old.sessions) == "table" then
 				for _, sid in ipairs(old.sessions) do
@@ -1728,8 +1752,7 @@ function SaveSync:_dropSession(st)
 			table.insert(self._obsoleteCacheKeys, key)
 			return
 		end
-		self._lastKeyWrite[slot] = self._clock()
-		if not pcall(self._cache.RemoveAsync, self._cache, key) then
+		if not self:_write(slot, self._cache, "RemoveAsync", key) then
 			table.insert(self._obsoleteCacheKeys, key)
 			return
 		end
@@ -1741,8 +1764,7 @@ function SaveSync:_dropSession(st)
 		-- A rejoin writes the list now; it drops this session when it reads it.
 		return
 	end
-	self._lastKeyWrite[iSlot] = self._clock()
-	pcall(self._cache.UpdateAsync, self._cache, iKey, function(old)
+	self:_write(iSlot, self._cache, "UpdateAsync", iKey, function(old)
 		if type(old) ~= "table" or type(old.sessions) ~= "table" then
 			return nil
 		end
@@ -1775,9 +1797,8 @@ function SaveSync:_writeCache(st)
 		return false
 	end
 	local unsent = self:_atRisk(st)
-	self._lastKeyWrite[slot] = self._clock()
 	st.cacheWritten = true
-	local ok = pcall(self._cache.SetAsync, self._cache, key, {
+	local ok = self:_write(slot, self._cache, "SetAsync", key, {
 		v = 1,
 		userId = st.userId,
 		sessionId = st.session.id,
@@ -1834,8 +1855,7 @@ function SaveSync:_writeDeadLetters(userId, wait)
 	settled = self._deadLetterSettled[userId]
 	self._deadLetterOut[userId] = nil
 	self._deadLetterSettled[userId] = nil
-	self._lastKeyWrite[slot] = self._clock()
-	local ok = pcall(self._deadLetters.UpdateAsync, self._deadLetters, key, function(old)
+	local ok = self:_write(slot, self._deadLetters, "UpdateAsync", key, function(old)
 		local value = { v = 1, userId = userId, mutations = {} }
 		local present = {}
 		if type(old) == "table" and type(old.mutations) == "table" then
@@ -1940,8 +1960,7 @@ function SaveSync:_cachePass()
 		local slot = self:_slot(self._cache, key)
 		local removed = false
 		if self:_canWrite(slot) then
-			self._lastKeyWrite[slot] = self._clock()
-			removed = pcall(self._cache.RemoveAsync, self._cache, key)
+			removed = self:_write(slot, self._cache, "RemoveAsync", key)
 		end
 		if not removed then
 			table.insert(self._obsoleteCacheKeys, key)

@@ -2,6 +2,7 @@ package roblox_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/savesync/savesync/pubsub"
@@ -69,4 +70,30 @@ func TestHTTPStallIsWaitedOut(t *testing.T) {
 	if got := balance(t, svc, userID, "coins"); got != 107 {
 		t.Errorf("service coins = %d, want 107", got)
 	}
+}
+
+func TestFailingDeadLetterWriteBacksOff(t *testing.T) {
+	t.Parallel()
+	svc := newService(t)
+	ds := newDataStoreBackend()
+	h := newHarness(t, svc, ds, "job-dlq-backoff")
+	h.startGame("longPoll = false, backoffBase = 0.1, backoffMax = 0.2")
+	userID := uid(1701)
+	h.mustJoin(userID)
+	key := fmt.Sprintf("u%d", userID)
+	h.failDataStore("SaveSyncDeadLetter", "UpdateAsync", key, 1000, 502)
+	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 3, false)
+	id := h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 9}}`)
+	h.runUntil("dead-lettered", 30, func() bool { return len(h.events("deadLettered")) == 1 })
+	h.runFor(300)
+	if n := len(h.dataStoreCalls("SaveSyncDeadLetter", "UpdateAsync", key)); n > 15 {
+		t.Errorf("the failing dead-letter write was tried %d times in 5 minutes, want at most 15 (backoff up to 60 s)", n)
+	}
+	// The DataStore comes back: the entry lands within a backoff.
+	h.dsFaults = nil
+	h.runUntil("dead-letter queue written", 70, func() bool {
+		dlq, _ := ds.get("SaveSyncDeadLetter", key).(map[string]any)
+		muts, _ := dlq["mutations"].([]any)
+		return len(muts) == 1 && muts[0].(map[string]any)["key"] == id
+	})
 }
