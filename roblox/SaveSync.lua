@@ -866,7 +866,15 @@ function SaveSync:_leave(userId, timeout, releaseBy)
 	while #st.pending > 0 do
 		self:_park(st, st.pending[1], makeError("UNAVAILABLE", "the mutation was not written before the player left"))
 	end
-	self:_writeDeadLetters(userId, true)
+	if not self:_writeDeadLetters(userId, true) then
+		-- The dead-letter queue could not be written now (the cache loop, or
+		-- Close, tries again): keep the mutations in this session's entry
+		-- too, which the next join reads wherever it happens.
+		local slot = self:_slot(self._cache, self:_cacheKey(st))
+		self:_waitSpacing(slot)
+		self._writeBackoff[slot] = nil
+		self:_writeCache(st)
+	end
 	local res = self:_releaseSession(st.session.id, releaseBy or (self._clock() + self._config.releaseTimeout))
 	st.released = res.ok and res.body.released == true
 	st.left = true
@@ -954,6 +962,26 @@ function SaveSync:Close()
 			break
 		end
 		task.wait(0.1)
+	end
+	-- Dead-letter writes that failed are tried again until the budget
+	-- ends: after that the server is gone, and with it what only memory
+	-- held. (Each leave also kept them in its session's cache entry.)
+	for _ = 1, 100000 do
+		local users = {}
+		for userId, out in pairs(self._deadLetterOut) do
+			if #out > 0 then
+				table.insert(users, userId)
+			end
+		end
+		if #users == 0 or self._clock() + 1 >= closeBy then
+			break
+		end
+		for _, userId in ipairs(users) do
+			if self._clock() + 1 < closeBy then
+				self:_writeDeadLetters(userId, true)
+			end
+		end
+		task.wait(0.5)
 	end
 	self._stopped = true
 end
@@ -1487,7 +1515,7 @@ end
 
 function SaveSync:_canWrite(slot)
 	local backoff = self._writeBackoff[slot]
-	if backoff and self._clock() < backoff.untilAt then
+	if backoff and self._clock() < backoff.untilAt and not self._closing then
 		return false
 	end
 	local last = self._lastKeyWrite[slot]
