@@ -205,12 +205,36 @@ local function section(save, name)
 	return s
 end
 
+-- addTo adds delta to a balance. Currencies and stats stay at 0, as the
+-- service keeps them (game code may do arithmetic on them); items the
+-- player no longer holds leave the map, as on the service.
 local function addTo(map, key, delta)
-	local v = (map[key] or 0) + delta
-	if v == 0 then
-		map[key] = nil
+	map[key] = (map[key] or 0) + delta
+end
+
+local function addItems(save, item, delta)
+	local items = section(save, "items")
+	local left = (items[item] or 0) + delta
+	if left <= 0 then
+		items[item] = nil
+		left = 0
 	else
-		map[key] = v
+		items[item] = left
+	end
+	if delta < 0 then
+		-- Slots holding more copies than the player owns are cleared, last
+		-- slot first, so the loadout only holds owned items.
+		local loadout = section(save, "loadout")
+		local slots = {}
+		for slot, held in pairs(loadout) do
+			if held == item then
+				table.insert(slots, slot)
+			end
+		end
+		table.sort(slots)
+		for i = #slots, left + 1, -1 do
+			loadout[slots[i]] = nil
+		end
 	end
 end
 
@@ -245,9 +269,9 @@ local function applyOp(save, op)
 	elseif kind == "stat.add" then
 		addTo(section(save, "stats"), op.stat, op.amount or 0)
 	elseif kind == "item.grant" then
-		addTo(section(save, "items"), op.item, op.count or 0)
+		addItems(save, op.item, op.count or 0)
 	elseif kind == "item.consume" then
-		addTo(section(save, "items"), op.item, -(op.count or 0))
+		addItems(save, op.item, -(op.count or 0))
 	elseif kind == "loadout.set" then
 		local loadout = section(save, "loadout")
 		if op.item == nil or op.item == "" then
@@ -267,12 +291,11 @@ local function applyOp(save, op)
 			collectionRemove(cols[op.collection], op.element)
 		end
 	elseif kind == "inventory.swap" then
-		local items = section(save, "items")
 		for item, n in pairs(op.remove or {}) do
-			addTo(items, item, -n)
+			addItems(save, item, -n)
 		end
 		for item, n in pairs(op.add or {}) do
-			addTo(items, item, n)
+			addItems(save, item, n)
 		end
 	elseif kind == "save.replace" and type(op.save) == "table" then
 		for k in pairs(save) do
