@@ -51,6 +51,8 @@ local DEFAULTS = {
 	joinAttempts = 3, -- attempts of the join request when the service is unavailable
 	sessionHeldWait = 30, -- seconds Join waits for another server to release the player (longer than its Leave may take)
 	stealAfterWait = true, -- then take the session over (the holder's deltas still apply)
+	kickOnSessionLost = true, -- kick a player whose session another server took over
+	sessionLostMessage = "Your progress continues on another server. Please rejoin.",
 	joinReplayTimeout = 10, -- seconds Join waits for recovered mutations to settle
 	leaveTimeout = 10, -- seconds Leave waits for the player's queue to drain
 	releaseTimeout = 15, -- seconds Leave keeps retrying the release of the session
@@ -815,6 +817,9 @@ A refusal rolls the change back and fires MutationRefused.
 ]]
 function SaveSync:Mutate(player, ops)
 	local st = self._players[player.UserId]
+	if st and st.lost then
+		return nil, makeError("SESSION_LOST", "another server holds this player's session now; the change was not made")
+	end
 	if not st or st.leaving or st.left then
 		return nil, makeError("NOT_JOINED", "Join the player before mutating their save")
 	end
@@ -898,8 +903,13 @@ function SaveSync:_leave(userId, timeout, releaseBy)
 		self._writeBackoff[slot] = nil
 		self:_writeCache(st)
 	end
-	local res = self:_releaseSession(st.session.id, releaseBy or (self._clock() + self._config.releaseTimeout))
-	st.released = res.ok and res.body.released == true
+	if st.lost then
+		-- Another server holds the session: nothing of it is ours to release.
+		st.released = false
+	else
+		local res = self:_releaseSession(st.session.id, releaseBy or (self._clock() + self._config.releaseTimeout))
+		st.released = res.ok and res.body.released == true
+	end
 	st.left = true
 	if self._players[userId] == st then
 		self._players[userId] = nil
@@ -1419,13 +1429,23 @@ function SaveSync:_renewDue()
 	end
 end
 
--- _lose marks a player's session lost and tells the game.
+-- _lose marks a player's session lost and tells the game: SessionLost
+-- fires, Mutate refuses with SESSION_LOST from now on, and (unless
+-- config.kickOnSessionLost is false) a player still on this server is
+-- kicked, since another server now writes their save. Mutations already
+-- queued are still written: deltas commute, so nothing earned is lost.
 function SaveSync:_lose(st, err)
-	if st.lost then
+	if st.lost or st.left then
 		return
 	end
 	st.lost = true
 	self.SessionLost:Fire(st.player, err)
+	local player = st.player
+	if self._config.kickOnSessionLost and not st.leaving and player.Parent ~= nil and type(player.Kick) == "function" then
+		task.spawn(function()
+			pcall(player.Kick, player, self._config.sessionLostMessage)
+		end)
+	end
 end
 
 -- _onMessage reads a forwarder message: {"t":"inv","u":[ids],"v":[versions]}.

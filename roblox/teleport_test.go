@@ -1,8 +1,11 @@
 package roblox_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
+
+	"github.com/savesync/savesync/store"
 )
 
 func TestLeaveRetriesTheReleaseUntilItLands(t *testing.T) {
@@ -95,5 +98,37 @@ func TestCloseKeepsToItsBudgetWhenReleasesFail(t *testing.T) {
 	took, finished := h.close()
 	if !finished || took > 25 {
 		t.Errorf("BindToClose finished = %v after %.1f s, want finished within the 25 s budget", finished, took)
+	}
+}
+
+func TestSessionLostStopsMutationsAndTellsTheGame(t *testing.T) {
+	t.Parallel()
+	svc := newService(t)
+	h := newHarness(t, svc, newDataStoreBackend(), "job-loser")
+	h.startGame("longPoll = false")
+	userID := uid(1404)
+	h.mustJoin(userID)
+	// Earned before the loss, still unsent when it is learnt.
+	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 1, false)
+	h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 4}}`)
+	if _, err := svc.store.JoinSession(context.Background(), store.JoinRequest{UserID: userID, JobID: "job-thief", Steal: true}); err != nil {
+		t.Fatal(err)
+	}
+	// The game tries to award coins as soon as it hears of the loss.
+	h.do(`sync.SessionLost:Connect(function(p)
+		local id, err = sync:Mutate(p, {{op = "currency.add", currency = "coins", amount = 1000}})
+		lostMutate = {id = id, code = err and err.code}
+	end)`)
+	h.runUntil("session loss reported", 60, func() bool { return len(h.events("sessionLost")) == 1 })
+	if r := []any{h.peek("lostMutate.id"), h.peek("lostMutate.code")}; r[0] != nil || r[1] != "SESSION_LOST" {
+		t.Errorf("Mutate once the session was lost = %v, want nil and SESSION_LOST", r)
+	}
+	h.runUntil("player kicked", 10, func() bool { return h.truthy(fmt.Sprintf("__harness.kicked[%d] ~= nil", userID)) })
+	h.runUntil("leave returned", 60, func() bool { return h.truthy(fmt.Sprintf("left[%d] ~= nil", userID)) })
+	if got := balance(t, svc, userID, "coins"); got != 104 {
+		t.Errorf("service coins = %d, want 104 (the delta earned before the loss, nothing after)", got)
+	}
+	if p := playerView(t, svc, userID); p.Session == nil || p.Session.JobID != "job-thief" {
+		t.Errorf("lease = %+v, want still the thief's", p.Session)
 	}
 }
