@@ -54,6 +54,7 @@ local DEFAULTS = {
 	kickOnSessionLost = true, -- kick a player whose session another server took over
 	sessionLostMessage = "Your progress continues on another server. Please rejoin.",
 	joinReplayTimeout = 10, -- seconds Join waits for recovered mutations to settle
+	mutateTimeout = 30, -- seconds MutateAsync waits for the service's answer
 	leaveTimeout = 10, -- seconds Leave waits for the player's queue to drain
 	releaseTimeout = 15, -- seconds Leave keeps retrying the release of the session
 	closeBudget = 25, -- seconds BindToClose spends (Roblox allows 30)
@@ -808,35 +809,102 @@ function SaveSync:Version(player)
 end
 
 --[[
-SaveSync:Mutate(player, ops) applies ops to the player's save at once and
-writes them through in the background; it never yields. It returns the
-mutation id (its idempotency key), or nil and an error (NOT_JOINED, also
-once Leave has started; INVALID_ARGUMENT). Ops are the service's: {op = "currency.add", currency =
-"coins", amount = 25}, {op = "item.grant", item = "potion", count = 2}, ...
-A refusal rolls the change back and fires MutationRefused.
+SaveSync:Mutate(player, ops, options) applies ops to the player's save at
+once and writes them through in the background; it never yields. ops is a
+list of the service's ops ({op = "currency.add", currency = "coins", amount
+= 25}, {op = "item.grant", item = "potion", count = 2}, ...) or one op. It
+returns the mutation id (its idempotency key), or nil and an error
+(NOT_JOINED, also once Leave has started; SESSION_LOST; INVALID_ARGUMENT,
+also written to the output with warn). options.idempotencyKey sets the key
+(1 to 128 characters) instead of a new GUID: the same key sends the same
+mutation once, from any server of the universe. A refusal rolls the change
+back and fires MutationRefused.
 ]]
-function SaveSync:Mutate(player, ops)
-	local st = self._players[player.UserId]
+function SaveSync:Mutate(player, ops, options)
+	local entry, err = self:_enqueue(player, ops, options)
+	if not entry then
+		return nil, err
+	end
+	return entry.key
+end
+
+--[[
+SaveSync:MutateAsync(player, ops, options) is Mutate that yields until the
+service committed or refused the mutation: it returns true and the outcome
+({version, changes, ...}) or false and an error (the service's refusal, e.g.
+INSUFFICIENT_FUNDS; UNAVAILABLE when every attempt failed, and the mutation
+is dead-lettered and written on the player's next join; the errors of
+Mutate). With options.idempotencyKey derived from something Roblox delivers
+more than once (a receipt's PurchaseId), a second delivery, on this or
+another server, answers the first one's outcome instead of applying it
+again. See README.md, "Developer products".
+]]
+function SaveSync:MutateAsync(player, ops, options)
+	local entry, err = self:_enqueue(player, ops, options)
+	if not entry then
+		return false, err
+	end
+	local timeout = (options and options.timeout) or self._config.mutateTimeout
+	local deadline = self._clock() + timeout
+	for _ = 1, 1000000 do
+		if entry.result then
+			return entry.result.ok, entry.result.value
+		end
+		if self._clock() >= deadline then
+			break
+		end
+		task.wait(self._config.flushInterval / 2)
+	end
+	return false, makeError("UNAVAILABLE", "the mutation was not confirmed within " .. tostring(timeout) .. " s; it is still queued under its key")
+end
+
+-- _enqueue checks and queues a mutation; it returns the queued entry (an
+-- entry already queued under the same caller key), or nil and an error.
+function SaveSync:_enqueue(player, ops, options)
+	local userId = type(player) == "table" and player.UserId or nil
+	local st = userId and self._players[userId]
 	if st and st.lost then
 		return nil, makeError("SESSION_LOST", "another server holds this player's session now; the change was not made")
 	end
 	if not st or st.leaving or st.left then
 		return nil, makeError("NOT_JOINED", "Join the player before mutating their save")
 	end
+	if type(ops) == "table" and type(ops.op) == "string" then
+		ops = { ops } -- one op given on its own
+	end
+	local function invalid(message)
+		warn("SaveSync: Mutate refused: " .. message)
+		return nil, makeError("INVALID_ARGUMENT", message)
+	end
 	if type(ops) ~= "table" or #ops == 0 then
-		return nil, makeError("INVALID_ARGUMENT", "ops must be a non-empty list of ops")
+		return invalid("ops must be an op ({op = \"currency.add\", ...}) or a non-empty list of ops")
 	end
 	local needsHead = false
 	for i, op in ipairs(ops) do
 		if type(op) ~= "table" or type(op.op) ~= "string" then
-			return nil, makeError("INVALID_ARGUMENT", "ops[" .. i .. "] must be a table with an op field")
+			return invalid("ops[" .. i .. "] must be a table with an op field")
 		end
 		if NEEDS_HEAD[op.op] then
 			needsHead = true
 		end
 	end
+	options = options or {}
+	local key = options.idempotencyKey
+	if key ~= nil then
+		if type(key) ~= "string" or #key < 1 or #key > 128 then
+			return invalid("options.idempotencyKey must be a string of 1 to 128 characters")
+		end
+		for _, e in ipairs(st.pending) do
+			if e.key == key then
+				-- Delivered again while the first is still queued here.
+				return e
+			end
+		end
+	else
+		key = self._http:GenerateGUID(false)
+	end
 	local entry = {
-		key = self._http:GenerateGUID(false),
+		key = key,
 		mutation = { ops = deepCopy(ops) },
 		attempts = 0,
 		nextAt = 0,
@@ -849,7 +917,7 @@ function SaveSync:Mutate(player, ops)
 		applyOp(st.view, op)
 	end
 	self.Changed:Fire(st.player, deepCopy(st.view), { reason = "mutate", mutationId = entry.key })
-	return entry.key
+	return entry
 end
 
 --[[
@@ -1281,6 +1349,7 @@ function SaveSync:_settleCommitted(st, entry, outcome)
 	-- (a replay of a mutation recovered from a cache or the DLQ).
 	self:_settledFromDeadLetter(st, entry)
 	self:_recompute(st, "commit", entry.key)
+	entry.result = { ok = true, value = outcome }
 	self.MutationCommitted:Fire(st.player, entry.key, outcome)
 end
 
@@ -1295,6 +1364,7 @@ function SaveSync:_settleRefused(st, entry, err)
 	end
 	self:_settledFromDeadLetter(st, entry)
 	self:_recompute(st, "rollback", entry.key)
+	entry.result = { ok = false, value = err }
 	self.MutationRefused:Fire(st.player, entry.key, err)
 end
 
@@ -1314,6 +1384,7 @@ function SaveSync:_park(st, entry, err)
 	removeEntry(st.pending, entry)
 	table.insert(st.parked, entry)
 	self.Stats.deadLettered = self.Stats.deadLettered + 1
+	entry.result = { ok = false, value = err }
 	if entry.source ~= "deadletter" then
 		local out = self._deadLetterOut[st.userId] or {}
 		table.insert(out, entry)

@@ -675,6 +675,8 @@ function MessagingService:PublishAsync(topic, data)
 	if not ok then error(err, 0) end
 end
 
+local MarketplaceService = {}
+
 local RunService = {}
 function RunService:IsStudio() return __go.studio end
 function RunService:IsServer() return true end
@@ -687,6 +689,7 @@ local services = {
 	MessagingService = MessagingService,
 	Players = Players,
 	RunService = RunService,
+	MarketplaceService = MarketplaceService,
 }
 game = {JobId = __go.jobId, PlaceId = 4242}
 function game:GetService(name)
@@ -695,10 +698,13 @@ function game:GetService(name)
 	return s
 end
 function game:BindToClose(fn) table.insert(closeHandlers, fn) end
-Enum = {DataStoreRequestType = {
-	GetAsync = "GetAsync", SetIncrementAsync = "SetIncrementAsync",
-	UpdateAsync = "UpdateAsync", GetSortedAsync = "GetSortedAsync",
-}}
+Enum = {
+	DataStoreRequestType = {
+		GetAsync = "GetAsync", SetIncrementAsync = "SetIncrementAsync",
+		UpdateAsync = "UpdateAsync", GetSortedAsync = "GetSortedAsync",
+	},
+	ProductPurchaseDecision = {PurchaseGranted = "PurchaseGranted", NotProcessedYet = "NotProcessedYet"},
+}
 __harness = {kicked = {}}
 function __harness.player(userId) return Players.list[userId] end
 function __harness.addPlayer(userId, joinData)
@@ -721,6 +727,10 @@ function __harness.removePlayer(userId)
 		__go.playerCount(-1)
 		Players.PlayerRemoving:Fire(p)
 	end
+end
+-- deliverReceipt calls ProcessReceipt as Roblox does and returns its decision.
+function __harness.deliverReceipt(receipt)
+	return MarketplaceService.ProcessReceipt(receipt)
 end
 function __harness.close()
 	local left = #closeHandlers
