@@ -37,6 +37,9 @@ local NEEDS_HEAD = {
 
 local DEFAULTS = {
 	baseUrl = nil, -- required: "https://savesync-xxxx.a.run.app"
+	mode = "auto", -- "auto" (mock in Studio, live on servers), "live" or "mock"
+	mockConfig = nil, -- the game config (game.json as a table) whose rules mock mode applies
+	mockSave = nil, -- function(userId) or table: a new player's save in mock mode
 	secretName = "savesync_server_key", -- the Roblox Secret holding the server key
 	schemaVersion = nil, -- required: the save schema this game code reads (sent on every join)
 	jobId = nil, -- game.JobId
@@ -310,6 +313,150 @@ local function applyOp(save, op)
 	end
 end
 
+-- mockApply applies one op to a save in mock mode with the service's
+-- rules, as far as rules (the game config: currencies, stats, items,
+-- loadoutSlots, settings, collections, catalog) declares them; without
+-- rules balances only stay at or above 0. It returns nil or the refusal.
+local function mockApply(save, op, rules, path)
+	local function fail(code, message)
+		return makeError(code, path .. ": " .. message, { field = path })
+	end
+	local function isInt(v)
+		return type(v) == "number" and v % 1 == 0
+	end
+	local function bounded(sectionName, defs, id, amount)
+		if type(id) ~= "string" or not isInt(amount) then
+			return fail("INVALID_ARGUMENT", "needs a " .. sectionName .. " id and an integer amount")
+		end
+		local def = defs and defs[id]
+		if rules and not def then
+			return fail("INVALID_ARGUMENT", "the game config declares no " .. sectionName .. " " .. id)
+		end
+		def = def or {}
+		local map = section(save, sectionName == "currency" and "currencies" or "stats")
+		local old = map[id] or def.start or 0
+		local sum = old + amount
+		if sum < (def.floor or 0) then
+			return fail("INSUFFICIENT_FUNDS", sectionName .. " " .. id .. " has " .. idString(old) .. ", cannot add " .. idString(amount))
+		end
+		if def.cap and sum > def.cap then
+			return fail("LIMIT_EXCEEDED", sectionName .. " " .. id .. " would pass its cap " .. idString(def.cap))
+		end
+		map[id] = sum
+		return nil
+	end
+	local function grant(item, count)
+		if type(item) ~= "string" or not isInt(count) or count < 1 then
+			return fail("INVALID_ARGUMENT", "needs an item id and a positive count")
+		end
+		local def = rules and rules.items and rules.items[item]
+		if rules and not def then
+			return fail("INVALID_ARGUMENT", "the game config declares no item " .. item)
+		end
+		local limit = math.huge
+		if def then
+			limit = def.stackable and (def.maxStack or math.huge) or 1
+		end
+		local have = section(save, "items")[item] or 0
+		if have + count > limit then
+			return fail("LIMIT_EXCEEDED", "holds " .. idString(have) .. " of " .. item .. ", at most " .. tostring(limit))
+		end
+		addItems(save, item, count)
+		return nil
+	end
+	local function consume(item, count)
+		if type(item) ~= "string" or not isInt(count) or count < 1 then
+			return fail("INVALID_ARGUMENT", "needs an item id and a positive count")
+		end
+		local have = section(save, "items")[item] or 0
+		if have < count then
+			return fail("INSUFFICIENT_FUNDS", "holds " .. idString(have) .. " of " .. item .. ", cannot take " .. idString(count))
+		end
+		addItems(save, item, -count)
+		return nil
+	end
+	local kind = op.op
+	if kind == "currency.add" then
+		return bounded("currency", rules and rules.currencies, op.currency, op.amount)
+	elseif kind == "xp.add" then
+		return bounded("stat", rules and rules.stats, "xp", op.amount)
+	elseif kind == "stat.add" then
+		return bounded("stat", rules and rules.stats, op.stat, op.amount)
+	elseif kind == "item.grant" then
+		return grant(op.item, op.count)
+	elseif kind == "item.consume" then
+		return consume(op.item, op.count)
+	elseif kind == "inventory.swap" then
+		for item, n in pairs(op.remove or {}) do
+			local err = consume(item, n)
+			if err then
+				return err
+			end
+		end
+		for item, n in pairs(op.add or {}) do
+			local err = grant(item, n)
+			if err then
+				return err
+			end
+		end
+		return nil
+	elseif kind == "loadout.set" then
+		local slot = rules and rules.loadoutSlots and rules.loadoutSlots[op.slot]
+		if rules and not slot then
+			return fail("INVALID_ARGUMENT", "the game config declares no loadout slot " .. tostring(op.slot))
+		end
+		if op.item ~= nil and op.item ~= "" then
+			if (section(save, "items")[op.item] or 0) < 1 then
+				return fail("INVALID_ARGUMENT", "the player owns no " .. tostring(op.item))
+			end
+			if slot and slot.items then
+				local allowed = false
+				for _, id in ipairs(slot.items) do
+					allowed = allowed or id == op.item
+				end
+				if not allowed then
+					return fail("INVALID_ARGUMENT", "slot " .. op.slot .. " does not take " .. op.item)
+				end
+			end
+		end
+	elseif kind == "settings.set" then
+		if rules and not (rules.settings and rules.settings[op.key]) then
+			return fail("INVALID_ARGUMENT", "the game config declares no setting " .. tostring(op.key))
+		end
+	elseif kind == "collection.add" or kind == "collection.remove" then
+		local def = rules and rules.collections and rules.collections[op.collection]
+		if rules and not def then
+			return fail("INVALID_ARGUMENT", "the game config declares no collection " .. tostring(op.collection))
+		end
+		local list = section(save, "collections")[op.collection] or {}
+		if kind == "collection.add" and def and def.maxElements and #list >= def.maxElements then
+			return fail("LIMIT_EXCEEDED", "collection " .. op.collection .. " is full")
+		end
+	elseif kind == "purchase" then
+		local sku = rules and rules.catalog and rules.catalog[op.sku]
+		if not sku then
+			return fail("INVALID_ARGUMENT", "mock mode knows no SKU " .. tostring(op.sku) .. " (give config.mockConfig its catalog)")
+		end
+		for currency, price in pairs(sku.price or {}) do
+			local err = bounded("currency", rules.currencies, currency, -price)
+			if err then
+				return err
+			end
+		end
+		for i, g in ipairs(sku.grants or {}) do
+			local err = mockApply(save, g, rules, path .. ".grants[" .. i .. "]")
+			if err then
+				return err
+			end
+		end
+		return nil
+	elseif kind ~= "save.replace" then
+		return fail("INVALID_ARGUMENT", "unknown op " .. tostring(kind))
+	end
+	applyOp(save, op)
+	return nil
+end
+
 -- applyChange writes one committed change ({path, old, new}) into a save
 -- view. Collection changes name one element ("collections.badges.gold")
 -- valued by its dots; nil means absent.
@@ -369,23 +516,57 @@ function SaveSync.new(config)
 	for k, v in pairs(config) do
 		cfg[k] = v
 	end
+	assert(
+		cfg.mode == "auto" or cfg.mode == "live" or cfg.mode == "mock",
+		'SaveSync.new: config.mode must be "auto", "live" or "mock"'
+	)
 	cfg.baseUrl = string.gsub(cfg.baseUrl, "/+$", "")
-	cfg.jobId = cfg.jobId or game.JobId
 	cfg.placeId = cfg.placeId or game.PlaceId
-	if cfg.jobId == nil or cfg.jobId == "" then
-		cfg.jobId = "studio"
-	end
 
 	local self = setmetatable({}, SaveSync)
 	self._config = cfg
 	self._http = game:GetService("HttpService")
-	self._dataStores = game:GetService("DataStoreService")
-	self._messaging = game:GetService("MessagingService")
 	self._clock = cfg.clock or os.clock
 	self._random = cfg.random or math.random
-	self._auth = self._http:GetSecret(cfg.secretName):AddPrefix("Bearer ")
-	self._cache = self._dataStores:GetDataStore(cfg.cacheStore)
-	self._deadLetters = self._dataStores:GetDataStore(cfg.deadLetterStore)
+	local okRun, runService = pcall(game.GetService, game, "RunService")
+	self._studio = okRun and runService:IsStudio() or false
+	cfg.jobId = cfg.jobId or game.JobId
+	if cfg.jobId == nil or cfg.jobId == "" then
+		-- Studio sessions have no JobId; each gets its own, so two
+		-- developers testing at once do not share one server's leases.
+		cfg.jobId = "studio-" .. self._http:GenerateGUID(false)
+	end
+	local okSecret, secret = pcall(self._http.GetSecret, self._http, cfg.secretName)
+	-- Mode: mock in Studio unless config.mode is "live" (so Studio never
+	-- writes production saves by accident), live on Roblox servers.
+	self.Mode = cfg.mode
+	if self.Mode == "auto" then
+		self.Mode = self._studio and "mock" or "live"
+	end
+	if self.Mode == "live" and not okSecret and self._studio then
+		warn("SaveSync: the Secret " .. cfg.secretName .. " is not available in Studio (set it in Game Settings → Security → Secrets for local testing); using mock mode")
+		self.Mode = "mock"
+	end
+	self._unconfigured = nil
+	if self.Mode == "live" and okSecret then
+		self._auth = secret:AddPrefix("Bearer ")
+	elseif self.Mode == "live" then
+		-- A live server without the Secret cannot save: say so loudly and
+		-- refuse joins rather than let players play progress that is lost.
+		self._unconfigured = makeError(
+			"NOT_CONFIGURED",
+			"the Secret " .. cfg.secretName .. " is not set for this experience (Creator Dashboard → Secrets): " .. tostring(secret),
+			{ reason = "SECRET_MISSING" }
+		)
+		warn("SaveSync: " .. tostring(self._unconfigured))
+	end
+	self._mock = { saves = {} } -- mock mode's saves, by user id
+	if self.Mode ~= "mock" then
+		self._dataStores = game:GetService("DataStoreService")
+		self._messaging = game:GetService("MessagingService")
+		self._cache = self._dataStores:GetDataStore(cfg.cacheStore)
+		self._deadLetters = self._dataStores:GetDataStore(cfg.deadLetterStore)
+	end
 	self._players = {} -- userId -> player state
 	self._joining = {} -- userId -> true while a Join runs
 	self._leftDuringJoin = {} -- userId -> true when Leave ran while a Join was running
@@ -420,19 +601,21 @@ function SaveSync.new(config)
 
 	self.Stats = { requests = 0, batches = 0, retries = 0, refetches = 0, deadLettered = 0, faults = 0 }
 
-	task.spawn(function()
-		self:_subscribe()
-	end)
-	task.spawn(function()
-		self:_serviceLoop()
-	end)
-	task.spawn(function()
-		self:_cacheLoop()
-	end)
-	if cfg.longPoll then
+	if self.Mode == "live" then
 		task.spawn(function()
-			self:_pollLoop()
+			self:_subscribe()
 		end)
+		task.spawn(function()
+			self:_serviceLoop()
+		end)
+		task.spawn(function()
+			self:_cacheLoop()
+		end)
+		if cfg.longPoll then
+			task.spawn(function()
+				self:_pollLoop()
+			end)
+		end
 	end
 	if cfg.bindToClose then
 		game:BindToClose(function()
@@ -513,6 +696,17 @@ function SaveSync:_request(method, path, body, extraHeaders, deadline)
 	local ok, response = pcall(self._http.RequestAsync, self._http, request)
 	if not ok then
 		local message = tostring(response)
+		if string.find(message, "Http requests are not enabled", 1, true) then
+			-- Not a network error: nothing is sent until a setting changes.
+			return {
+				disabled = true,
+				err = makeError(
+					"NOT_CONFIGURED",
+					"HTTP requests are off for this experience: turn on Game Settings → Security → Allow HTTP Requests",
+					{ reason = "HTTP_DISABLED" }
+				),
+			}
+		end
 		if string.find(message, "Number of requests exceeded limit", 1, true) then
 			-- The server (the game's own requests too) went over Roblox's
 			-- limit: every request stalls for about 30 s, so none is sent
@@ -580,7 +774,7 @@ local function errorFrom(e, status)
 end
 
 local function errorOf(res)
-	if res.transport then
+	if res.transport or res.disabled then
 		return res.err
 	end
 	if type(res.body) == "table" and type(res.body.error) == "table" then
@@ -596,6 +790,9 @@ end
 -- the same idempotency key: no answer, throttling, server faults, and an
 -- unrecognised key (a rotation in progress). Everything else is a refusal.
 local function retryable(res)
+	if res.disabled then
+		return false
+	end
 	if res.transport then
 		return true
 	end
@@ -635,6 +832,19 @@ lease taken is released), INTERNAL (a fault inside the module).
 ]]
 function SaveSync:Join(player, options)
 	local userId = player.UserId
+	if self.Mode == "mock" then
+		return self:_mockJoin(player)
+	end
+	if self._unconfigured then
+		return nil, self._unconfigured
+	end
+	if type(userId) ~= "number" or userId <= 0 then
+		return nil,
+			makeError(
+				"INVALID_ARGUMENT",
+				"user id " .. tostring(userId) .. " is not a Roblox account (Studio's test players have negative ids): test in mock mode, the default in Studio, or in a Team Test with real accounts"
+			)
+	end
 	for _ = 1, 600 do
 		if not self._joining[userId] then
 			break
@@ -696,6 +906,11 @@ function SaveSync:_join(player, options)
 	local res
 	for _ = 1, 200 do
 		res = self:_request("POST", "/v1/sessions", body)
+		if res.disabled and self._studio then
+			warn("SaveSync: " .. tostring(res.err) .. "; using mock mode in this Studio session")
+			self.Mode = "mock"
+			return self:_mockJoin(player)
+		end
 		if res.ok then
 			local b = res.body
 			if type(b.player) == "table" and type(b.session) == "table" and type(b.session.id) == "string" then
@@ -861,6 +1076,9 @@ end
 -- _enqueue checks and queues a mutation; it returns the queued entry (an
 -- entry already queued under the same caller key), or nil and an error.
 function SaveSync:_enqueue(player, ops, options)
+	if self.Mode == "mock" then
+		return self:_mockEnqueue(player, ops, options)
+	end
 	local userId = type(player) == "table" and player.UserId or nil
 	local st = userId and self._players[userId]
 	if st and st.lost then
@@ -933,6 +1151,9 @@ end
 -- _leave waits up to timeout seconds for the player's queue, then releases
 -- the session, retrying until releaseBy (a clock time).
 function SaveSync:_leave(userId, timeout, releaseBy)
+	if self.Mode == "mock" then
+		return self:_mockLeave(userId)
+	end
 	if self._joining[userId] then
 		-- Join is still running: it sees this mark and releases the
 		-- session it gets instead of keeping it.
@@ -1542,7 +1763,9 @@ function SaveSync:_subscribe()
 	local ok = pcall(self._messaging.SubscribeAsync, self._messaging, self._config.topic, function(message)
 		self:_onMessage(message)
 	end)
-	self._subscribed = ok
+	-- Studio's MessagingService is a namespace of its own: the service's
+	-- messages never reach it, so Studio polls as if unsubscribed.
+	self._subscribed = ok and not self._studio
 end
 
 -- _pollLoop long-polls the changes route while the server holds players:
@@ -2108,6 +2331,119 @@ function SaveSync:_cachePass()
 			table.insert(self._obsoleteCacheKeys, key)
 		end
 	end
+end
+
+--------------------------------------------------------------------------
+-- Mock mode (Studio): saves live in memory, ops follow the service's rules
+--------------------------------------------------------------------------
+
+-- mockNew is a new player's save in mock mode: config.mockSave (a table or
+-- function(userId)), or the starting values of config.mockConfig.
+function SaveSync:_mockNew(userId)
+	local cfg = self._config
+	if type(cfg.mockSave) == "function" then
+		return deepCopy(cfg.mockSave(userId)) or {}
+	elseif type(cfg.mockSave) == "table" then
+		return deepCopy(cfg.mockSave)
+	end
+	local save = { currencies = {}, stats = {}, items = {}, loadout = {}, settings = {}, collections = {} }
+	local rules = cfg.mockConfig or {}
+	for id, c in pairs(rules.currencies or {}) do
+		save.currencies[id] = c.start or 0
+	end
+	for id, c in pairs(rules.stats or {}) do
+		save.stats[id] = c.start or 0
+	end
+	for key, c in pairs(rules.settings or {}) do
+		save.settings[key] = c.default
+	end
+	for id in pairs(rules.collections or {}) do
+		save.collections[id] = {}
+	end
+	return save
+end
+
+function SaveSync:_mockJoin(player)
+	local userId = player.UserId
+	local existing = self._players[userId]
+	if existing then
+		return deepCopy(existing.view)
+	end
+	local kept = self._mock.saves[userId] or { save = self:_mockNew(userId), version = 0 }
+	local st = {
+		player = player,
+		userId = userId,
+		session = { id = "mock" },
+		version = kept.version,
+		confirmed = kept.save,
+		view = deepCopy(kept.save),
+		pending = {},
+		parked = {},
+		refetchTarget = 0,
+		cachedKeys = "",
+	}
+	self._players[userId] = st
+	return deepCopy(st.view)
+end
+
+function SaveSync:_mockLeave(userId)
+	local st = self._players[userId]
+	if st then
+		self._mock.saves[userId] = { save = st.confirmed, version = st.version }
+		self._players[userId] = nil
+		st.left = true
+	end
+	return true
+end
+
+-- _mockEnqueue applies a mutation at once under mock rules and settles it
+-- as the service would: committed (version + 1) or refused (unchanged).
+function SaveSync:_mockEnqueue(player, ops, options)
+	local st = type(player) == "table" and self._players[player.UserId] or nil
+	if not st or st.left then
+		return nil, makeError("NOT_JOINED", "Join the player before mutating their save")
+	end
+	if type(ops) == "table" and type(ops.op) == "string" then
+		ops = { ops }
+	end
+	if type(ops) ~= "table" or #ops == 0 then
+		warn("SaveSync: Mutate refused: ops must be an op or a non-empty list of ops")
+		return nil, makeError("INVALID_ARGUMENT", "ops must be an op ({op = \"currency.add\", ...}) or a non-empty list of ops")
+	end
+	options = options or {}
+	local key = options.idempotencyKey or self._http:GenerateGUID(false)
+	st.mockDone = st.mockDone or {}
+	if st.mockDone[key] then
+		return st.mockDone[key]
+	end
+	local entry = { key = key, mutation = { ops = deepCopy(ops) } }
+	local save = deepCopy(st.confirmed)
+	local err = nil
+	for i, op in ipairs(entry.mutation.ops) do
+		err = mockApply(save, op, self._config.mockConfig, "ops[" .. i .. "]")
+		if err then
+			break
+		end
+	end
+	if err then
+		entry.result = { ok = false, value = err }
+		task.spawn(function()
+			self.MutationRefused:Fire(st.player, key, err)
+		end)
+		return entry
+	end
+	local before = st.version
+	st.version = st.version + 1
+	st.confirmed = save
+	st.view = deepCopy(save)
+	local outcome = { version = st.version, versionBefore = before, changes = {} }
+	entry.result = { ok = true, value = outcome }
+	st.mockDone[key] = entry
+	self.Changed:Fire(st.player, deepCopy(st.view), { reason = "mutate", mutationId = key })
+	task.spawn(function()
+		self.MutationCommitted:Fire(st.player, key, outcome)
+	end)
+	return entry
 end
 
 SaveSync._applyOp = applyOp
