@@ -28,7 +28,6 @@ func gameConfigLua(t *testing.T) string {
 
 func TestStudioUsesMockMode(t *testing.T) {
 	t.Parallel()
-	svc := newService(t)
 	tests := []struct {
 		name string
 		opts serverOptions
@@ -39,6 +38,7 @@ func TestStudioUsesMockMode(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			svc := newService(t)
 			h := newServer(t, svc, newDataStoreBackend(), "", tc.opts)
 			h.startGame("mockConfig = " + gameConfigLua(t))
 			if mode := h.peek("sync.Mode"); mode != "mock" {
@@ -81,9 +81,9 @@ func TestStudioUsesMockMode(t *testing.T) {
 
 func TestStudioLiveMode(t *testing.T) {
 	t.Parallel()
-	svc := newService(t)
 	t.Run("own job id, real accounts only", func(t *testing.T) {
 		t.Parallel()
+		svc := newService(t)
 		h := newServer(t, svc, newDataStoreBackend(), "", serverOptions{studio: true, secret: true})
 		h.startGame(`mode = "live", longPoll = false`)
 		if code := h.join(-1); code != "INVALID_ARGUMENT" {
@@ -100,6 +100,7 @@ func TestStudioLiveMode(t *testing.T) {
 	})
 	t.Run("HTTP off falls back to mock", func(t *testing.T) {
 		t.Parallel()
+		svc := newService(t)
 		h := newServer(t, svc, newDataStoreBackend(), "", serverOptions{studio: true, secret: true, httpDisabled: true})
 		h.startGame(`mode = "live", longPoll = false`)
 		h.mustJoin(uid(2102))
@@ -114,7 +115,6 @@ func TestStudioLiveMode(t *testing.T) {
 
 func TestLiveServerWithoutSetupSaysWhy(t *testing.T) {
 	t.Parallel()
-	svc := newService(t)
 	tests := []struct {
 		name       string
 		opts       serverOptions
@@ -126,6 +126,7 @@ func TestLiveServerWithoutSetupSaysWhy(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			svc := newService(t)
 			h := newServer(t, svc, newDataStoreBackend(), fmt.Sprintf("job-unset-%d", i), tc.opts)
 			h.startGame("longPoll = false")
 			userID := uid(2110 + int64(i))
