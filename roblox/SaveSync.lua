@@ -58,6 +58,8 @@ local DEFAULTS = {
 	sessionLostMessage = "Your progress continues on another server. Please rejoin.",
 	joinReplayTimeout = 10, -- seconds Join waits for recovered mutations to settle
 	mutateTimeout = 30, -- seconds MutateAsync waits for the service's answer
+	linkAttempts = 5, -- failed link codes a player may type within linkAttemptWindow
+	linkAttemptWindow = 300, -- seconds
 	leaveTimeout = 10, -- seconds Leave waits for the player's queue to drain
 	releaseTimeout = 15, -- seconds Leave keeps retrying the release of the session
 	closeBudget = 25, -- seconds BindToClose spends (Roblox allows 30)
@@ -568,6 +570,7 @@ function SaveSync.new(config)
 		self._deadLetters = self._dataStores:GetDataStore(cfg.deadLetterStore)
 	end
 	self._players = {} -- userId -> player state
+	self._linkFailures = {} -- userId -> clock times of failed link-code tries
 	self._joining = {} -- userId -> true while a Join runs
 	self._leftDuringJoin = {} -- userId -> true when Leave ran while a Join was running
 	self._deadLetterOut = {} -- userId -> entries waiting for their DataStore write
@@ -1232,6 +1235,106 @@ function SaveSync:_releaseSession(sessionId, deadline)
 		task.wait(wait)
 	end
 	return res
+end
+
+-- LINK_CODE_ALPHABET and LINK_CODE_LENGTH are the companion's codes: 8
+-- characters without the look-alikes 0, O, 1, I and L.
+local LINK_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+local LINK_CODE_LENGTH = 8
+
+-- LINK_MESSAGES are what to tell a player whose code did not work, by the
+-- error's reason or code.
+local LINK_MESSAGES = {
+	LINK_CODE_UNKNOWN = "That code does not exist. Check the code shown in the companion app.",
+	LINK_CODE_EXPIRED = "That code has expired. Ask the companion app for a new one.",
+	LINK_CODE_USED = "That code was already used. Ask the companion app for a new one.",
+	ALREADY_LINKED = "That companion account is already linked to another Roblox account.",
+	PLAYER_LINKED_ELSEWHERE = "Your Roblox account is already linked to another companion account. Unlink it there first.",
+	INVALID_ARGUMENT = "A code has 8 letters and digits. Check what you typed.",
+	RATE_LIMITED = "Too many tries. Wait a little, then try again.",
+}
+
+--[[
+SaveSync:RedeemLinkCodeAsync(player, code) links the player's Roblox account
+to the companion account that showed code (the player typed it in game). It
+yields; it returns true and {linkedAt} or false and an error whose
+playerMessage is a sentence to show the player: NOT_FOUND (details.reason
+LINK_CODE_UNKNOWN, LINK_CODE_EXPIRED or LINK_CODE_USED), PERMISSION_DENIED
+(ALREADY_LINKED, PLAYER_LINKED_ELSEWHERE), INVALID_ARGUMENT (not 8
+characters of the code alphabet; nothing is sent), RATE_LIMITED (more than
+config.linkAttempts failed tries within config.linkAttemptWindow seconds for
+this player, checked here before any request, or the service's own
+limits: details.retryAfter), UNAVAILABLE. Codes may be typed in any case,
+with spaces or dashes. Call it from a RemoteFunction handler on the server.
+]]
+function SaveSync:RedeemLinkCodeAsync(player, code)
+	local cfg = self._config
+	local userId = type(player) == "table" and player.UserId or nil
+	local function refuse(err)
+		local reason = type(err.details) == "table" and err.details.reason or nil
+		err.playerMessage = LINK_MESSAGES[reason] or LINK_MESSAGES[err.code] or "Linking did not work this time. Try again in a minute."
+		return false, err
+	end
+	if self.Mode == "mock" then
+		return refuse(makeError("UNAVAILABLE", "linking needs the live service; this session runs in mock mode", { reason = "MOCK_MODE" }))
+	end
+	if self._unconfigured then
+		return refuse(self._unconfigured)
+	end
+	if type(userId) ~= "number" or userId <= 0 then
+		return refuse(makeError("INVALID_ARGUMENT", "only a Roblox account can be linked"))
+	end
+	-- Failed tries per player, kept here so a client cannot spend the
+	-- server's budget or guess codes: the service limits them too.
+	local now = self._clock()
+	local tries = self._linkFailures[userId] or {}
+	local recent = {}
+	for _, at in ipairs(tries) do
+		if now - at < cfg.linkAttemptWindow then
+			table.insert(recent, at)
+		end
+	end
+	self._linkFailures[userId] = recent
+	if #recent >= cfg.linkAttempts then
+		local wait = math.ceil(recent[1] + cfg.linkAttemptWindow - now)
+		return refuse(makeError("RATE_LIMITED", "too many wrong link codes from this player; try again in " .. wait .. " s", { retryAfter = wait }))
+	end
+	local normalized = string.upper(type(code) == "string" and code or "")
+	normalized = string.gsub(normalized, "[%s%-]", "")
+	local valid = #normalized == LINK_CODE_LENGTH
+	for i = 1, #normalized do
+		if not string.find(LINK_CODE_ALPHABET, string.sub(normalized, i, i), 1, true) then
+			valid = false
+		end
+	end
+	if not valid then
+		table.insert(recent, now)
+		return refuse(makeError("INVALID_ARGUMENT", "a link code has 8 characters from " .. LINK_CODE_ALPHABET, { field = "code" }))
+	end
+	local path = "/v1/link-codes/" .. normalized .. "/redeem"
+	local body = self._http:JSONEncode({ userId = userId })
+	local res
+	for attempt = 1, cfg.joinAttempts do
+		res = self:_request("POST", path, body)
+		-- A redemption of the same code by the same player answers the same
+		-- link, so one whose answer was lost may be sent again.
+		if res.ok or not retryable(res) or res.status == 429 or attempt == cfg.joinAttempts then
+			break
+		end
+		task.wait(self:_backoff(attempt))
+	end
+	if res.ok and res.body.linked == true then
+		self._linkFailures[userId] = nil
+		return true, { linkedAt = res.body.linkedAt }
+	end
+	local err = res.ok and makeError("UNAVAILABLE", "the service's answer could not be read") or errorOf(res)
+	if err.code == "NOT_FOUND" or err.code == "INVALID_ARGUMENT" then
+		table.insert(recent, self._clock())
+	end
+	if err.code == "RATE_LIMITED" and type(res.headers) == "table" then
+		err.details.retryAfter = tonumber(res.headers["retry-after"]) or err.details.retryAfter
+	end
+	return refuse(err)
 end
 
 --[[

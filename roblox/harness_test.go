@@ -105,6 +105,13 @@ type service struct {
 
 func newService(t *testing.T) *service {
 	t.Helper()
+	return newServiceWith(t, nil)
+}
+
+// newServiceWith is newService with more routes registered by extra (the
+// companion's, for link codes).
+func newServiceWith(t *testing.T, extra func(r gin.IRouter, st *store.Store, keys *handlers.ServerKeys, clock *virtualClock)) *service {
+	t.Helper()
 	gin.SetMode(gin.TestMode)
 	project := fstest.Project(t)
 	clients := fstest.Dial(t, project)
@@ -119,6 +126,9 @@ func newService(t *testing.T) *service {
 	handlers.NewAPI(st, keys).Register(r)
 	changes := store.NewChanges(st, store.ChangesOptions{PollInterval: 20 * time.Millisecond, MaxWait: 2 * time.Second})
 	handlers.NewChangesAPI(changes).Register(r, keys.RequireServerKey())
+	if extra != nil {
+		extra(r, st, keys, clock)
+	}
 	proxy := &faultProxy{next: r}
 	srv := httptest.NewServer(proxy)
 	t.Cleanup(srv.Close)
