@@ -145,16 +145,19 @@ local function makeError(code, message, details, status)
 	return setmetatable({ code = code, message = message, details = details or {}, status = status }, ErrorMeta)
 end
 
--- Signal is a minimal RBXScriptSignal: Connect returns a connection with
--- Disconnect; every handler runs in its own thread.
+-- Signal is a minimal RBXScriptSignal: Connect and Once return a
+-- connection with Disconnect, Wait yields until the next Fire and returns
+-- its arguments; every handler runs in its own thread. Disconnected
+-- handlers are dropped, so connecting and disconnecting does not grow it.
 local Signal = {}
 Signal.__index = Signal
 
 function Signal.new()
-	return setmetatable({ _handlers = {} }, Signal)
+	return setmetatable({ _handlers = {}, _waiters = {} }, Signal)
 end
 
 function Signal:Connect(fn)
+	assert(type(fn) == "function", "Signal:Connect: pass a function")
 	local handler = { fn = fn, connected = true }
 	table.insert(self._handlers, handler)
 	local connection = { Connected = true }
@@ -165,13 +168,47 @@ function Signal:Connect(fn)
 	return connection
 end
 
-function Signal:Fire(...)
-	local handlers = {}
-	for _, h in ipairs(self._handlers) do
-		table.insert(handlers, h)
+function Signal:Once(fn)
+	local connection
+	connection = self:Connect(function(...)
+		connection:Disconnect()
+		fn(...)
+	end)
+	return connection
+end
+
+function Signal:Wait()
+	local waiter = {}
+	table.insert(self._waiters, waiter)
+	for _ = 1, 100000000 do
+		if waiter.args then
+			break
+		end
+		task.wait()
 	end
+	return (table.unpack or unpack)(waiter.args, 1, waiter.args.n)
+end
+
+function Signal:Fire(...)
+	local args = { n = select("#", ...), ... }
+	local waiters = self._waiters
+	self._waiters = {}
+	for _, w in ipairs(waiters) do
+		w.args = args
+	end
+	local handlers = {}
+	local kept = {}
+	for _, h in ipairs(self._handlers) do
+		if h.connected then
+			table.insert(handlers, h)
+			table.insert(kept, h)
+		end
+	end
+	self._handlers = kept
 	for _, h in ipairs(handlers) do
 		if h.connected then
+			-- Once disconnects before its function runs, so a handler that
+			-- fires the signal again does not see itself twice.
 			task.spawn(h.fn, ...)
 		end
 	end
@@ -1853,22 +1890,54 @@ function SaveSync:_onMessage(message)
 		end
 		data = decoded
 	end
-	if type(data) ~= "table" or data.t ~= "inv" or type(data.u) ~= "table" then
+	if type(data) ~= "table" or type(data.u) ~= "table" then
 		return
 	end
-	local versions = data.v or {}
+	if data.t == "erase" then
+		-- A player's data was erased on the service (right to erasure): the
+		-- module's DataStore copies go too. Every server hears it; each
+		-- waits a moment and finds nothing left if another was quicker.
+		for _, userId in ipairs(data.u) do
+			if type(userId) == "number" then
+				task.spawn(function()
+					task.wait(self._random() * 10)
+					self:EraseAsync(userId)
+				end)
+			end
+		end
+		return
+	end
+	if data.t ~= "inv" then
+		return
+	end
+	local versions = asTable(data.v) or {}
 	for i, userId in ipairs(data.u) do
 		self:_invalidate(userId, versions[i])
 	end
 end
 
+-- _subscribe subscribes to the invalidation topic, trying again with
+-- backoff (up to a minute apart) while MessagingService refuses; the
+-- changes poll runs every pollGap seconds until it succeeds.
 function SaveSync:_subscribe()
-	local ok = pcall(self._messaging.SubscribeAsync, self._messaging, self._config.topic, function(message)
-		self:_onMessage(message)
-	end)
-	-- Studio's MessagingService is a namespace of its own: the service's
-	-- messages never reach it, so Studio polls as if unsubscribed.
-	self._subscribed = ok and not self._studio
+	for attempt = 1, 100000 do
+		if self._stopped then
+			return
+		end
+		local ok, err = pcall(self._messaging.SubscribeAsync, self._messaging, self._config.topic, function(message)
+			self:_onMessage(message)
+		end)
+		if ok then
+			-- Studio's MessagingService is a namespace of its own: the
+			-- service's messages never reach it, so Studio polls as if
+			-- unsubscribed.
+			self._subscribed = not self._studio
+			return
+		end
+		local ceiling = math.min(60, 5 * 2 ^ (attempt - 1))
+		warn("SaveSync: MessagingService:SubscribeAsync failed (" .. tostring(err) .. "); polling for changes meanwhile")
+		task.wait(ceiling / 2 + ceiling / 2 * self._random())
+	end
 end
 
 -- _pollLoop long-polls the changes route while the server holds players:
@@ -2345,7 +2414,7 @@ function SaveSync:_writeDeadLetters(userId, wait)
 				})
 			end
 		end
-		return value
+		return value, { userId }
 	end)
 	if not ok then
 		-- Put the taken entries back, ahead of any added meanwhile.
@@ -2434,6 +2503,57 @@ function SaveSync:_cachePass()
 			table.insert(self._obsoleteCacheKeys, key)
 		end
 	end
+end
+
+--[[
+SaveSync:EraseAsync(userId) removes what this module keeps of a player in
+its DataStores (the session list, the session entries it names, the
+dead-letter queue) and in memory, for a right-to-erasure request. It
+yields; it returns true when nothing is left, or false and an error
+(UNAVAILABLE: a DataStore call failed; call it again). It runs by itself
+when the service's forwarder publishes {"t":"erase","u":[userId]} on the
+topic. Every key the module writes also carries the player's user id
+(DataStore userIds), so Roblox's data tools find them.
+]]
+function SaveSync:EraseAsync(userId)
+	self._deadLetterOut[userId] = nil
+	self._deadLetterSettled[userId] = nil
+	self._linkFailures[userId] = nil
+	if self.Mode == "mock" then
+		self._mock.saves[userId] = nil
+		return true
+	end
+	local iKey = indexKey(userId)
+	local ok, index = pcall(self._cache.GetAsync, self._cache, iKey)
+	if not ok then
+		return false, makeError("UNAVAILABLE", "the session list could not be read: " .. tostring(index))
+	end
+	local keys = {}
+	local held = self._players[userId]
+	if held then
+		table.insert(keys, { store = self._cache, key = self:_cacheKey(held) })
+	end
+	if type(index) == "table" and type(index.sessions) == "table" then
+		for _, sid in ipairs(index.sessions) do
+			table.insert(keys, { store = self._cache, key = entryKey(userId, sid) })
+		end
+	end
+	table.insert(keys, { store = self._cache, key = iKey })
+	table.insert(keys, { store = self._deadLetters, key = iKey })
+	local failed = nil
+	for _, k in ipairs(keys) do
+		local slot = self:_slot(k.store, k.key)
+		self:_waitSpacing(slot)
+		self._writeBackoff[slot] = nil
+		local removed, err = self:_write(slot, k.store, "RemoveAsync", k.key)
+		if not removed then
+			failed = err
+		end
+	end
+	if failed then
+		return false, makeError("UNAVAILABLE", "a DataStore key could not be removed: " .. tostring(failed))
+	end
+	return true
 end
 
 --------------------------------------------------------------------------

@@ -401,6 +401,8 @@ type harness struct {
 	published      []publishedMessage
 	// allowDataStoreErrors lets a test provoke key and value errors.
 	allowDataStoreErrors bool
+	// subscribeFailures is how many SubscribeAsync calls fail first.
+	subscribeFailures int
 }
 
 // dataStoreCall is one DataStore request the module made.
@@ -1434,6 +1436,10 @@ func (h *harness) messagingService(goTable *lua.LTable) {
 	L.SetField(goTable, "subscribe", L.NewFunction(func(L *lua.LState) int {
 		topic := L.CheckString(1)
 		fn := L.CheckFunction(2)
+		if h.subscribeFailures > 0 {
+			h.subscribeFailures--
+			L.RaiseError("MessagingService: Request failed. Subscription limit reached.")
+		}
 		h.ds.mu.Lock()
 		h.ds.subs = append(h.ds.subs, subscription{h: h, topic: topic, fn: fn})
 		h.ds.mu.Unlock()
