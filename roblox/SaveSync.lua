@@ -58,6 +58,7 @@ local DEFAULTS = {
 	sessionLostMessage = "Your progress continues on another server. Please rejoin.",
 	joinReplayTimeout = 10, -- seconds Join waits for recovered mutations to settle
 	mutateTimeout = 30, -- seconds MutateAsync waits for the service's answer
+	handOffTimeout = 5, -- seconds a holder asked to release waits for the player's queue
 	linkAttempts = 5, -- failed link codes a player may type within linkAttemptWindow
 	linkAttemptWindow = 300, -- seconds
 	leaveTimeout = 10, -- seconds Leave waits for the player's queue to drain
@@ -966,8 +967,15 @@ function SaveSync:_join(player, options)
 		end
 		if err.code == "SESSION_HELD" and self._clock() < heldUntil then
 			-- Another server still holds the player (a teleport whose source
-			-- is still leaving): wait for its release, which may take its
-			-- leaveTimeout and releaseTimeout.
+			-- is still leaving): ask it to release the player now, as
+			-- ProfileStore does, and wait for the release, which may take
+			-- its leaveTimeout and releaseTimeout.
+			if heldWaits % 10 == 0 then
+				local holder = type(err.details) == "table" and err.details.jobId or nil
+				task.spawn(function()
+					self:_askRelease(userId, holder)
+				end)
+			end
 			heldWaits = heldWaits + 1
 			task.wait(math.min(2, 0.5 * heldWaits, math.max(0, heldUntil - self._clock())))
 			-- Nothing was taken: a player who left meanwhile needs no release.
@@ -1890,7 +1898,11 @@ function SaveSync:_onMessage(message)
 		end
 		data = decoded
 	end
-	if type(data) ~= "table" or type(data.u) ~= "table" then
+	if type(data) ~= "table" or (type(data.u) ~= "table" and data.t ~= "release") then
+		return
+	end
+	if data.t == "release" then
+		self:_onReleaseRequest(data)
 		return
 	end
 	if data.t == "erase" then
@@ -1919,6 +1931,34 @@ end
 -- _subscribe subscribes to the invalidation topic, trying again with
 -- backoff (up to a minute apart) while MessagingService refuses; the
 -- changes poll runs every pollGap seconds until it succeeds.
+-- _onReleaseRequest handles a hand-off request {"t":"release","u":userId,
+-- "j":jobId} from a server the player moved to: if this server holds the
+-- player, it writes what is queued and releases the session now, rather
+-- than when Roblox gets round to PlayerRemoving or the lease runs out.
+function SaveSync:_onReleaseRequest(data)
+	local userId = tonumber(data.u)
+	local st = userId and self._players[userId]
+	if not st or data.j ~= self._config.jobId or st.leaving or st.lost then
+		return
+	end
+	task.spawn(function()
+		self:_leave(userId, self._config.handOffTimeout, self._clock() + self._config.handOffTimeout + 5)
+	end)
+end
+
+-- _askRelease asks the server holding a player (details.jobId of a
+-- SESSION_HELD refusal) to release it, over MessagingService.
+function SaveSync:_askRelease(userId, holder)
+	if type(holder) ~= "string" or holder == "" or not self._messaging then
+		return
+	end
+	local message = self._http:JSONEncode({ t = "release", u = userId, j = holder })
+	local ok, err = pcall(self._messaging.PublishAsync, self._messaging, self._config.topic, message)
+	if not ok then
+		warn("SaveSync: could not ask " .. holder .. " to release " .. idString(userId) .. ": " .. tostring(err))
+	end
+end
+
 function SaveSync:_subscribe()
 	for attempt = 1, 100000 do
 		if self._stopped then

@@ -132,3 +132,35 @@ func TestSessionLostStopsMutationsAndTellsTheGame(t *testing.T) {
 		t.Errorf("lease = %+v, want still the thief's", p.Session)
 	}
 }
+
+func TestHolderReleasesWhenTheDestinationAsks(t *testing.T) {
+	t.Parallel()
+	svc := newService(t)
+	ds := newDataStoreBackend()
+	src := newHarness(t, svc, ds, "job-holder")
+	dst := newHarness(t, svc, ds, "job-arrival")
+	src.startGame("")
+	dst.startGame("")
+	for _, h := range []*harness{src, dst} {
+		h.runUntil("subscribed", 10, func() bool { return h.truthy("sync._subscribed") })
+	}
+	userID := uid(1405)
+	src.mustJoin(userID)
+	src.mutate(userID, `{op = "currency.add", currency = "coins", amount = 12}`)
+	// The player arrives at the destination before the source has heard
+	// that they left (no PlayerRemoving there yet).
+	start := dst.now()
+	dst.mustJoin(userID)
+	if took := dst.now() - start; took > 5 {
+		t.Errorf("the hand-off took %.1f virtual seconds, want the holder to release at once when asked", took)
+	}
+	if p := playerView(t, svc, userID); p.Session == nil || p.Session.JobID != "job-arrival" {
+		t.Errorf("lease = %+v, want held by the destination", p.Session)
+	}
+	if got := num(dst.view(userID), "currencies", "coins"); got != 112 {
+		t.Errorf("destination coins = %v, want 112 (the holder wrote its queue first)", got)
+	}
+	if lost := src.events("sessionLost"); len(lost) != 0 {
+		t.Errorf("the holder lost the session instead of releasing it: %v", lost)
+	}
+}
