@@ -1473,7 +1473,9 @@ function SaveSync:_serviceLoop()
 			-- One fault must not stop every save on the server.
 			self:_fault("service loop", sent)
 			task.wait(1)
-		elseif not sent then
+		elseif not sent or not self._closing then
+			-- Mutations gather for flushInterval after each request, so a
+			-- busy server sends batches, not one request per mutation.
 			task.wait(self._config.flushInterval)
 		end
 	end

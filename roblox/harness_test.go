@@ -103,14 +103,14 @@ type service struct {
 	seq     int
 }
 
-func newService(t *testing.T) *service {
+func newService(t testing.TB) *service {
 	t.Helper()
 	return newServiceWith(t, nil)
 }
 
 // newServiceWith is newService with more routes registered by extra (the
 // companion's, for link codes).
-func newServiceWith(t *testing.T, extra func(r gin.IRouter, st *store.Store, keys *handlers.ServerKeys, clock *virtualClock)) *service {
+func newServiceWith(t testing.TB, extra func(r gin.IRouter, st *store.Store, keys *handlers.ServerKeys, clock *virtualClock)) *service {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
 	project := fstest.Project(t)
@@ -375,7 +375,7 @@ const (
 // stand-ins for the Roblox services and a deterministic scheduler on the
 // test's virtual clock.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	L       *lua.LState
 	svc     *service
 	jobID   string
@@ -484,13 +484,13 @@ func (w *wakeups) Pop() any {
 
 // newHarness starts a live game server with job id jobID, sharing the
 // DataStores in ds, and loads the module as the global SaveSync.
-func newHarness(t *testing.T, svc *service, ds *dataStoreBackend, jobID string) *harness {
+func newHarness(t testing.TB, svc *service, ds *dataStoreBackend, jobID string) *harness {
 	t.Helper()
 	return newServer(t, svc, ds, jobID, serverOptions{})
 }
 
 // newServer starts a game server set up by opts.
-func newServer(t *testing.T, svc *service, ds *dataStoreBackend, jobID string, opts serverOptions) *harness {
+func newServer(t testing.TB, svc *service, ds *dataStoreBackend, jobID string, opts serverOptions) *harness {
 	t.Helper()
 	if opts.httpLatency == 0 {
 		opts.httpLatency = defaultHTTPLatency
