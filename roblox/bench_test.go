@@ -98,9 +98,12 @@ func playServer(t testing.TB, players, minutes int) map[string]float64 {
 		}
 	}
 	h.runFor(start + float64(minutes*60) - h.now())
-	window := func(kinds ...string) int {
+	window := func(from float64, kinds ...string) int {
 		var at []float64
 		for _, c := range h.dsLog {
+			if c.at < from {
+				continue
+			}
 			for _, k := range kinds {
 				for _, b := range budgetKinds[c.method] {
 					if b == k {
@@ -127,17 +130,19 @@ func playServer(t testing.TB, players, minutes int) map[string]float64 {
 	}
 	sort.Float64s(joinLatency)
 	figures := map[string]float64{
-		"http_max_per_60s":        float64(maxHTTP),
-		"http_per_min":            float64(len(h.requests)) / (h.now() / 60),
-		"ds_get_max_per_60s":      float64(window("GetAsync")),
-		"ds_set_max_per_60s":      float64(window("SetIncrementAsync")),
-		"ds_budget_per_min":       float64(60 + 10*players),
-		"returning_join_s_median": joinLatency[len(joinLatency)/2],
-		"returning_join_s_max":    joinLatency[len(joinLatency)-1],
-		"mutations_committed":     float64(len(h.events("committed"))),
-		"mutations_dead_lettered": float64(len(h.events("deadLettered"))),
+		"http_max_per_60s":           float64(maxHTTP),
+		"http_per_min":               float64(len(h.requests)) / (h.now() / 60),
+		"ds_get_max_per_60s":         float64(window(0, "GetAsync")),
+		"ds_get_max_per_60s_in_play": float64(window(start, "GetAsync")),
+		"ds_set_max_per_60s":         float64(window(0, "SetIncrementAsync")),
+		"ds_set_max_per_60s_in_play": float64(window(start, "SetIncrementAsync")),
+		"ds_budget_per_min":          float64(60 + 10*players),
+		"returning_join_s_median":    joinLatency[len(joinLatency)/2],
+		"returning_join_s_max":       joinLatency[len(joinLatency)-1],
+		"mutations_committed":        float64(len(h.events("committed"))),
+		"mutations_dead_lettered":    float64(len(h.events("deadLettered"))),
 	}
-	for _, k := range []string{"http_max_per_60s", "http_per_min", "ds_get_max_per_60s", "ds_set_max_per_60s", "returning_join_s_median", "returning_join_s_max", "mutations_committed"} {
+	for _, k := range []string{"http_max_per_60s", "http_per_min", "ds_get_max_per_60s", "ds_set_max_per_60s", "ds_get_max_per_60s_in_play", "ds_set_max_per_60s_in_play", "returning_join_s_median", "returning_join_s_max", "mutations_committed"} {
 		t.Logf("%s = %.2f", k, figures[k])
 	}
 	return figures
