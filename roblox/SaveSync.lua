@@ -40,6 +40,7 @@ local DEFAULTS = {
 	mode = "auto", -- "auto" (mock in Studio, live on servers), "live" or "mock"
 	mockConfig = nil, -- the game config (game.json as a table) whose rules mock mode applies
 	mockSave = nil, -- function(userId) or table: a new player's save in mock mode
+	import = nil, -- {dataStore, key, transform, profileStore, scope}: bring old saves over on first join
 	secretName = "savesync_server_key", -- the Roblox Secret holding the server key
 	schemaVersion = nil, -- required: the save schema this game code reads (sent on every join)
 	jobId = nil, -- game.JobId
@@ -1040,6 +1041,19 @@ function SaveSync:_join(player, options)
 	self._players[userId] = st
 	local replaced = asTable(joined.replaced)
 	self:_recover(st, replaced and type(replaced.id) == "string" and replaced.id or nil)
+	if cfg.import and st.version == 0 then
+		local imported, importErr = self:_import(st)
+		if not imported then
+			-- Keep nothing of a player whose old save could not be brought
+			-- over: a later join tries again (nothing was written).
+			if self._players[userId] == st then
+				self._players[userId] = nil
+			end
+			st.left = true
+			self:_releaseSession(st.session.id, self._clock() + cfg.releaseTimeout)
+			return nil, importErr
+		end
+	end
 	local deadline = self._clock() + cfg.joinReplayTimeout
 	for _ = 1, 10000 do
 		if not self:_hasReplaying(st) or self._clock() >= deadline then
@@ -1052,6 +1066,84 @@ function SaveSync:_join(player, options)
 		return nil, leftDuringJoinError()
 	end
 	return deepCopy(st.view)
+end
+
+-- _import brings a player's save over from the studio's own DataStore on
+-- their first join (service version 0): config.import names the
+-- DataStore, the key and the transform to a savesync save. It is written
+-- as one save.replace expecting version 0 under the key "import:<userId>",
+-- so the ledger has one import entry and two servers that race import it
+-- once. It returns true (imported, nothing to import, or another server
+-- imported first) or false and IMPORT_FAILED.
+function SaveSync:_import(st)
+	local imp = self._config.import
+	local userId = st.userId
+	local function failed(reason, message, extra)
+		local details = { reason = reason }
+		for k, v in pairs(extra or {}) do
+			details[k] = v
+		end
+		warn("SaveSync: import of " .. idString(userId) .. " failed: " .. message)
+		return false, makeError("IMPORT_FAILED", message, details)
+	end
+	local key
+	if type(imp.key) == "function" then
+		key = imp.key(userId)
+	else
+		key = tostring(imp.key or "") .. idString(userId)
+	end
+	local store = self._dataStores:GetDataStore(imp.dataStore, imp.scope)
+	local value, okGet = nil, false
+	for attempt = 1, 3 do
+		if self:_canRead() then
+			okGet, value = pcall(store.GetAsync, store, key)
+			if okGet then
+				break
+			end
+		end
+		task.wait(self:_backoff(attempt))
+	end
+	if not okGet then
+		return failed("READ_FAILED", "the old save " .. tostring(imp.dataStore) .. "/" .. tostring(key) .. " could not be read: " .. tostring(value), { key = key })
+	end
+	if imp.profileStore and type(value) == "table" then
+		value = value.Data -- a ProfileStore (or ProfileService) profile
+	end
+	if value == nil then
+		return true
+	end
+	local okT, save = pcall(imp.transform, deepCopy(value), userId)
+	if not okT or type(save) ~= "table" then
+		return failed("TRANSFORM_FAILED", "config.import.transform did not return a save: " .. tostring(save), { key = key })
+	end
+	local entry, err = self:_enqueue(st.player, { { op = "save.replace", save = save } }, { idempotencyKey = "import:" .. idString(userId) })
+	if not entry then
+		return failed("REFUSED", tostring(err), { key = key })
+	end
+	entry.mutation.expectedVersion = 0
+	entry.mutation.reason = "import of " .. tostring(imp.dataStore) .. "/" .. tostring(key)
+	local deadline = self._clock() + self._config.mutateTimeout
+	for _ = 1, 1000000 do
+		if entry.result or self._clock() >= deadline then
+			break
+		end
+		task.wait(self._config.flushInterval / 2)
+	end
+	local result = entry.result
+	if result and result.ok then
+		return true
+	end
+	local code = result and result.value.code or "UNAVAILABLE"
+	if code == "VERSION_CONFLICT" or code == "IDEMPOTENCY_KEY_REUSED" then
+		-- Another server imported first: its save is the player's now.
+		st.refetchTarget = math.max(st.refetchTarget, st.version + 1)
+		return true
+	end
+	return failed("REFUSED", "the service did not take the imported save: " .. tostring(result and result.value or "no answer"), {
+		key = key,
+		code = code,
+		field = result and type(result.value.details) == "table" and result.value.details.field or nil,
+	})
 end
 
 -- Get returns a copy of the player's save as the game should show it:
