@@ -15,7 +15,7 @@ yields inside pcall, so it also runs under a Lua 5.1 interpreter in tests.
 local SaveSync = {}
 SaveSync.__index = SaveSync
 
-SaveSync.VERSION = "1.0.0"
+SaveSync.VERSION = "1.1.0"
 
 -- Ops whose mutation must carry expectedVersion (the service's versioned
 -- strategy). They are sent only at the head of a player's queue, so the
@@ -2802,6 +2802,12 @@ function SaveSync:_mockEnqueue(player, ops, options)
 	end)
 	return entry
 end
+
+-- Roblox names: calls that yield end in Async. The shorter names above
+-- stay for code written against 1.0.
+SaveSync.JoinAsync = SaveSync.Join
+SaveSync.LeaveAsync = SaveSync.Leave
+SaveSync.CloseAsync = SaveSync.Close
 
 SaveSync._applyOp = applyOp
 SaveSync._applyChange = applyChange
