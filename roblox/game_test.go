@@ -71,6 +71,7 @@ func (h *harness) truthy(expr string) bool {
 // returns the error code ("" on success).
 func (h *harness) join(userID int64) string {
 	h.t.Helper()
+	h.do(fmt.Sprintf("joined[%d] = nil", userID))
 	h.addPlayer(userID)
 	h.runUntil(fmt.Sprintf("join of %d", userID), 60, func() bool {
 		return h.truthy(fmt.Sprintf("joined[%d] ~= nil", userID))
@@ -90,6 +91,7 @@ func (h *harness) mustJoin(userID int64) {
 // leave removes a player and waits until the game's Leave returned.
 func (h *harness) leave(userID int64) bool {
 	h.t.Helper()
+	h.do(fmt.Sprintf("left[%d] = nil", userID))
 	h.removePlayer(userID)
 	h.runUntil(fmt.Sprintf("leave of %d", userID), 60, func() bool {
 		return h.truthy(fmt.Sprintf("left[%d] ~= nil", userID))

@@ -34,7 +34,7 @@ func TestLeaveDuringJoinReleasesTheSession(t *testing.T) {
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-quit")
 			h.startGame("longPoll = false")
-			userID := int64(901 + i)
+			userID := uid(901 + int64(i))
 			svc.proxy.fail("/v1/sessions", 1, tc.lost)
 			h.addPlayer(userID) // Join is now in its retry backoff
 			if h.truthy(fmt.Sprintf("joined[%d] ~= nil", userID)) {
@@ -65,7 +65,7 @@ func TestRejoinWhileLeaveRunsKeepsTheNewSession(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-rejoin")
 	h.startGame("longPoll = false")
-	const userID = 911
+	userID := uid(911)
 	h.mustJoin(userID)
 	// A mutation that needs retries keeps the Leave waiting for the queue.
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 2, false)
@@ -104,7 +104,7 @@ func TestMutateRefusedOnceLeaveStarted(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-leaving")
 	h.startGame("longPoll = false")
-	const userID = 921
+	userID := uid(921)
 	h.mustJoin(userID)
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 1, false)
 	h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 5}}`)
@@ -128,7 +128,7 @@ func TestDeadLetteredDuringDeadLetterWriteIsKept(t *testing.T) {
 	ds := newDataStoreBackend()
 	h := newHarness(t, svc, ds, "job-dlq")
 	h.startGame("longPoll = false")
-	const userID = 931
+	userID := uid(931)
 	h.mustJoin(userID)
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 3, false)
 	id := h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 5}}`)
@@ -165,7 +165,7 @@ func TestRecoverKeepsSessionsWhoseEntryWasNotRead(t *testing.T) {
 	t.Parallel()
 	svc := newService(t)
 	ds := newDataStoreBackend()
-	const userID = 941
+	userID := uid(941)
 	path := fmt.Sprintf("/v1/players/%d/mutations", userID)
 	h := newHarness(t, svc, ds, "job-crashed")
 	h.startGame("longPoll = false, backoffBase = 10, backoffMax = 20")
@@ -179,6 +179,7 @@ func TestRecoverKeepsSessionsWhoseEntryWasNotRead(t *testing.T) {
 	}
 
 	// The module restarts; reading the old session's entry fails once.
+	h.crash()
 	svc.proxy.clear()
 	h2 := newHarness(t, svc, ds, "job-crashed")
 	h2.startGame("longPoll = false")
@@ -235,15 +236,15 @@ func TestSessionListWriteDoesNotDelayDeadLetterWrite(t *testing.T) {
 	ds := newDataStoreBackend()
 	h := newHarness(t, svc, ds, "job-spacing")
 	h.startGame("longPoll = false, backoffBase = 0.1, backoffMax = 0.2")
-	const userID = 951
+	userID := uid(951)
 	h.mustJoin(userID) // writes the session list u951 in the session cache store
 	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 3, false)
 	id := h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 5}}`)
-	start := h.now
+	start := h.now()
 	h.leave(userID)
 	// u951 of the dead-letter store is another key: its write need not
 	// wait for the session list write of the join.
-	if took := h.now - start; took > 2 {
+	if took := h.now() - start; took > 2 {
 		t.Errorf("Leave took %.1f virtual seconds, want under 2", took)
 	}
 	dlq, _ := ds.get("SaveSyncDeadLetter", fmt.Sprintf("u%d", userID)).(map[string]any)
@@ -258,7 +259,7 @@ func TestLeaveRetriedUnderOneKeyAfterALostAnswer(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-leave")
 	h.startGame("longPoll = false")
-	const userID = 1234567890
+	userID := uid(1234)
 	h.mustJoin(userID)
 	// The first leave releases the lease but its answer is lost.
 	svc.proxy.fail("/v1/sessions/", 1, true)
@@ -291,9 +292,57 @@ func TestSchemaVersionRequiredAndSentOnJoin(t *testing.T) {
 		}
 	}
 	h.startGame("longPoll = false")
-	h.mustJoin(1234567891)
+	h.mustJoin(uid(1235))
 	joins := svc.proxy.exchanges("/v1/sessions")
 	if len(joins) == 0 || !strings.Contains(joins[0].body, `"schemaVersion":3`) {
 		t.Errorf("join requests = %+v, want the body to carry schemaVersion 3", joins)
 	}
+}
+
+func TestSessionListStaysShort(t *testing.T) {
+	t.Parallel()
+	t.Run("clean leaves leave nothing behind", func(t *testing.T) {
+		t.Parallel()
+		svc := newService(t)
+		ds := newDataStoreBackend()
+		userID := uid(961)
+		for i := 0; i < 3; i++ {
+			h := newHarness(t, svc, ds, fmt.Sprintf("job-clean-%d", i))
+			h.startGame("longPoll = false")
+			h.mustJoin(userID)
+			h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 1}}`)
+			h.settle(userID)
+			h.leave(userID)
+			h.runFor(5)
+			if ids := sessionIDs(ds, userID); len(ids) != 0 {
+				t.Errorf("session list after clean leave %d = %v, want empty", i+1, ids)
+			}
+			if keys := ds.keys("SaveSyncSession"); len(keys) > 1 {
+				t.Errorf("session cache keys after clean leave %d = %v, want only the list", i+1, keys)
+			}
+		}
+	})
+	t.Run("entries that cannot be read are dropped after ten sessions", func(t *testing.T) {
+		t.Parallel()
+		svc := newService(t)
+		ds := newDataStoreBackend()
+		userID := uid(962)
+		svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", userID), 100000, false)
+		for i := 0; i < 12; i++ {
+			h := newHarness(t, svc, ds, fmt.Sprintf("job-crash-%d", i))
+			h.failDataStore("SaveSyncSession", "GetAsync", fmt.Sprintf("u%d/", userID), 1000, 502)
+			h.startGame("longPoll = false, backoffBase = 10, backoffMax = 20")
+			h.mustJoin(userID)
+			h.mutate(userID, `{{op = "currency.add", currency = "coins", amount = 1}}`)
+			h.runFor(6) // the mutation is at risk: the entry keeps it
+			if i == 11 {
+				break
+			}
+			h.crash()
+			h.runFor(91) // the crashed server's lease expires
+		}
+		if ids := sessionIDs(ds, userID); len(ids) > 10 {
+			t.Errorf("session list holds %d ids, want at most 10", len(ids))
+		}
+	})
 }

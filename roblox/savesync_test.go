@@ -48,26 +48,26 @@ func TestJoinMutateLeave(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-a")
 	h.startGame("")
-	h.mustJoin(101)
+	h.mustJoin(uid(101))
 
-	if got := num(h.view(101), "currencies", "coins"); got != 100 {
+	if got := num(h.view(uid(101)), "currencies", "coins"); got != 100 {
 		t.Fatalf("coins after join = %v, want the starting 100", got)
 	}
-	h.mutate(101, `{{op = "currency.add", currency = "coins", amount = 25}, {op = "xp.add", amount = 10}}`)
-	h.mutate(101, `{{op = "item.grant", item = "potion", count = 2}, {op = "item.grant", item = "sword", count = 1}}`)
-	h.mutate(101, `{{op = "loadout.set", slot = "primary", item = "sword"}}`)
+	h.mutate(uid(101), `{{op = "currency.add", currency = "coins", amount = 25}, {op = "xp.add", amount = 10}}`)
+	h.mutate(uid(101), `{{op = "item.grant", item = "potion", count = 2}, {op = "item.grant", item = "sword", count = 1}}`)
+	h.mutate(uid(101), `{{op = "loadout.set", slot = "primary", item = "sword"}}`)
 	// Optimistic: the view changed before anything was written.
-	optimistic := h.view(101)
+	optimistic := h.view(uid(101))
 	if got := num(optimistic, "currencies", "coins"); got != 125 {
 		t.Errorf("optimistic coins = %v, want 125", got)
 	}
-	h.settle(101)
+	h.settle(uid(101))
 
-	p := playerView(t, svc, 101)
+	p := playerView(t, svc, uid(101))
 	if p.Version != 3 {
 		t.Errorf("service version = %d, want 3 (one per mutation)", p.Version)
 	}
-	if got := balance(t, svc, 101, "coins"); got != 125 {
+	if got := balance(t, svc, uid(101), "coins"); got != 125 {
 		t.Errorf("service coins = %d, want 125", got)
 	}
 	want := map[string]any{
@@ -78,11 +78,11 @@ func TestJoinMutateLeave(t *testing.T) {
 		"settings":    map[string]any{"music": true, "volume": 80.0},
 		"collections": map[string]any{"badges": []any{}},
 	}
-	got := h.view(101)
+	got := h.view(uid(101))
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("view after commit (-want +got):\n%s", diff)
 	}
-	if v := h.peek("sync:Version(__harness.player(101))"); v != 3.0 {
+	if v := h.peek(fmt.Sprintf("sync:Version(__harness.player(%d))", uid(101))); v != 3.0 {
 		t.Errorf("module version = %v, want 3", v)
 	}
 	if r := h.events("refused"); len(r) > 0 {
@@ -92,13 +92,13 @@ func TestJoinMutateLeave(t *testing.T) {
 		t.Errorf("MutationCommitted fired %d times, want 3", n)
 	}
 
-	if !h.leave(101) {
+	if !h.leave(uid(101)) {
 		t.Errorf("Leave reported the lease not released")
 	}
-	if p := playerView(t, svc, 101); p.Session != nil {
+	if p := playerView(t, svc, uid(101)); p.Session != nil {
 		t.Errorf("lease after leave = %+v, want released", p.Session)
 	}
-	if h.peek("sync:Get({UserId = 101})") != nil {
+	if h.peek(fmt.Sprintf("sync:Get({UserId = %d})", uid(101))) != nil {
 		t.Errorf("the module still holds the player after Leave")
 	}
 	// The key never reached the script: the Secret prints as "Secret".
@@ -138,12 +138,12 @@ func TestRetryAfter503ReusesKeyAndAppliesOnce(t *testing.T) {
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-retry")
 			h.startGame("")
-			h.mustJoin(201)
-			svc.proxy.fail("/v1/players/201/mutations", tc.failures, tc.lost)
-			id := h.mutate(201, `{{op = "currency.add", currency = "coins", amount = 25}}`)
-			h.settle(201)
+			h.mustJoin(uid(201))
+			svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", uid(201)), tc.failures, tc.lost)
+			id := h.mutate(uid(201), `{{op = "currency.add", currency = "coins", amount = 25}}`)
+			h.settle(uid(201))
 
-			ex := svc.proxy.exchanges("/v1/players/201/mutations")
+			ex := svc.proxy.exchanges(fmt.Sprintf("/v1/players/%d/mutations", uid(201)))
 			if len(ex) != tc.failures+1 {
 				t.Fatalf("mutation requests = %d, want %d", len(ex), tc.failures+1)
 			}
@@ -158,13 +158,13 @@ func TestRetryAfter503ReusesKeyAndAppliesOnce(t *testing.T) {
 			if last := ex[len(ex)-1]; last.replayed != tc.lost {
 				t.Errorf("last attempt replayed = %v, want %v", last.replayed, tc.lost)
 			}
-			if got := balance(t, svc, 201, "coins"); got != 125 {
+			if got := balance(t, svc, uid(201), "coins"); got != 125 {
 				t.Errorf("service coins = %d, want 125 (applied once)", got)
 			}
-			if p := playerView(t, svc, 201); p.Version != 1 {
+			if p := playerView(t, svc, uid(201)); p.Version != 1 {
 				t.Errorf("service version = %d, want 1", p.Version)
 			}
-			if got := num(h.view(201), "currencies", "coins"); got != 125 {
+			if got := num(h.view(uid(201)), "currencies", "coins"); got != 125 {
 				t.Errorf("view coins = %v, want 125", got)
 			}
 			if n := len(h.events("committed")); n != 1 {
@@ -183,23 +183,23 @@ func TestDeadLetterAfterThreeFailuresReplayedOnNextJoin(t *testing.T) {
 	ds := newDataStoreBackend()
 	h := newHarness(t, svc, ds, "job-first")
 	h.startGame("")
-	h.mustJoin(301)
-	svc.proxy.fail("/v1/players/301/mutations", 3, false)
-	id := h.mutate(301, `{{op = "currency.add", currency = "coins", amount = 40}}`)
+	h.mustJoin(uid(301))
+	svc.proxy.fail(fmt.Sprintf("/v1/players/%d/mutations", uid(301)), 3, false)
+	id := h.mutate(uid(301), `{{op = "currency.add", currency = "coins", amount = 40}}`)
 	h.runUntil("dead-lettered", 60, func() bool { return len(h.events("deadLettered")) == 1 })
 
-	if n := len(svc.proxy.exchanges("/v1/players/301/mutations")); n != 3 {
+	if n := len(svc.proxy.exchanges(fmt.Sprintf("/v1/players/%d/mutations", uid(301)))); n != 3 {
 		t.Errorf("attempts = %d, want 3", n)
 	}
-	if got := balance(t, svc, 301, "coins"); got != 100 {
+	if got := balance(t, svc, uid(301), "coins"); got != 100 {
 		t.Errorf("service coins = %d, want 100 (nothing applied)", got)
 	}
 	// Not refused: the change stays in the view until the next join writes it.
-	if got := num(h.view(301), "currencies", "coins"); got != 140 {
+	if got := num(h.view(uid(301)), "currencies", "coins"); got != 140 {
 		t.Errorf("view coins = %v, want 140", got)
 	}
-	h.leave(301)
-	dlq, _ := ds.get("SaveSyncDeadLetter", "u301").(map[string]any)
+	h.leave(uid(301))
+	dlq, _ := ds.get("SaveSyncDeadLetter", fmt.Sprintf("u%d", uid(301))).(map[string]any)
 	muts, _ := dlq["mutations"].([]any)
 	if len(muts) != 1 || muts[0].(map[string]any)["key"] != id {
 		t.Fatalf("dead-letter queue = %v, want the mutation %s", dlq, id)
@@ -208,25 +208,25 @@ func TestDeadLetterAfterThreeFailuresReplayedOnNextJoin(t *testing.T) {
 	// The player joins another server: the queue is replayed, once.
 	h2 := newHarness(t, svc, ds, "job-second")
 	h2.startGame("")
-	h2.mustJoin(301)
-	if got := balance(t, svc, 301, "coins"); got != 140 {
+	h2.mustJoin(uid(301))
+	if got := balance(t, svc, uid(301), "coins"); got != 140 {
 		t.Errorf("service coins after the next join = %d, want 140", got)
 	}
-	if got := num(h2.view(301), "currencies", "coins"); got != 140 {
+	if got := num(h2.view(uid(301)), "currencies", "coins"); got != 140 {
 		t.Errorf("view coins after the next join = %v, want 140", got)
 	}
-	ex := svc.proxy.exchanges("/v1/players/301/mutations")
+	ex := svc.proxy.exchanges(fmt.Sprintf("/v1/players/%d/mutations", uid(301)))
 	if last := ex[len(ex)-1]; last.key != id || last.status != 200 {
 		t.Errorf("replay = %+v, want key %s answered 200", last, id)
 	}
 	h2.runUntil("dead-letter queue cleared", 60, func() bool {
-		dlq, _ := ds.get("SaveSyncDeadLetter", "u301").(map[string]any)
+		dlq, _ := ds.get("SaveSyncDeadLetter", fmt.Sprintf("u%d", uid(301))).(map[string]any)
 		muts, _ := dlq["mutations"].([]any)
 		return len(muts) == 0
 	})
-	h2.mutate(301, `{{op = "currency.add", currency = "coins", amount = 1}}`)
-	h2.settle(301)
-	if got := balance(t, svc, 301, "coins"); got != 141 {
+	h2.mutate(uid(301), `{{op = "currency.add", currency = "coins", amount = 1}}`)
+	h2.settle(uid(301))
+	if got := balance(t, svc, uid(301), "coins"); got != 141 {
 		t.Errorf("service coins = %d, want 141", got)
 	}
 }
@@ -247,7 +247,8 @@ func TestCompanionWriteTriggersRefetch(t *testing.T) {
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-refetch")
 			h.startGame(tc.config)
-			userID := int64(401 + i)
+			h.runUntil("subscribed", 10, func() bool { return h.truthy("sync._subscribed") })
+			userID := uid(401 + int64(i))
 			h.mustJoin(userID)
 			version := companionWrite(t, svc, userID, "companion-1",
 				save.Op{Kind: save.OpSettingsSet, Key: "volume", Value: int64(30)},
@@ -332,7 +333,7 @@ func TestRefusedMutationRollsBack(t *testing.T) {
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-refuse")
 			h.startGame("longPoll = false")
-			userID := int64(501 + i)
+			userID := uid(501 + int64(i))
 			h.mustJoin(userID)
 			if tc.prepare != nil {
 				tc.prepare(t, svc, h, userID)
@@ -374,7 +375,7 @@ func TestBindToCloseFlushes(t *testing.T) {
 			ds := newDataStoreBackend()
 			h := newHarness(t, svc, ds, "job-close")
 			h.startGame("longPoll = false")
-			users := []int64{601, 602, 603}
+			users := []int64{uid(601), uid(602), uid(603)}
 			for _, u := range users {
 				h.mustJoin(u)
 			}
@@ -472,8 +473,8 @@ func TestJoinErrors(t *testing.T) {
 			t.Parallel()
 			svc := newService(t)
 			h := newHarness(t, svc, newDataStoreBackend(), "job-join")
-			h.startGameSchema(tc.schema, "sessionHeldWait = 0, longPoll = false")
-			userID := int64(701 + i)
+			h.startGameSchema(tc.schema, "sessionHeldWait = 0, stealAfterWait = false, longPoll = false")
+			userID := uid(701 + int64(i))
 			if tc.prepare != nil {
 				tc.prepare(t, svc, userID)
 			}
@@ -502,7 +503,7 @@ func TestBatchesAcrossPlayers(t *testing.T) {
 	h := newHarness(t, svc, newDataStoreBackend(), "job-batch")
 	h.startGame("longPoll = false")
 	const players = 40
-	for u := int64(1001); u < 1001+players; u++ {
+	for u := uid(1001); u < uid(1001+players); u++ {
 		h.mustJoin(u)
 	}
 	// Every player earns twice within one flush interval.
@@ -510,7 +511,7 @@ func TestBatchesAcrossPlayers(t *testing.T) {
 		sync:Mutate(p, {{op = "currency.add", currency = "coins", amount = 3}})
 		sync:Mutate(p, {{op = "stat.add", stat = "xp", amount = 7}})
 	end`)
-	for u := int64(1001); u < 1001+players; u++ {
+	for u := uid(1001); u < uid(1001+players); u++ {
 		h.settle(u)
 	}
 	if n := len(svc.proxy.exchanges("/v1/batch/mutations")); n != 1 {
@@ -519,7 +520,7 @@ func TestBatchesAcrossPlayers(t *testing.T) {
 	if n := len(svc.proxy.exchanges("/v1/players/")); n != 0 {
 		t.Errorf("single-mutation requests = %d, want 0", n)
 	}
-	for u := int64(1001); u < 1001+players; u++ {
+	for u := uid(1001); u < uid(1001+players); u++ {
 		if got := balance(t, svc, u, "coins"); got != 103 {
 			t.Fatalf("coins of %d = %d, want 103", u, got)
 		}
@@ -540,7 +541,7 @@ func TestSessionCacheRecoversUnsentMutationsAfterRestart(t *testing.T) {
 			t.Parallel()
 			svc := newService(t)
 			ds := newDataStoreBackend()
-			userID := int64(801 + i)
+			userID := uid(801 + int64(i)) // 10 digits: the entry key must still fit in 50 characters
 			path := fmt.Sprintf("/v1/players/%d/mutations", userID)
 			h := newHarness(t, svc, ds, "job-restart")
 			h.startGame("longPoll = false, backoffBase = 10, backoffMax = 20")
@@ -564,6 +565,7 @@ func TestSessionCacheRecoversUnsentMutationsAfterRestart(t *testing.T) {
 			}
 
 			// The module restarts on the same server; the service is back.
+			h.crash()
 			svc.proxy.clear()
 			h2 := newHarness(t, svc, ds, "job-restart")
 			h2.startGame("longPoll = false")
@@ -588,8 +590,8 @@ func TestLeaseRenewedAndLossReported(t *testing.T) {
 	svc := newService(t)
 	h := newHarness(t, svc, newDataStoreBackend(), "job-renew")
 	h.startGame("longPoll = false")
-	h.mustJoin(901)
-	h.mustJoin(902)
+	h.mustJoin(uid(901))
+	h.mustJoin(uid(902))
 	h.runFor(35) // the 90 s leases are renewed after 30 s, both in one request
 	renews := svc.proxy.exchanges("/v1/batch/sessions/renew")
 	ok := 0
@@ -605,7 +607,7 @@ func TestLeaseRenewedAndLossReported(t *testing.T) {
 		t.Fatalf("SessionLost fired %d times while the lease was held", n)
 	}
 	// A teleport elsewhere steals the player; the next renewal learns it.
-	if _, err := svc.store.JoinSession(context.Background(), store.JoinRequest{UserID: 901, JobID: "job-thief", Steal: true}); err != nil {
+	if _, err := svc.store.JoinSession(context.Background(), store.JoinRequest{UserID: uid(901), JobID: "job-thief", Steal: true}); err != nil {
 		t.Fatal(err)
 	}
 	h.runUntil("session loss reported", 60, func() bool { return len(h.events("sessionLost")) == 1 })
