@@ -14,7 +14,7 @@ import (
 // mode's rules (a studio would load its game.json the same way).
 func gameConfigLua(t *testing.T) string {
 	t.Helper()
-	raw, err := os.ReadFile("../internal/fstest/game.json")
+	raw, err := os.ReadFile("../internal/firestoretest/game.json")
 	if err != nil {
 		t.Fatal(err)
 	}
