@@ -44,6 +44,17 @@ type RobloxMessage struct {
 // RobloxInvalidationType is RobloxMessage.Type for invalidations.
 const RobloxInvalidationType = "inv"
 
+// RobloxEraseType is RobloxMessage.Type for erasures: the players' data
+// was erased on the service, and game servers drop their own copies (the
+// Luau module's DataStore entries). Versions is empty.
+const RobloxEraseType = "erase"
+
+// EraseMessage is the message telling game servers that userIDs were erased.
+func EraseMessage(userIDs ...int64) string {
+	b, _ := json.Marshal(RobloxMessage{Type: RobloxEraseType, Users: userIDs, Versions: []int64{}})
+	return string(b)
+}
+
 // DeadLetter is the JSON body of a message on the dead-letter topic: an
 // Open Cloud publish the forwarder gave up on.
 type DeadLetter struct {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
@@ -41,6 +42,10 @@ type AdminOptions struct {
 	WebhookTolerance time.Duration
 	// Now is the clock webhook timestamps are checked against (time.Now).
 	Now func() time.Time
+	// OnErased, when set, is called after every erasure that succeeded
+	// (replays included), to tell the game servers to drop what they keep
+	// of the player; it must not block.
+	OnErased func(ctx context.Context, userID int64)
 }
 
 // Limits of the admin API.
@@ -394,6 +399,9 @@ func (a *AdminAPI) erase(c *gin.Context, req store.ErasureRequest) error {
 			// claim only informs clients and lapses with the token.
 			logging.FromContext(ctx).Warn("erasure: could not clear the robloxUserId claim", "error", err.Error())
 		}
+	}
+	if a.opts.OnErased != nil {
+		a.opts.OnErased(ctx, req.UserID)
 	}
 	if out.Replayed {
 		c.Header(headerReplayed, "true")

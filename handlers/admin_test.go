@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,25 @@ type adminEnv struct {
 	player  *fbUser // no role
 	support *fbUser
 	admin   *fbUser
+	erased  *erasedLog // the user ids AdminOptions.OnErased was called with
+}
+
+// erasedLog records OnErased calls.
+type erasedLog struct {
+	mu  sync.Mutex
+	ids []int64
+}
+
+func (l *erasedLog) add(_ context.Context, id int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ids = append(l.ids, id)
+}
+
+func (l *erasedLog) all() []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.ids)
 }
 
 // adminReply is a decoded HTTP answer.
@@ -61,10 +81,11 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	r := gin.New()
 	r.Use(handlers.LimitBody(64 << 10))
 	handlers.NewServerAPI(st, game, keys).Register(r)
-	handlers.NewAdminAPI(st, fa, handlers.AdminOptions{ErasureKey: []byte("test-erasure-key"), RobloxWebhookSecret: webhookSecret}).Register(r)
+	erased := &erasedLog{}
+	handlers.NewAdminAPI(st, fa, handlers.AdminOptions{ErasureKey: []byte("test-erasure-key"), RobloxWebhookSecret: webhookSecret, OnErased: erased.add}).Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &adminEnv{t: t, url: srv.URL, store: st, player: signUp(t), support: staff(t, handlers.RoleSupport), admin: staff(t, handlers.RoleAdmin)}
+	return &adminEnv{t: t, url: srv.URL, store: st, player: signUp(t), support: staff(t, handlers.RoleSupport), admin: staff(t, handlers.RoleAdmin), erased: erased}
 }
 
 // staff signs up an account and gives it a role claim.
@@ -359,6 +380,11 @@ func TestRobloxErasureWebhook(t *testing.T) {
 	}
 	if answers[1]["alreadyErased"] != true || answers[1]["recordId"] != answers[0]["recordId"] {
 		t.Errorf("second delivery = %v, want already erased under the same record", answers[1])
+	}
+	// Game servers are told both times (a retried delivery may follow a
+	// publish that failed); refused deliveries told nobody.
+	if diff := cmp.Diff([]int64{userID, userID}, e.erased.all()); diff != "" {
+		t.Errorf("OnErased calls (-want +got):\n%s", diff)
 	}
 	p, err := e.store.GetPlayer(context.Background(), userID)
 	if err != nil || p.Version != 0 {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/savesync/savesync/events"
 )
 
 func TestSubscriptionIsRetried(t *testing.T) {
@@ -124,7 +126,7 @@ func TestDataStoreKeysCarryTheUserAndAreErased(t *testing.T) {
 	}
 
 	// The service erased the player; its forwarder tells the servers.
-	h.publish("savesync", fmt.Sprintf(`{"t":"erase","u":[%d]}`, userID))
+	h.publish(events.DefaultRobloxTopic, events.EraseMessage(userID))
 	h.runFor(30)
 	for _, store := range []string{"SaveSyncSession", "SaveSyncDeadLetter"} {
 		for _, k := range ds.keys(store) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -42,6 +43,9 @@ type App struct {
 	store        *store.Store
 	// relay publishes the outbox; nil when this instance does not run it.
 	relay *events.Relay
+	// openCloud publishes to game servers through Roblox Open Cloud
+	// messaging; nil without an Open Cloud key.
+	openCloud atomic.Pointer[opencloud.Publisher]
 	// emulator is the in-process Firestore emulator; nil unless the
 	// Firestore backend is embedded.
 	emulator *emulator.Server
@@ -244,7 +248,7 @@ func (a *App) close() error {
 // to verify an ID token, so the companion routes are left out and a log
 // line says how to turn them on.
 func (a *App) registerCompanion(ctx context.Context, cfg config, game *save.Config, logger *slog.Logger, r gin.IRouter) error {
-	admin := handlers.AdminOptions{ErasureKey: []byte(cfg.erasureKey), RobloxWebhookSecret: cfg.webhookSecret}
+	admin := handlers.AdminOptions{ErasureKey: []byte(cfg.erasureKey), RobloxWebhookSecret: cfg.webhookSecret, OnErased: a.tellServersErased}
 	if cfg.webhookSecret == "" {
 		logger.Warn("the Roblox erasure webhook refuses every call: set " + envWebhookSecret + " to the webhook's secret")
 	}
@@ -374,6 +378,7 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 	if _, err := events.NewForwarder(a.pubsub, publisher, opts); err != nil {
 		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
+	a.openCloud.Store(publisher)
 	// A forwarder is spent once its Run returns (it stops its publishers),
 	// so every restart after a failed Receive gets a fresh one; the Open
 	// Cloud publisher, and with it the universe's rate budget, is kept.
@@ -386,6 +391,30 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 	})
 	logger.Info("Roblox Open Cloud forwarder on", slog.Int64("universe", cfg.robloxUniverseID))
 	return nil
+}
+
+// tellServersErased asks the game servers, through Open Cloud messaging,
+// to drop what they keep of an erased player (the Luau module's DataStore
+// copies). It publishes in the background, bounded to a minute: the
+// erasure itself is done, and an erasure repeated (a retried webhook)
+// publishes again. Without an Open Cloud key nothing can reach the servers,
+// and the log says so.
+func (a *App) tellServersErased(ctx context.Context, userID int64) {
+	logger := logging.FromContext(ctx)
+	publisher := a.openCloud.Load()
+	if publisher == nil {
+		logger.Warn("erasure: game servers not told to drop their copies of the player: set "+envRobloxAPIKey+" and "+envRobloxUniverseID, slog.Int64("userId", userID))
+		return
+	}
+	a.workers.Add(1)
+	go func() {
+		defer a.workers.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := publisher.Publish(ctx, events.DefaultRobloxTopic, events.EraseMessage(userID)); err != nil {
+			logger.Error("erasure: could not tell game servers to drop their copies of the player", slog.Int64("userId", userID), slog.String("error", err.Error()))
+		}
+	}()
 }
 
 // goWork runs a background loop until ctx ends, logging how it ended.
