@@ -201,6 +201,8 @@ type config struct {
 	// longPollMaxWait caps the changes long-poll (0: the store's default).
 	// No variable sets it; tests do, through RunOptions.
 	longPollMaxWait time.Duration
+	// openCloudURL replaces the Roblox Open Cloud origin ("": Roblox's).
+	openCloudURL string
 	// companionLimits replaces the companion API's limits (nil: its
 	// defaults). No variable sets it; tests do, through RunOptions.
 	companionLimits *handlers.CompanionOptions

@@ -33,6 +33,9 @@ type RunOptions struct {
 	// longPollMaxWait, when set, caps the changes long-poll below its
 	// default (25 s), so the contract tests can poll every route quickly.
 	longPollMaxWait time.Duration
+	// openCloudURL, when set, is the Roblox Open Cloud origin the
+	// forwarder and the erasure notice publish to (a test's fake).
+	openCloudURL string
 	// companionLimits, when set, replaces the companion API's per-account
 	// limits, for tests whose fixtures re-link the same accounts hundreds
 	// of times (the limits themselves are tested in handlers).
@@ -75,6 +78,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		return err
 	}
 	cfg.longPollMaxWait = o.longPollMaxWait
+	cfg.openCloudURL = o.openCloudURL
 	cfg.companionLimits = o.companionLimits
 	logger := logging.New(stdout, cfg.logLevel)
 	gin.SetMode(gin.ReleaseMode)

@@ -370,6 +370,7 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 		UniverseID:        cfg.robloxUniverseID,
 		APIKey:            cfg.robloxAPIKey,
 		ConcurrentPlayers: cfg.robloxConcurrentPlayers,
+		BaseURL:           cfg.openCloudURL,
 	})
 	if err != nil {
 		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
