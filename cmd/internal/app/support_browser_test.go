@@ -1,8 +1,11 @@
 package app
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -101,6 +104,15 @@ func TestSupportConsoleInChromium(t *testing.T) {
 	tab.waitFor("the CSV", `document.querySelector("#csv-link").dataset.rows === "1"`)
 	tab.screenshot("filtered")
 
+	// The purchase's version beside the one before it, and their diff.
+	tab.do("compare", chromedp.Click(chromedp.CSS("#history button[data-compare]")))
+	tab.waitFor("the diff", `document.body.dataset.busy === "0" && !document.querySelector("#sides").hidden && document.querySelector('#diff tr[data-path="currencies.gems"]') !== null`)
+	if got, want := eval[string](tab, `(r => r.dataset.old + " → " + r.dataset.new)(document.querySelector('#diff tr[data-path="currencies.gems"]'))`),
+		fmt.Sprintf("%v → %v", start.Currencies["gems"]+200, start.Currencies["gems"]+150); got != want {
+		t.Errorf("diff of gems = %q, want %q", got, want)
+	}
+	tab.screenshot("compared")
+
 	// Refund it: the gems come back, the spent wood is listed.
 	tab.do("choose the refund", chromedp.Click(chromedp.CSS("#history button[data-refund]")))
 	tab.do("fill the refund", chromedp.SendKeys(chromedp.CSS(`#refund-form [name="reason"]`), "bought by mistake"),
@@ -171,4 +183,65 @@ func TestSupportConsoleInChromium(t *testing.T) {
 	ptab := openConsole(t, s, dir, "player", player)
 	ptab.waitFor("the refusal", `document.body.dataset.view === "refused" && document.querySelector("#message").dataset.code === "PERMISSION_DENIED"`)
 	ptab.screenshot("refused")
+}
+
+// supportBenchEntries is how many ledger entries the player of
+// BenchmarkSupportConsole has.
+const supportBenchEntries = 10_000
+
+// supportPageSize is the console's history page size (web/support/src/app.ts).
+const supportPageSize = 20
+
+// BenchmarkSupportConsole measures the support console in Chromium against
+// the local stack (docs/benchmarks.md):
+//
+//   - bundle-gz-kB: app.js gzipped (Firebase Auth included);
+//
+//   - first-page-p50-ms, first-page-p99-ms: a player looked up to the first
+//     page of its history shown, for a player with 10,000 ledger entries
+//     (the save's two version reads run beside the search), over b.N
+//     lookups.
+//
+//     go test -run '^$' -bench BenchmarkSupportConsole -benchtime 20x ./cmd/internal/app/
+func BenchmarkSupportConsole(b *testing.B) {
+	s := startSupportStack(b)
+	dir := artifactDir(b)
+	js, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(buildCompanion(b))), "support", "dist", "app.js"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	_, _ = zw.Write(js)
+	_ = zw.Close()
+
+	userID := 8_000_000_000 + time.Now().UnixNano()%1_000_000_000
+	for i := range supportBenchEntries {
+		s.gameMutation(userID, map[string]any{"op": "currency.add", "currency": "coins", "amount": i%7 + 1})
+	}
+	tab := openPage(b, dir, "bench", s.page+"/?persistence=memory")
+	tab.waitFor("the sign-in form", `document.body.dataset.view === "signed-out"`)
+	support := s.staff("support")
+	tab.do("sign in", chromedp.SendKeys(chromedp.CSS("#email"), support.Email),
+		chromedp.SendKeys(chromedp.CSS("#password"), support.Password),
+		chromedp.Click(chromedp.CSS("#signin")))
+	tab.waitFor("the console", `document.body.dataset.view === "console"`)
+	tab.do("type the player", chromedp.SendKeys(chromedp.CSS("#player-id"), fmt.Sprint(userID)))
+
+	b.ResetTimer()
+	var first []float64
+	for range b.N {
+		tab.do("find", chromedp.Click(chromedp.CSS("#find")))
+		tab.waitFor("the first page", `window.savesyncMetrics.firstPageAt !== undefined && document.body.dataset.busy === "0"`)
+		first = append(first, eval[float64](tab, `window.savesyncMetrics.firstPageAt - window.savesyncMetrics.findAt`))
+	}
+	b.StopTimer()
+	tab.screenshot("bench-history")
+	if n := eval[int](tab, `document.querySelectorAll("#history li[data-entry-id]").length`); n != supportPageSize {
+		b.Errorf("first page shows %d entries, want %d", n, supportPageSize)
+	}
+	b.ReportMetric(float64(gz.Len())/1000, "bundle-gz-kB")
+	b.ReportMetric(quantile(first, 0.5), "first-page-p50-ms")
+	b.ReportMetric(quantile(first, 0.99), "first-page-p99-ms")
+	b.ReportMetric(0, "ns/op")
 }

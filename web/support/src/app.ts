@@ -171,6 +171,8 @@ export class SupportApp {
     this.keys.clear();
     byId("player").hidden = true;
     byId("result").hidden = true;
+    byId("sides").hidden = true;
+    byId("diff").hidden = true;
   }
 
   private async find(): Promise<void> {
@@ -187,6 +189,8 @@ export class SupportApp {
     byId<HTMLFormElement>("erase-form").reset();
     byId("player").hidden = false;
     document.body.dataset.player = raw;
+    window.savesyncMetrics.findAt = performance.now();
+    window.savesyncMetrics.firstPageAt = undefined;
     this.clearMessage();
     await Promise.all([this.loadCurrent(), this.search()]);
   }
@@ -340,7 +344,7 @@ export class SupportApp {
     const [v0, v1] = [Math.min(...vs), Math.max(...vs)];
     const [y0, y1] = [Math.min(0, ...ys), Math.max(...ys)];
     const x = (v: number) => pad + ((v - v0) / Math.max(1, v1 - v0)) * (W - 2 * pad);
-    const y = (n: number) => H - pad / 2 - ((n - y0) / Math.max(1, y1 - y0)) * (H - pad);
+    const y = (n: number) => H - pad * 0.6 - ((n - y0) / Math.max(1, y1 - y0)) * (H - pad);
     let d = "";
     points.forEach((p, i) => {
       d += i === 0 ? `M${x(p.v)},${y(p.y)}` : `H${x(p.v)}V${y(p.y)}`;
@@ -360,6 +364,8 @@ export class SupportApp {
     svg.append(el("line", { x1: pad, x2: W - pad, y1: y(y0), y2: y(y0), class: "axis" }));
     svg.append(el("text", { x: 2, y: y(y1) + 4, class: "tick" }, String(y1)));
     svg.append(el("text", { x: 2, y: y(y0), class: "tick" }, String(y0)));
+    svg.append(el("text", { x: pad, y: H - 1, class: "tick" }, `v${v0}`));
+    svg.append(el("text", { x: W - pad, y: H - 1, class: "tick", "text-anchor": "end" }, `v${v1}`));
     svg.append(el("path", { d, class: "line" }));
     for (const p of points.slice(1)) {
       const prev = points[points.indexOf(p) - 1]!;
@@ -404,6 +410,7 @@ export class SupportApp {
       table.dataset.from = String(a);
       table.dataset.to = String(b);
       table.hidden = false;
+      byId("sides").hidden = false;
     });
   }
 
@@ -656,8 +663,12 @@ export class SupportApp {
 
 declare global {
   interface Window {
-    /** Figures the browser tests read: firstPageAt is performance.now() when the first history page was shown. */
-    savesyncMetrics: { firstPageAt?: number };
+    /**
+     * Figures the browser tests read: findAt is performance.now() when a
+     * player was looked up, firstPageAt when the first page of its history
+     * was shown.
+     */
+    savesyncMetrics: { findAt?: number; firstPageAt?: number };
   }
 }
 window.savesyncMetrics = {};
