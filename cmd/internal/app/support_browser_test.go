@@ -135,6 +135,25 @@ func TestSupportConsoleInChromium(t *testing.T) {
 	tab.do("clear the filters", chromedp.Click(chromedp.CSS("#clear-filters")))
 	tab.waitFor("the refund's entry in the history", fmt.Sprintf(`document.body.dataset.busy === "0" && document.querySelector('#history li[data-entry-id=%q]')?.dataset.actorKind === "admin"`, entryID))
 
+	// A compensation of 25 gems, with its reason and ticket; then only the
+	// staff's entries (actor kind admin) in the history.
+	tab.do("compose the compensation", chromedp.SetValue(chromedp.CSS(`#compensate-form [name="op"]`), "currency.add"),
+		chromedp.SendKeys(chromedp.CSS(`#compensate-form [name="target"]`), "gems"),
+		chromedp.SendKeys(chromedp.CSS(`#compensate-form [name="value"]`), "25"),
+		chromedp.Click(chromedp.CSS("#add-op")),
+		chromedp.SendKeys(chromedp.CSS(`#compensate-form [name="reason"]`), "goodwill"),
+		chromedp.SendKeys(chromedp.CSS(`#compensate-form [name="ticket"]`), "T-1701"),
+		chromedp.Click(chromedp.CSS("#compensate")))
+	confirmDialog(tab, "compensate-confirm")
+	tab.waitFor("the compensation", `document.querySelector("#message").dataset.code === "COMPENSATED" && document.querySelector("#result").dataset.kind === "compensation" && document.body.dataset.busy === "0"`)
+	if got, want := s.gameSave(userID).Currencies["gems"], refunded.Currencies["gems"]+25; got != want {
+		t.Errorf("gems after the compensation = %v, want %v", got, want)
+	}
+	tab.do("filter to staff", chromedp.SetValue(chromedp.CSS(`#filters [name="actorKind"]`), "admin"), chromedp.Click(chromedp.CSS("#apply-filters")))
+	tab.waitFor("the staff's entries", `document.body.dataset.busy === "0" && document.querySelector("#history").dataset.count === "2" &&
+		[...document.querySelectorAll("#history > li")].every(li => li.dataset.actorKind === "admin")`)
+	tab.screenshot("compensated")
+
 	// The service refuses support's restore and erasure too.
 	for _, r := range []answer{
 		s.call("POST", fmt.Sprintf("/v1/admin/players/%d/restore", userID), bearerOf(support.IDToken),

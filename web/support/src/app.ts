@@ -42,6 +42,8 @@ export class SupportApp {
   /** One idempotency key per intent: per form, until the intent changes or succeeds. */
   private readonly keys = new Map<string, string>();
   private busy = 0;
+  /** Counts searches, so a page answered for an older one is dropped. */
+  private searchSeq = 0;
 
   constructor(
     config: Config,
@@ -233,6 +235,7 @@ export class SupportApp {
       if (v !== "") q[name] = v;
     }
     this.query = q;
+    this.searchSeq++;
     this.cursor = undefined;
     this.entries = [];
     byId("history").replaceChildren();
@@ -241,7 +244,8 @@ export class SupportApp {
   }
 
   private async more(): Promise<void> {
-    if (this.cursor !== undefined) await this.page();
+    // One page at a time: a second press while one loads would fetch the same cursor.
+    if (this.cursor !== undefined && byId("history").dataset.loading !== "true") await this.page();
   }
 
   /** The next page of the current search. */
@@ -249,10 +253,11 @@ export class SupportApp {
     const id = this.userId;
     if (id === null) return;
     const history = byId("history");
+    const seq = this.searchSeq;
     history.dataset.loading = "true";
     await this.run(async () => {
       const res = await this.client.adminLedger(id, { ...this.query, cursor: this.cursor });
-      if (this.userId !== id) return;
+      if (this.userId !== id || this.searchSeq !== seq) return;
       this.entries.push(...res.entries);
       for (const e of res.entries) history.append(this.entryItem(e));
       this.cursor = res.nextCursor;
