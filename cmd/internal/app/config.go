@@ -101,8 +101,9 @@ var allEnvVars, defaults = func() ([]string, map[string]string) {
 const embeddedProject = "demo-savesync"
 
 // devCORSOrigins are the browser origins allowed outside Google Cloud when
-// SAVESYNC_CORS_ORIGINS is unset: the local companion page's dev server.
-const devCORSOrigins = "http://localhost:5173,http://127.0.0.1:5173"
+// SAVESYNC_CORS_ORIGINS is unset: the dev servers of the local companion
+// page (5173) and support console (5174).
+const devCORSOrigins = "http://localhost:5173,http://127.0.0.1:5173,http://localhost:5174,http://127.0.0.1:5174"
 
 // noCORSOrigins, as the value of SAVESYNC_CORS_ORIGINS, allows no browser
 // origin, also outside Google Cloud.

@@ -185,7 +185,7 @@ func TestLoadConfigCORSOrigins(t *testing.T) {
 		vars map[string]string
 		want []string
 	}{
-		{"unset locally: the local companion page", map[string]string{}, []string{"http://localhost:5173", "http://127.0.0.1:5173"}},
+		{"unset locally: the local companion page and support console", map[string]string{}, []string{"http://localhost:5173", "http://127.0.0.1:5173", "http://localhost:5174", "http://127.0.0.1:5174"}},
 		{"none locally", map[string]string{envCORSOrigins: "none"}, nil},
 		{"unset in Google Cloud: no origin", map[string]string{envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey}, nil},
 		{"listed in Google Cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey,

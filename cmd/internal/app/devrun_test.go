@@ -19,16 +19,17 @@ import (
 // (scripts/dev.sh, the README's first command) on free ports: the page,
 // its config.json naming the service and the Auth emulator, the service
 // answering the page's origin, and an account the emulator signs up linked
-// by the README's curl. SIGTERM stops all of it.
+// by the README's curl; the support console beside it, its origin allowed
+// too and its staff accounts made. SIGTERM stops all of it.
 func TestMakeRunBringsUpTheLocalStack(t *testing.T) {
 	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, page, auth := freePort(t), freePort(t), freePort(t)
+	api, page, support, auth := freePort(t), freePort(t), freePort(t), freePort(t)
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "dev.sh"))
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "PORT="+api, "COMPANION_PORT="+page, "AUTH_EMULATOR_PORT="+auth,
+	cmd.Env = append(os.Environ(), "PORT="+api, "COMPANION_PORT="+page, "SUPPORT_PORT="+support, "AUTH_EMULATOR_PORT="+auth,
 		"SAVESYNC_DATA_DIR="+t.TempDir(), "FIREBASE_AUTH_EMULATOR_HOST=", "SAVESYNC_LOG_LEVEL=warn")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -81,30 +82,43 @@ func TestMakeRunBringsUpTheLocalStack(t *testing.T) {
 	if cfg.APIBase != apiURL || cfg.AuthEmulatorURL != "http://127.0.0.1:"+auth {
 		t.Errorf("config.json = %+v, want apiBase %s and the emulator on port %s", cfg, apiURL, auth)
 	}
-	if r, err := http.Get(pageURL + "/"); err != nil || r.StatusCode != http.StatusOK {
-		t.Errorf("the page: %v %v", err, r)
-	} else {
-		b, _ := io.ReadAll(r.Body)
-		r.Body.Close()
-		if !strings.Contains(string(b), "app.js") {
-			t.Errorf("the page does not load app.js: %.200s", b)
+	supportURL := "http://127.0.0.1:" + support
+	for _, u := range []string{pageURL, supportURL} {
+		if r, err := http.Get(u + "/"); err != nil || r.StatusCode != http.StatusOK {
+			t.Errorf("the page %s: %v %v", u, err, r)
+		} else {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			if !strings.Contains(string(b), "app.js") {
+				t.Errorf("the page %s does not load app.js: %.200s", u, b)
+			}
 		}
 	}
 
 	// The page's origin is allowed, and the journey of the README works:
 	// sign up on the emulator, ask for a code, redeem it as the game server.
-	pre, _ := http.NewRequest("OPTIONS", apiURL+"/v1/me/link-codes", nil)
-	pre.Header.Set("Origin", pageURL)
-	pre.Header.Set("Access-Control-Request-Method", "POST")
-	pre.Header.Set("Access-Control-Request-Headers", "authorization")
-	if r, err := http.DefaultClient.Do(pre); err != nil || r.Header.Get("Access-Control-Allow-Origin") != pageURL {
-		t.Errorf("preflight from the page's origin: %v %v", err, r)
+	for origin, path := range map[string]string{pageURL: "/v1/me/link-codes", supportURL: "/v1/admin/players/42/ledger"} {
+		pre, _ := http.NewRequest("OPTIONS", apiURL+path, nil)
+		pre.Header.Set("Origin", origin)
+		pre.Header.Set("Access-Control-Request-Method", "POST")
+		pre.Header.Set("Access-Control-Request-Headers", "authorization")
+		if r, err := http.DefaultClient.Do(pre); err != nil || r.Header.Get("Access-Control-Allow-Origin") != origin {
+			t.Errorf("preflight from %s: %v %v", origin, err, r)
+		}
 	}
 	s := &apiStack{t: t, base: apiURL, authHost: "127.0.0.1:" + auth, client: &http.Client{Timeout: requestTimeout}}
 	u := s.signUp()
 	code, _ := s.call("POST", "/v1/me/link-codes", bearerOf(u.IDToken), nil).object()["code"].(string)
 	if r := s.call("POST", "/v1/link-codes/"+code+"/redeem", bearerOf("dev-server-key"), map[string]any{"userId": 42}); r.status != http.StatusOK {
 		t.Errorf("redeem as in the README: %s %s", r.summary(), r.body)
+	}
+	// The staff accounts the script prints answer the support routes.
+	for _, role := range []string{"support", "admin"} {
+		staff := &fbUser{Email: role + "@example.com", Password: "staff-123"}
+		s.signIn(staff)
+		if r := s.call("GET", "/v1/admin/players/42/ledger", bearerOf(staff.IDToken), nil); r.status != http.StatusOK {
+			t.Errorf("the ledger as %s: %s %s", staff.Email, r.summary(), r.body)
+		}
 	}
 
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); err != nil {
@@ -118,7 +132,7 @@ func TestMakeRunBringsUpTheLocalStack(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("scripts/dev.sh did not stop within 30 s of SIGTERM; its output:\n%s", log.String())
 	}
-	for _, port := range []string{api, page, auth} {
+	for _, port := range []string{api, page, support, auth} {
 		if c, err := (&http.Client{Timeout: time.Second}).Get("http://127.0.0.1:" + port + "/"); err == nil {
 			c.Body.Close()
 			t.Errorf("port %s still answers after the stop", port)

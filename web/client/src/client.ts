@@ -3,6 +3,9 @@ import { EventStream, type EventHandlers, type EventStreamOptions } from "./even
 import type {
   Catalog,
   EventTicket,
+  AdminLedgerQuery,
+  Compensation,
+  Erasure,
   LedgerPage,
   LedgerQuery,
   LinkCode,
@@ -10,8 +13,11 @@ import type {
   Mutation,
   Outcome,
   Player,
+  RefundResult,
+  SaveAtVersion,
   SettingValue,
   Unlinked,
+  VersionDiff,
 } from "./types";
 
 /** Options of a SavesyncClient. */
@@ -81,6 +87,8 @@ interface Request {
   query?: Record<string, string | number | undefined>;
   body?: unknown;
   idempotencyKey?: string;
+  /** The body is handed back as text, not parsed as JSON. */
+  text?: boolean;
 }
 
 /** What send answers. */
@@ -90,8 +98,9 @@ interface Response<T> {
 }
 
 /**
- * SavesyncClient calls the companion routes (`/v1/me/…`) of savesync with
- * the signed-in user's Firebase ID token.
+ * SavesyncClient calls the companion routes (`/v1/me/…`) and the support
+ * routes (`/v1/admin/…`) of savesync with the signed-in user's Firebase ID
+ * token.
  *
  * Every write runs under one Idempotency-Key for the whole user intent:
  * retries after a network error, a 5xx, a 408 or a 429 (after Retry-After)
@@ -211,6 +220,51 @@ export class SavesyncClient {
     return new EventStream(this, handlers, opts);
   }
 
+  /** GET /v1/admin/players/{userId}/ledger: one page of a player's ledger search, newest first (support, admin). */
+  async adminLedger(userId: number, query: AdminLedgerQuery = {}, opts?: CallOptions): Promise<LedgerPage> {
+    const { format: _format, ...q } = query;
+    return (await this.send<LedgerPage>({ method: "GET", path: `/v1/admin/players/${userId}/ledger`, query: q }, opts)).body;
+  }
+
+  /** GET /v1/admin/players/{userId}/ledger?format=csv: the whole search as CSV text (cursor and limit ignored). */
+  async adminLedgerCsv(userId: number, query: AdminLedgerQuery = {}, opts?: CallOptions): Promise<string> {
+    const { cursor: _cursor, limit: _limit, ...q } = query;
+    return (await this.send<string>({ method: "GET", path: `/v1/admin/players/${userId}/ledger`, query: { ...q, format: "csv" }, text: true }, opts)).body;
+  }
+
+  /** GET /v1/admin/players/{userId}/versions/{version}: the save after a version (0 = the starting save). */
+  async adminVersion(userId: number, version: number, opts?: CallOptions): Promise<SaveAtVersion> {
+    return (await this.send<SaveAtVersion>({ method: "GET", path: `/v1/admin/players/${userId}/versions/${version}` }, opts)).body;
+  }
+
+  /** GET /v1/admin/players/{userId}/diff: the field changes from one version to another. */
+  async adminDiff(userId: number, from: number, to: number, opts?: CallOptions): Promise<VersionDiff> {
+    return (await this.send<VersionDiff>({ method: "GET", path: `/v1/admin/players/${userId}/diff`, query: { from, to } }, opts)).body;
+  }
+
+  /** POST /v1/admin/players/{userId}/compensations with ops: a compensating mutation (support, admin). */
+  compensate(userId: number, c: Compensation, opts?: WriteOptions): Promise<Written<Outcome>> {
+    return this.write<Outcome>({ method: "POST", path: `/v1/admin/players/${userId}/compensations`, body: c }, opts);
+  }
+
+  /** POST /v1/admin/players/{userId}/compensations with refundEntryId: refunds a recorded purchase. */
+  refund(userId: number, entryId: string, reason: string, ticket: string, opts?: WriteOptions): Promise<Written<RefundResult>> {
+    return this.write<RefundResult>(
+      { method: "POST", path: `/v1/admin/players/${userId}/compensations`, body: { refundEntryId: entryId, reason, ticket } },
+      opts,
+    );
+  }
+
+  /** POST /v1/admin/players/{userId}/restore: sets the save back to a version (admin). */
+  restore(userId: number, version: number, reason: string, ticket: string, opts?: WriteOptions): Promise<Written<Outcome>> {
+    return this.write<Outcome>({ method: "POST", path: `/v1/admin/players/${userId}/restore`, body: { version, reason, ticket } }, opts);
+  }
+
+  /** DELETE /v1/admin/players/{userId}: erases a player's save and personal data (admin). */
+  erase(userId: number, opts?: WriteOptions): Promise<Written<Erasure>> {
+    return this.write<Erasure>({ method: "DELETE", path: `/v1/admin/players/${userId}` }, opts);
+  }
+
   /** Sends a write under its idempotency key and reads Idempotent-Replayed. */
   private async write<T>(req: Request, opts?: WriteOptions): Promise<Written<T>> {
     const idempotencyKey = opts?.idempotencyKey ?? newIdempotencyKey();
@@ -245,7 +299,7 @@ export class SavesyncClient {
         await this.sleep(this.backoff(attempt));
         continue;
       }
-      if (res.ok) return { body: parseBody<T>(text, res), headers: res.headers };
+      if (res.ok) return { body: req.text ? (text as T) : parseBody<T>(text, res), headers: res.headers };
       const err = await ApiError.fromResponse(res);
       if (res.status === 401 && !refreshed) {
         // The token may have expired or been revoked since it was cached.

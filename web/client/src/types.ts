@@ -57,3 +57,16 @@ export type EventTicket = JSONOf<paths["/v1/me/events/tickets"]["post"]["respons
 export type LedgerQuery = NonNullable<paths["/v1/me/ledger"]["get"]["parameters"]["query"]>;
 /** A setting's value, as the game config declares it. */
 export type SettingValue = boolean | number | string;
+
+/** The save as it was after a version (GET /v1/admin/players/{userId}/versions/{version}). */
+export type SaveAtVersion = Schemas["SaveAtVersion"];
+/** The field changes between two versions. */
+export type VersionDiff = Schemas["VersionDiff"];
+/** The answer to a refund: the mutation and what could not be taken back. */
+export type RefundResult = Schemas["RefundResult"];
+/** What an erasure did. */
+export type Erasure = Schemas["Erasure"];
+/** The query of the admin ledger search. */
+export type AdminLedgerQuery = NonNullable<paths["/v1/admin/players/{userId}/ledger"]["get"]["parameters"]["query"]>;
+/** A compensating mutation: ops with a reason and a ticket. */
+export type Compensation = { reason: string; ticket: string; ops: Op[] };

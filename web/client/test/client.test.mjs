@@ -186,6 +186,47 @@ async function until(cond, what) {
   assert.ok(cond(), `never happened: ${what}`);
 }
 
+describe("support calls", () => {
+  test("the ledger search sends its filters, and the CSV export drops cursor and limit and keeps the text", async () => {
+    const csv = "committedAt,version\n2026-12-02T00:00:00Z,2\n";
+    const { client, calls } = scripted([
+      answer(200, { entries: [], nextCursor: "c2" }),
+      new Response(csv, { status: 200, headers: { "Content-Type": "text/csv" } }),
+    ]);
+    const page = await client.adminLedger(42, { actorKind: "server", op: "purchase", cursor: "c1", limit: 20 });
+    assert.deepEqual(page, { entries: [], nextCursor: "c2" });
+    const text = await client.adminLedgerCsv(42, { actorKind: "server", op: "purchase", cursor: "c1", limit: 20 });
+    assert.equal(text, csv);
+    assert.deepEqual(calls.map((c) => [c.method, c.url]), [
+      ["GET", "https://api.example.test/v1/admin/players/42/ledger?actorKind=server&op=purchase&cursor=c1&limit=20"],
+      ["GET", "https://api.example.test/v1/admin/players/42/ledger?actorKind=server&op=purchase&format=csv"],
+    ]);
+  });
+
+  test("a refund, a restore and an erasure go under one key each, kept across a retry", async () => {
+    const { client, calls } = scripted([
+      new TypeError("Failed to fetch"),
+      answer(200, { mutation: outcome, unrecovered: [{ path: "items.wood", granted: 200, recovered: 50 }] }),
+      answer(200, outcome),
+      answer(200, { recordId: "r", erasedAt: "2026-12-02T00:00:00Z", alreadyErased: false, deleted: {} }),
+    ]);
+    const r = await client.refund(42, "e7", "mistake", "T-1");
+    assert.deepEqual(r.body.unrecovered, [{ path: "items.wood", granted: 200, recovered: 50 }]);
+    await client.restore(42, 3, "wrong", "T-2", { idempotencyKey: "restore-1" });
+    await client.erase(42);
+    assert.deepEqual(calls.map((c) => [c.method, c.url.replace("https://api.example.test", ""), c.body]), [
+      ["POST", "/v1/admin/players/42/compensations", '{"refundEntryId":"e7","reason":"mistake","ticket":"T-1"}'],
+      ["POST", "/v1/admin/players/42/compensations", '{"refundEntryId":"e7","reason":"mistake","ticket":"T-1"}'],
+      ["POST", "/v1/admin/players/42/restore", '{"version":3,"reason":"wrong","ticket":"T-2"}'],
+      ["DELETE", "/v1/admin/players/42", undefined],
+    ]);
+    const keys = calls.map((c) => c.headers["Idempotency-Key"]);
+    assert.equal(keys[0], keys[1], "the retry keeps the refund's key");
+    assert.equal(keys[2], "restore-1");
+    assert.equal(new Set(keys).size, 3);
+  });
+});
+
 describe("event stream", () => {
   test("opens with a ticket, reports events, and reopens with a fresh ticket after an error", async () => {
     FakeEventSource.opened = [];
