@@ -319,6 +319,7 @@ func (a *AdminAPI) postCompensation(c *gin.Context) error {
 	m.Reason = reason
 	res, err := a.store.ApplyMutation(c.Request.Context(), store.MutationRequest{
 		UserID: userID, Actor: actorOf(c), IdempotencyKey: c.GetHeader(headerIdempotencyKey), Mutation: m,
+		Kind: store.LedgerKindCompensation,
 	})
 	if err != nil {
 		return err

@@ -248,6 +248,9 @@ func TestAdminRefundAndReplay(t *testing.T) {
 	if reason, _ := entries[0].(map[string]any)["reason"].(string); !strings.Contains(reason, "T-200") || !strings.Contains(reason, "charged twice") {
 		t.Errorf("refund reason = %q, want the reason and ticket", reason)
 	}
+	if kind := entries[0].(map[string]any)["kind"]; kind != "refund" {
+		t.Errorf("refund entry kind = %v, want refund", kind)
+	}
 
 	refusals := []struct {
 		name string
@@ -324,6 +327,9 @@ func TestAdminTimeTravelRestoreAndExport(t *testing.T) {
 		t.Errorf("restore undid (-want +got):\n%s (version %d, want 4)", diff, out.Version)
 	}
 	e.checkLedgerSums(userID)
+	if r := e.call("GET", base+"/ledger?limit=1", e.support.IDToken, nil); !strings.Contains(string(r.body), `"kind":"restore"`) {
+		t.Errorf("newest entry after a restore: %s, want kind restore", r.body)
+	}
 	if r := e.call("GET", base+"/versions/5", e.support.IDToken, nil); r.status != http.StatusNotFound {
 		t.Errorf("version 5: %d %s, want 404", r.status, r.body)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/json"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 type ledgerDoc struct {
 	EntryID         string
 	UserID          int64
-	Kind            string // ledgerKindMutation
+	Kind            string // LedgerKindMutation, or a support fix's kind
 	IdempotencyKey  string
 	RequestHash     string
 	Actor           save.Actor
@@ -54,8 +55,17 @@ type ledgerOutbox struct {
 	HolderJobID string
 }
 
-// ledgerKindMutation is the kind of the entries mutations write.
-const ledgerKindMutation = "mutation"
+// Kinds of ledger entries: what wrote them.
+const (
+	// LedgerKindMutation is an ordinary mutation (game server, companion).
+	LedgerKindMutation = "mutation"
+	// LedgerKindCompensation is support's compensating mutation.
+	LedgerKindCompensation = "compensation"
+	// LedgerKindRefund is support's refund of a purchase entry.
+	LedgerKindRefund = "refund"
+	// LedgerKindRestore is an administrator's restore to an earlier version.
+	LedgerKindRestore = "restore"
+)
 
 // Paths of the ledger fields that queries and updates name; fields and
 // decodeLedgerDoc use the same names.
@@ -404,7 +414,7 @@ func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out save.Outcome, bod
 	doc := ledgerDoc{
 		EntryID:         out.EntryID,
 		UserID:          out.UserID,
-		Kind:            ledgerKindMutation,
+		Kind:            cmp.Or(pm.req.Kind, LedgerKindMutation),
 		IdempotencyKey:  pm.req.IdempotencyKey,
 		RequestHash:     pm.hash,
 		Actor:           pm.req.Actor,

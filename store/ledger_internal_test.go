@@ -23,7 +23,7 @@ func TestLedgerDocRoundTrip(t *testing.T) {
 		{name: "every field", doc: ledgerDoc{
 			EntryID:         "0123456789abcdef0123456789abcdef01234567",
 			UserID:          1234567890,
-			Kind:            ledgerKindMutation,
+			Kind:            LedgerKindMutation,
 			IdempotencyKey:  "key-1",
 			RequestHash:     "hash",
 			Actor:           save.Actor{Kind: save.ActorCompanion, ID: "uid-1"},
@@ -48,7 +48,7 @@ func TestLedgerDocRoundTrip(t *testing.T) {
 		{name: "optional fields absent", doc: ledgerDoc{
 			EntryID:      "0123456789abcdef0123456789abcdef01234567",
 			UserID:       1,
-			Kind:         ledgerKindMutation,
+			Kind:         LedgerKindMutation,
 			Actor:        save.Actor{Kind: save.ActorServer, ID: "universe/1"},
 			Ops:          []any{map[string]any{"op": save.OpXPAdd, "amount": int64(1)}},
 			Version:      1,

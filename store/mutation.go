@@ -18,6 +18,10 @@ type MutationRequest struct {
 	JobID          string // the game server's job id, when the caller is one
 	IdempotencyKey string
 	Mutation       save.Mutation
+	// Kind is what the ledger entry says wrote it: LedgerKindMutation
+	// when empty, LedgerKindCompensation, LedgerKindRefund or
+	// LedgerKindRestore for support's fixes.
+	Kind string
 	// Once, when set, names something this mutation may do only once for
 	// the player, whoever asks and under whatever key (the refund of one
 	// purchase). The transaction records it beside the ledger entry; a later

@@ -249,6 +249,7 @@ func (s *Store) RestoreVersion(ctx context.Context, req RestoreRequest) (_ Mutat
 		}
 		current := at.CurrentVersion
 		return MutationRequest{
+			Kind: LedgerKindRestore,
 			Mutation: save.Mutation{
 				ExpectedVersion: &current,
 				Ops:             []save.Op{{Kind: save.OpSaveReplace, Save: tree.(map[string]any)}},
@@ -332,7 +333,7 @@ func (s *Store) RefundPurchase(ctx context.Context, req RefundRequest) (_ Refund
 		if err != nil {
 			return MutationRequest{}, err
 		}
-		return MutationRequest{Mutation: save.Mutation{Ops: plan.Ops, Reason: reason}}, nil
+		return MutationRequest{Kind: LedgerKindRefund, Mutation: save.Mutation{Ops: plan.Ops, Reason: reason}}, nil
 	})
 	if err != nil {
 		return RefundResult{}, err

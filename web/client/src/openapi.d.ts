@@ -1723,8 +1723,11 @@ export interface components {
         };
         LedgerEntry: {
             entryId: string;
-            /** @description What wrote the entry, e.g. mutation, restore, refund. */
-            kind: string;
+            /**
+             * @description What wrote the entry: an ordinary mutation (game server, companion), or support's compensation, refund or restore.
+             * @enum {string}
+             */
+            kind: "mutation" | "compensation" | "refund" | "restore";
             /** Format: int64 */
             version: number;
             /** Format: int64 */
