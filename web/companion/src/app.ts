@@ -16,8 +16,8 @@ import {
   type Written,
 } from "@savesync/client";
 import { createUserWithEmailAndPassword, onAuthStateChanged, signInWithEmailAndPassword, signOut, type Auth, type User } from "firebase/auth";
-import type { Config } from "./config";
-import { byId, formatNumber, formatTime, h, setAttr, setText, syncChildren } from "./dom";
+import type { Config } from "@savesync/page";
+import { byId, formatNumber, formatTime, h, setAttr, setText, syncChildren } from "@savesync/page";
 import { choiceLabel, game, label, settingSpec, type SettingSpec } from "./game";
 import { actorLabel, changeChips, describeEntry } from "./history";
 import { authFailure, failure, formatPrice, purchaseRefusal, startFailure } from "./messages";

@@ -1,7 +1,7 @@
 // Ledger entries in words: who changed the save, what they did, and what
 // it did to balances and counts.
 import type { CatalogSKU, Change, LedgerEntry, Op } from "@savesync/client";
-import { formatDelta } from "./dom";
+import { formatDelta } from "@savesync/page";
 import { choiceLabel, label } from "./game";
 
 /** Who wrote an entry, as the player thinks of them. */

@@ -10,8 +10,7 @@ import {
   initializeAuth,
 } from "firebase/auth";
 import { CompanionApp } from "./app";
-import { loadConfig } from "./config";
-import { byId } from "./dom";
+import { loadConfig, showStartError } from "@savesync/page";
 import { metrics } from "./metrics";
 
 async function main(): Promise<void> {
@@ -34,18 +33,6 @@ async function main(): Promise<void> {
   if (config.authEmulatorUrl) connectAuthEmulator(auth, config.authEmulatorUrl, { disableWarnings: true });
 
   new CompanionApp(config, auth).start();
-}
-
-function showStartError(code: string, text: string): void {
-  const m = byId("message");
-  m.dataset.kind = "error";
-  m.dataset.code = code;
-  m.setAttribute("role", "alert");
-  m.textContent = text;
-  m.hidden = false;
-  for (const el of document.querySelectorAll<HTMLElement>("main > section")) el.hidden = el.id !== "view-error";
-  byId("retry").addEventListener("click", () => location.reload());
-  document.body.dataset.view = "error";
 }
 
 void main();

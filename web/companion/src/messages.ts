@@ -1,6 +1,6 @@
 // Refusals and failures in words a player understands, with what to do.
 import type { ApiError, CatalogSKU } from "@savesync/client";
-import { formatNumber } from "./dom";
+import { formatNumber } from "@savesync/page";
 
 /** "10,000 coins + 120 gems". */
 export function formatPrice(price: Record<string, number | undefined>): string {

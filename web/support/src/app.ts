@@ -14,8 +14,8 @@ import {
   type Save,
 } from "@savesync/client";
 import { onAuthStateChanged, signInWithEmailAndPassword, signOut, type Auth, type User } from "firebase/auth";
-import type { Config } from "./config";
-import { byId, formatTime, h } from "./dom";
+import type { Config } from "@savesync/page";
+import { byId, formatTime, h } from "@savesync/page";
 
 type View = "loading" | "signed-out" | "refused" | "console" | "error";
 

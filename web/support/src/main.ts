@@ -3,8 +3,7 @@
 import { initializeApp } from "firebase/app";
 import { browserSessionPersistence, connectAuthEmulator, inMemoryPersistence, initializeAuth } from "firebase/auth";
 import { SupportApp } from "./app";
-import { loadConfig } from "./config";
-import { byId } from "./dom";
+import { loadConfig, showStartError } from "@savesync/page";
 
 async function main(): Promise<void> {
   let config;
@@ -21,18 +20,6 @@ async function main(): Promise<void> {
   const auth = initializeAuth(app, { persistence: memory ? inMemoryPersistence : browserSessionPersistence });
   if (config.authEmulatorUrl) connectAuthEmulator(auth, config.authEmulatorUrl, { disableWarnings: true });
   new SupportApp(config, auth).start();
-}
-
-function showStartError(code: string, text: string): void {
-  const m = byId("message");
-  m.dataset.kind = "error";
-  m.dataset.code = code;
-  m.setAttribute("role", "alert");
-  m.textContent = text;
-  m.hidden = false;
-  for (const el of document.querySelectorAll<HTMLElement>("main > section")) el.hidden = el.id !== "view-error";
-  byId("retry").addEventListener("click", () => location.reload());
-  document.body.dataset.view = "error";
 }
 
 void main();
