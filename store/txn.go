@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/savesync/savesync/internal/sleep"
 	"github.com/savesync/savesync/save"
 )
 
@@ -137,15 +138,7 @@ func (s *Store) rollback(id []byte) {
 // with locks rather than failing them.
 func (s *Store) backoff(ctx context.Context, attempt int) error {
 	ceiling := 10 * time.Millisecond << min(attempt, 6)
-	wait := time.Duration(s.jitter(int64(ceiling)) + 1)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleep.For(ctx, time.Duration(s.jitter(int64(ceiling))+1))
 }
 
 // retryable reports whether a transaction attempt may be run again.
