@@ -19,10 +19,13 @@ lint: ## gofmt, go vet and staticcheck
 	@out="$$(find . \( -path ./.git -o -path ./node_modules -o -path ./.data \) -prune -o -name '*.go' -print | xargs gofmt -l)"; \
 	if [ -n "$$out" ]; then echo "these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	cd emulator && go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd emulator && go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 bench: ## benchmarks, 200 iterations each, then a short load run (report in .data/load.json)
 	go test -run '^$$' -bench . -benchtime 200x -timeout 20m ./...
+	cd emulator && go test -run '^$$' -bench . -benchtime 200x -timeout 20m ./...
 	@mkdir -p .data
 	./scripts/auth-emulator.sh go run ./cmd/savesync-load --players 40 --duration 10s --deltas 2000 --faults --out .data/load.json
 
@@ -43,7 +46,7 @@ fuzz-decoders: ## go test -fuzz on each decoder for $(FUZZTIME)
 	go test -run '^$$' -fuzz '^FuzzCheckBodyText$$' -fuzztime $(FUZZTIME) ./handlers/
 
 emulator: ## the Firestore emulator alone, on 127.0.0.1:$(EMULATOR_PORT)
-	go run ./cmd/firestore-emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --data-dir .data/firestore-emulator
+	cd emulator && go run ./cmd/firestore-emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --data-dir ../.data/firestore-emulator
 
 docker: ## build the container image $(IMAGE)
 	docker build -t $(IMAGE) .

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 echo "--- go mod download"
 go mod download
+(cd emulator && go mod download)
 
 echo "--- gofmt"
 unformatted="$(find . \( -path ./.git -o -path ./node_modules -o -path ./.data \) -prune -o -name '*.go' -print | xargs gofmt -l)"
@@ -16,6 +17,7 @@ fi
 
 echo "--- go vet"
 go vet ./...
+(cd emulator && go vet ./...)
 
 # The race detector needs cgo and a C compiler; without them the tests
 # still run, only without it.
@@ -64,3 +66,7 @@ chromium --version
 echo "--- go test"
 # One Auth emulator for every package (each would otherwise start its own).
 scripts/auth-emulator.sh go test $race -count=1 -timeout 15m ./...
+
+# The Firestore emulator is a module of its own (emulator/go.mod).
+echo "--- go test (emulator module)"
+(cd emulator && go test $race -count=1 -timeout 10m ./...)
