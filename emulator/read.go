@@ -47,7 +47,7 @@ func (s *Server) checkReadTime(ts *timestamppb.Timestamp) (int64, error) {
 		return 0, status.Errorf(codes.InvalidArgument, "read_time %s is in the future", ts.AsTime().Format(time.RFC3339Nano))
 	}
 	if t < now-retention.Microseconds() {
-		return 0, status.Errorf(codes.FailedPrecondition, "read_time %s is older than the one-hour version retention", ts.AsTime().Format(time.RFC3339Nano))
+		return 0, status.Error(codes.FailedPrecondition, "The requested snapshot version is too old.")
 	}
 	return t, nil
 }
@@ -202,7 +202,7 @@ func (s *Server) GetDocument(ctx context.Context, req *firestorepb.GetDocumentRe
 	db.mu.RUnlock()
 	s.counters.addReads(db.project, 1)
 	if d == nil {
-		return nil, status.Errorf(codes.NotFound, "document %q not found", req.GetName())
+		return nil, status.Errorf(codes.NotFound, "Document %q not found.", req.GetName())
 	}
 	return project(d, mask), nil
 }
