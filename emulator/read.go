@@ -348,18 +348,3 @@ func (s *Server) ListDocuments(ctx context.Context, req *firestorepb.ListDocumen
 	s.counters.addReads(db.project, int64(max(len(page), 1)))
 	return &firestorepb.ListDocumentsResponse{Documents: page, NextPageToken: next}, nil
 }
-
-// PartitionQuery answers no split points: the whole query is one partition,
-// which the API allows.
-func (s *Server) PartitionQuery(ctx context.Context, req *firestorepb.PartitionQueryRequest) (*firestorepb.PartitionQueryResponse, error) {
-	if _, err := s.resourceDatabase(req.GetParent()); err != nil {
-		return nil, err
-	}
-	if req.GetStructuredQuery() == nil {
-		return nil, status.Errorf(codes.InvalidArgument, "PartitionQuery needs a structured_query")
-	}
-	if req.GetPartitionCount() <= 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "partition_count must be positive")
-	}
-	return &firestorepb.PartitionQueryResponse{}, nil
-}
