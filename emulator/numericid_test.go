@@ -19,8 +19,8 @@ import (
 // recursiveDelete starts its descendant scan there.
 const minNumericID = "__id-9223372036854775808__"
 
-// paths returns the database-relative paths of the documents a query returns.
-func paths(t *testing.T, q firestore.Query) []string {
+// queryPaths returns the database-relative paths of the documents a query returns.
+func queryPaths(t *testing.T, q firestore.Query) []string {
 	t.Helper()
 	docs, err := q.Documents(context.Background()).GetAll()
 	if err != nil {
@@ -28,18 +28,18 @@ func paths(t *testing.T, q firestore.Query) []string {
 	}
 	out := make([]string, len(docs))
 	for i, d := range docs {
-		out[i] = relPath(d.Ref)
+		out[i] = docRelPath(d.Ref)
 	}
 	return out
 }
 
-// relPath is a document's path after ".../documents/".
-func relPath(ref *firestore.DocumentRef) string {
+// docRelPath is a document's path after ".../documents/".
+func docRelPath(ref *firestore.DocumentRef) string {
 	_, p, _ := strings.Cut(ref.Path, "/documents/")
 	return p
 }
 
-func createAll(t *testing.T, c *firestore.Client, docPaths []string) {
+func createDocs(t *testing.T, c *firestore.Client, docPaths []string) {
 	t.Helper()
 	ctx := context.Background()
 	for _, p := range docPaths {
@@ -58,7 +58,7 @@ func createAll(t *testing.T, c *firestore.Client, docPaths []string) {
 // range over a named collection group goes through the high-level client.
 func TestNumericIDsRecursiveDeleteScan(t *testing.T) {
 	c, p := newClient(t)
-	createAll(t, c, []string{
+	createDocs(t, c, []string{
 		"col/a", "col/__id5__", "col/__id-3__", "col/b/sub/c", "col/__id5__/sub/d",
 		"colx/e", "co/f", "other/g/col/h",
 	})
@@ -132,7 +132,7 @@ func TestNumericIDsRecursiveDeleteScan(t *testing.T) {
 		Where(firestore.DocumentID, ">=", c.Doc("col/"+minNumericID)).
 		Where(firestore.DocumentID, "<", c.Doc("col\x00/"+minNumericID)).
 		OrderBy(firestore.DocumentID, firestore.Asc)
-	if diff := cmp.Diff([]string{"col/__id5__/sub/d", "col/b/sub/c"}, paths(t, sub)); diff != "" {
+	if diff := cmp.Diff([]string{"col/__id5__/sub/d", "col/b/sub/c"}, queryPaths(t, sub)); diff != "" {
 		t.Errorf("collection group (-want +got):\n%s", diff)
 	}
 	// Paged with StartAfter a snapshot whose name holds a numeric id.
@@ -140,7 +140,7 @@ func TestNumericIDsRecursiveDeleteScan(t *testing.T) {
 	if err != nil || len(first) != 1 {
 		t.Fatalf("first page: %v, %d docs", err, len(first))
 	}
-	if diff := cmp.Diff([]string{"col/b/sub/c"}, paths(t, sub.StartAfter(first[0]))); diff != "" {
+	if diff := cmp.Diff([]string{"col/b/sub/c"}, queryPaths(t, sub.StartAfter(first[0]))); diff != "" {
 		t.Errorf("after %s (-want +got):\n%s", first[0].Ref.Path, diff)
 	}
 }
@@ -181,7 +181,7 @@ func TestNumericIDsOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, paths(t, tt.q)); diff != "" {
+			if diff := cmp.Diff(tt.want, queryPaths(t, tt.q)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -194,7 +194,7 @@ func TestNumericIDsOrder(t *testing.T) {
 		}
 		got := make([]string, len(refs))
 		for i, r := range refs {
-			got[i] = relPath(r)
+			got[i] = docRelPath(r)
 		}
 		if diff := cmp.Diff(asc, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// seedGroup writes n documents of collection group id, spread over three
+// seedCollectionGroup writes n documents of collection group id, spread over three
 // parents at different depths, and returns their paths.
-func seedGroup(t *testing.T, c *firestore.Client, id string, n int) map[string]bool {
+func seedCollectionGroup(t *testing.T, c *firestore.Client, id string, n int) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
 	parents := []string{"", "a/x/", "b/y/z/w/"}
@@ -43,9 +43,9 @@ func seedGroup(t *testing.T, c *firestore.Client, id string, n int) map[string]b
 func TestPartitionQuery(t *testing.T) {
 	c, _ := newClient(t)
 	ctx := context.Background()
-	want := seedGroup(t, c, "pg", 1000)
-	seedGroup(t, c, "pgx", 10)    // another group
-	seedGroup(t, c, "small", 200) // too few to split
+	want := seedCollectionGroup(t, c, "pg", 1000)
+	seedCollectionGroup(t, c, "pgx", 10)    // another group
+	seedCollectionGroup(t, c, "small", 200) // too few to split
 	tests := []struct {
 		group      string
 		count      int
@@ -70,7 +70,7 @@ func TestPartitionQuery(t *testing.T) {
 			seen := map[string]int{}
 			var sizes []int
 			for _, q := range qs {
-				got := paths(t, q)
+				got := queryPaths(t, q)
 				sizes = append(sizes, len(got))
 				for _, p := range got {
 					seen[p]++
@@ -104,7 +104,7 @@ func TestPartitionQuery(t *testing.T) {
 func TestPartitionQueryRequest(t *testing.T) {
 	c, p := newClient(t)
 	ctx := context.Background()
-	seedGroup(t, c, "pq", 640) // five partitions of 128
+	seedCollectionGroup(t, c, "pq", 640) // five partitions of 128
 	g := newGAPIC(t)
 	defer g.Close()
 	root := dbPath(p) + "/documents"

@@ -12,16 +12,16 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 )
 
-func dbl(d float64) *firestorepb.Value {
+func aggDouble(d float64) *firestorepb.Value {
 	return &firestorepb.Value{ValueType: &firestorepb.Value_DoubleValue{DoubleValue: d}}
 }
 
-func integer(i int64) *firestorepb.Value {
+func aggInt(i int64) *firestorepb.Value {
 	return &firestorepb.Value{ValueType: &firestorepb.Value_IntegerValue{IntegerValue: i}}
 }
 
-// aggregate runs an aggregation query and returns its results by alias.
-func aggregate(t *testing.T, q *firestore.AggregationQuery) map[string]*firestorepb.Value {
+// runAggregation runs an aggregation query and returns its results by alias.
+func runAggregation(t *testing.T, q *firestore.AggregationQuery) map[string]*firestorepb.Value {
 	t.Helper()
 	res, err := q.Get(context.Background())
 	if err != nil {
@@ -66,8 +66,8 @@ func TestAggregationDoubleSums(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := aggregate(t, tt.q.NewAggregationQuery().WithCount("n").WithSum("weight", "sum").WithAvg("weight", "avg"))
-			want := map[string]*firestorepb.Value{"n": integer(tt.n), "sum": dbl(tt.sum), "avg": dbl(tt.avg)}
+			got := runAggregation(t, tt.q.NewAggregationQuery().WithCount("n").WithSum("weight", "sum").WithAvg("weight", "avg"))
+			want := map[string]*firestorepb.Value{"n": aggInt(tt.n), "sum": aggDouble(tt.sum), "avg": aggDouble(tt.avg)}
 			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
@@ -86,16 +86,16 @@ func TestAggregationIntegerSums(t *testing.T) {
 		sum    *firestorepb.Value
 		avg    *firestorepb.Value
 	}{
-		{"small", []any{int64(1), int64(2), int64(10)}, integer(13), dbl(13.0 / 3)},
-		{"overflow on the way", []any{int64(math.MaxInt64), int64(1), int64(-101)}, integer(math.MaxInt64 - 100), dbl((float64(math.MaxInt64) - 100) / 3)},
-		{"negative", []any{int64(math.MaxInt64), int64(-math.MaxInt64), int64(-10), int64(-101)}, integer(-111), dbl(-111.0 / 4)},
-		{"overflow", []any{int64(math.MaxInt64), int64(math.MaxInt64)}, dbl(float64(math.MaxInt64) + float64(math.MaxInt64)), dbl(float64(math.MaxInt64))},
-		{"underflow", []any{int64(math.MinInt64), int64(-1)}, dbl(float64(math.MinInt64) - 1), dbl(float64(math.MinInt64) / 2)},
-		{"ints and doubles", []any{int64(5), 4.5, int64(-2)}, dbl(7.5), dbl(2.5)},
-		{"infinities", []any{math.Inf(1), 1.5}, dbl(math.Inf(1)), dbl(math.Inf(1))},
-		{"opposite infinities", []any{math.Inf(1), math.Inf(-1)}, dbl(math.NaN()), dbl(math.NaN())},
-		{"NaN", []any{int64(1), math.NaN()}, dbl(math.NaN()), dbl(math.NaN())},
-		{"no numbers", []any{"x", true}, integer(0), &firestorepb.Value{ValueType: &firestorepb.Value_NullValue{}}},
+		{"small", []any{int64(1), int64(2), int64(10)}, aggInt(13), aggDouble(13.0 / 3)},
+		{"overflow on the way", []any{int64(math.MaxInt64), int64(1), int64(-101)}, aggInt(math.MaxInt64 - 100), aggDouble((float64(math.MaxInt64) - 100) / 3)},
+		{"negative", []any{int64(math.MaxInt64), int64(-math.MaxInt64), int64(-10), int64(-101)}, aggInt(-111), aggDouble(-111.0 / 4)},
+		{"overflow", []any{int64(math.MaxInt64), int64(math.MaxInt64)}, aggDouble(float64(math.MaxInt64) + float64(math.MaxInt64)), aggDouble(float64(math.MaxInt64))},
+		{"underflow", []any{int64(math.MinInt64), int64(-1)}, aggDouble(float64(math.MinInt64) - 1), aggDouble(float64(math.MinInt64) / 2)},
+		{"ints and doubles", []any{int64(5), 4.5, int64(-2)}, aggDouble(7.5), aggDouble(2.5)},
+		{"infinities", []any{math.Inf(1), 1.5}, aggDouble(math.Inf(1)), aggDouble(math.Inf(1))},
+		{"opposite infinities", []any{math.Inf(1), math.Inf(-1)}, aggDouble(math.NaN()), aggDouble(math.NaN())},
+		{"NaN", []any{int64(1), math.NaN()}, aggDouble(math.NaN()), aggDouble(math.NaN())},
+		{"no numbers", []any{"x", true}, aggInt(0), &firestorepb.Value{ValueType: &firestorepb.Value_NullValue{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestAggregationIntegerSums(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got := aggregate(t, coll.NewAggregationQuery().WithSum("rating", "sum").WithAvg("rating", "avg"))
+			got := runAggregation(t, coll.NewAggregationQuery().WithSum("rating", "sum").WithAvg("rating", "avg"))
 			want := map[string]*firestorepb.Value{"sum": tt.sum, "avg": tt.avg}
 			if diff := cmp.Diff(want, got, protocmp.Transform(), cmp.Comparer(func(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) })); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)

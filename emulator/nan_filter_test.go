@@ -60,7 +60,7 @@ func TestNaNInFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, paths(t, tt.q)); diff != "" {
+			if diff := cmp.Diff(tt.want, queryPaths(t, tt.q)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
