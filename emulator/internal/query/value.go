@@ -250,7 +250,8 @@ func compareSegments(a, b string) int {
 }
 
 // numericID reports whether seg is a numeric document id, __id<n>__ where n
-// is a decimal int64 (an optional minus sign, then digits), and returns n.
+// is an int64 written in canonical decimal (an optional minus sign, then
+// digits without leading zeros), and returns n.
 // These are the ids Cloud Firestore gives entities with numeric keys; any
 // other __id...__ segment is an ordinary (reserved) string.
 func numericID(seg string) (int64, bool) {
@@ -258,11 +259,11 @@ func numericID(seg string) (int64, bool) {
 		return 0, false
 	}
 	digits := seg[4 : len(seg)-2]
-	if digits[0] == '+' {
-		return 0, false
-	}
 	n, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil {
+	if err != nil || strconv.FormatInt(n, 10) != digits {
+		// Not an int64, or not in its one canonical form (a sign other than
+		// a leading minus, leading zeros, -0): two such ids would name the
+		// same number.
 		return 0, false
 	}
 	return n, true
