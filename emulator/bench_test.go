@@ -110,3 +110,49 @@ func BenchmarkTransactionDistinctDocuments(b *testing.B) {
 	})
 	reportRate(b, start, "txns/s")
 }
+
+// seedBench writes n documents {i, score} to collection coll.
+func seedBench(b *testing.B, c *firestore.Client, coll string, n int) {
+	b.Helper()
+	ctx := context.Background()
+	batch := c.Batch()
+	for i := range n {
+		batch.Set(c.Collection(coll).Doc(fmt.Sprintf("d%05d", i)), map[string]any{"i": i, "score": float64(i%97) + 0.1})
+		if (i+1)%500 == 0 || i == n-1 {
+			if _, err := batch.Commit(ctx); err != nil {
+				b.Fatal(err)
+			}
+			batch = c.Batch()
+		}
+	}
+}
+
+// BenchmarkCursorQuery measures a page of 20 after a cursor, over 1,000
+// documents ordered by a field.
+func BenchmarkCursorQuery(b *testing.B) {
+	c := benchClient(b)
+	seedBench(b, c, "page", 1000)
+	ctx := context.Background()
+	q := c.Collection("page").OrderBy("i", firestore.Asc).Limit(20)
+	b.ResetTimer()
+	for n := 0; b.Loop(); n++ {
+		docs, err := q.StartAfter(n % 900).Documents(ctx).GetAll()
+		if err != nil || len(docs) != 20 {
+			b.Fatalf("page: %v, %d docs", err, len(docs))
+		}
+	}
+}
+
+// BenchmarkAggregation measures count, sum and average over 1,000 documents.
+func BenchmarkAggregation(b *testing.B) {
+	c := benchClient(b)
+	seedBench(b, c, "agg", 1000)
+	ctx := context.Background()
+	q := c.Collection("agg").NewAggregationQuery().WithCount("n").WithSum("score", "s").WithAvg("score", "a").WithSum("i", "si")
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := q.Get(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

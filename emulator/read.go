@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -46,7 +47,7 @@ func (s *Server) checkReadTime(ts *timestamppb.Timestamp) (int64, error) {
 		return 0, status.Errorf(codes.InvalidArgument, "read_time %s is in the future", ts.AsTime().Format(time.RFC3339Nano))
 	}
 	if t < now-retention.Microseconds() {
-		return 0, status.Errorf(codes.FailedPrecondition, "read_time %s is older than the one-hour version retention", ts.AsTime().Format(time.RFC3339Nano))
+		return 0, status.Error(codes.FailedPrecondition, "The requested snapshot version is too old.")
 	}
 	return t, nil
 }
@@ -201,7 +202,7 @@ func (s *Server) GetDocument(ctx context.Context, req *firestorepb.GetDocumentRe
 	db.mu.RUnlock()
 	s.counters.addReads(db.project, 1)
 	if d == nil {
-		return nil, status.Errorf(codes.NotFound, "document %q not found", req.GetName())
+		return nil, status.Errorf(codes.NotFound, "Document %q not found.", req.GetName())
 	}
 	return project(d, mask), nil
 }
@@ -263,16 +264,17 @@ func (s *Server) ListCollectionIds(ctx context.Context, req *firestorepb.ListCol
 		all = append(all, id)
 	}
 	sort.Strings(all)
-	page, next := paginate(all, req.GetPageToken(), int(req.GetPageSize()), func(s string) string { return s })
+	page, next := paginate(all, req.GetPageToken(), int(req.GetPageSize()), func(s string) string { return s }, strings.Compare)
 	return &firestorepb.ListCollectionIdsResponse{CollectionIds: page, NextPageToken: next}, nil
 }
 
 // paginate returns the items after token (the key of the last item of the
-// previous page), at most size of them (0 = all), and the next token.
-func paginate[T any](items []T, token string, size int, key func(T) string) ([]T, string) {
+// previous page), at most size of them (0 = all), and the next token. The
+// items are sorted by key in the order of compare.
+func paginate[T any](items []T, token string, size int, key func(T) string, compare func(a, b string) int) ([]T, string) {
 	start := 0
 	if token != "" {
-		start = sort.Search(len(items), func(i int) bool { return key(items[i]) > token })
+		start = sort.Search(len(items), func(i int) bool { return compare(key(items[i]), token) > 0 })
 	}
 	items = items[start:]
 	if size <= 0 || size >= len(items) {
@@ -340,23 +342,9 @@ func (s *Server) ListDocuments(ctx context.Context, req *firestorepb.ListDocumen
 		}
 		docs = append(docs, d)
 	}
-	sort.Slice(docs, func(i, j int) bool { return docs[i].GetName() < docs[j].GetName() })
-	page, next := paginate(docs, req.GetPageToken(), int(req.GetPageSize()), func(d *firestorepb.Document) string { return d.GetName() })
+	// Names sort as Firestore orders them: numeric ids first, by number.
+	slices.SortFunc(docs, func(a, b *firestorepb.Document) int { return query.CompareNames(a.GetName(), b.GetName()) })
+	page, next := paginate(docs, req.GetPageToken(), int(req.GetPageSize()), func(d *firestorepb.Document) string { return d.GetName() }, query.CompareNames)
 	s.counters.addReads(db.project, int64(max(len(page), 1)))
 	return &firestorepb.ListDocumentsResponse{Documents: page, NextPageToken: next}, nil
-}
-
-// PartitionQuery answers no split points: the whole query is one partition,
-// which the API allows.
-func (s *Server) PartitionQuery(ctx context.Context, req *firestorepb.PartitionQueryRequest) (*firestorepb.PartitionQueryResponse, error) {
-	if _, err := s.resourceDatabase(req.GetParent()); err != nil {
-		return nil, err
-	}
-	if req.GetStructuredQuery() == nil {
-		return nil, status.Errorf(codes.InvalidArgument, "PartitionQuery needs a structured_query")
-	}
-	if req.GetPartitionCount() <= 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "partition_count must be positive")
-	}
-	return &firestorepb.PartitionQueryResponse{}, nil
 }

@@ -79,7 +79,7 @@ func (s *Server) Commit(ctx context.Context, req *firestorepb.CommitRequest) (*f
 		defer t.opMu.Unlock()
 		if t.readOnly {
 			if len(req.GetWrites()) > 0 {
-				return nil, status.Errorf(codes.InvalidArgument, "cannot modify entities in a read-only transaction")
+				return nil, status.Errorf(codes.InvalidArgument, "Cannot modify entities in a read-only transaction.")
 			}
 			s.finishTxn(t)
 			return &firestorepb.CommitResponse{CommitTime: tsMicros(t.readTime)}, nil
@@ -451,24 +451,28 @@ func applyWrite(current func(string) *firestorepb.Document, w *firestorepb.Write
 	return name, next, res, nil
 }
 
-// checkPrecondition answers a failed precondition with the code Firestore
-// uses: NOT_FOUND for exists:true, ALREADY_EXISTS for exists:false and
-// FAILED_PRECONDITION for a stale update_time.
+// checkPrecondition answers a failed precondition with the code and message
+// Cloud Firestore uses: NOT_FOUND "No document to update: <name>" for
+// exists:true, ALREADY_EXISTS "Document already exists: <name>" for
+// exists:false, and FAILED_PRECONDITION "the stored version (<stored>) does
+// not match the required base version (<required>)" for an update_time that
+// does not match, versions in microseconds and 0 for a missing document.
 func checkPrecondition(name string, prev *firestorepb.Document, pc *firestorepb.Precondition) error {
 	switch c := pc.GetConditionType().(type) {
 	case *firestorepb.Precondition_Exists:
 		if c.Exists && prev == nil {
-			return status.Errorf(codes.NotFound, "no document to update: %s", name)
+			return status.Errorf(codes.NotFound, "No document to update: %s", name)
 		}
 		if !c.Exists && prev != nil {
-			return status.Errorf(codes.AlreadyExists, "document already exists: %s", name)
+			return status.Errorf(codes.AlreadyExists, "Document already exists: %s", name)
 		}
 	case *firestorepb.Precondition_UpdateTime:
-		if prev == nil {
-			return status.Errorf(codes.FailedPrecondition, "the document %s does not exist, so its update time cannot match", name)
+		var stored int64
+		if prev != nil {
+			stored = microsOf(prev.GetUpdateTime())
 		}
-		if microsOf(prev.GetUpdateTime()) != microsOf(c.UpdateTime) || c.UpdateTime.GetNanos()%1000 != 0 {
-			return status.Errorf(codes.FailedPrecondition, "the document %s was updated at a different time than the precondition requires", name)
+		if prev == nil || stored != microsOf(c.UpdateTime) || c.UpdateTime.GetNanos()%1000 != 0 {
+			return status.Errorf(codes.FailedPrecondition, "the stored version (%d) does not match the required base version (%d)", stored, microsOf(c.UpdateTime))
 		}
 	}
 	return nil

@@ -3,6 +3,8 @@ package query
 import (
 	"fmt"
 	"math"
+	"math/big"
+	"math/bits"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/grpc/codes"
@@ -20,10 +22,13 @@ const maxAggregations = 5
 //   - COUNT counts the documents (at most up_to, which must be positive when
 //     given) and returns an integer.
 //   - SUM adds the numeric values of the field, skipping everything else:
-//     an integer while every value is an integer and the sum does not
-//     overflow, otherwise a double; 0 for no values; NaN if any value is NaN.
-//   - AVG returns the mean of the numeric values as a double, NaN if any is
-//     NaN, null for no values.
+//     an integer when every value is an integer and the sum fits in 64 bits
+//     (intermediate overflow does not matter), otherwise a double; 0 for no
+//     values; NaN if any value is NaN. Doubles are added with compensated
+//     summation, so the result is the correctly rounded sum in all but
+//     extreme cases (see numericSum).
+//   - AVG returns the mean of the numeric values as a double (the same sum
+//     divided by the count), NaN if any is NaN, null for no values.
 //
 // As in Firestore, when there are several aggregations every one of them
 // sees only the documents that have all the fields named by the SUM and AVG
@@ -151,57 +156,113 @@ func hasAll(d *firestorepb.Document, paths [][]string) bool {
 }
 
 func sum(docs []*firestorepb.Document, path []string) *firestorepb.Value {
-	var isum int64
-	var fsum float64
-	useFloat := false
+	var acc numericSum
 	for _, d := range docs {
-		v, ok := Lookup(d.GetFields(), path)
-		if !ok {
-			continue
-		}
-		switch x := v.GetValueType().(type) {
-		case *firestorepb.Value_IntegerValue:
-			if useFloat {
-				fsum += float64(x.IntegerValue)
-				continue
-			}
-			s := isum + x.IntegerValue
-			if (x.IntegerValue > 0 && s < isum) || (x.IntegerValue < 0 && s > isum) {
-				useFloat = true
-				fsum = float64(isum) + float64(x.IntegerValue)
-				continue
-			}
-			isum = s
-		case *firestorepb.Value_DoubleValue:
-			if !useFloat {
-				useFloat = true
-				fsum = float64(isum)
-			}
-			fsum += x.DoubleValue
+		if v, ok := Lookup(d.GetFields(), path); ok {
+			acc.add(v)
 		}
 	}
-	if useFloat {
-		return doubleValue(fsum)
+	if acc.doubles {
+		return doubleValue(acc.float())
 	}
-	return intValue(isum)
+	if i, ok := acc.ints.int64(); ok {
+		return intValue(i)
+	}
+	return doubleValue(acc.float())
 }
 
 func avg(docs []*firestorepb.Document, path []string) *firestorepb.Value {
-	var total float64
-	n := 0
+	var acc numericSum
 	for _, d := range docs {
-		v, ok := Lookup(d.GetFields(), path)
-		if !ok || !isNumber(v) {
-			continue
+		if v, ok := Lookup(d.GetFields(), path); ok {
+			acc.add(v)
 		}
-		total += asFloat(v)
-		n++
 	}
-	if n == 0 {
+	if acc.n == 0 {
 		return nullValue()
 	}
-	if math.IsNaN(total) {
-		return doubleValue(math.NaN())
+	return doubleValue(acc.float() / float64(acc.n))
+}
+
+// numericSum adds up numeric values as Cloud Firestore does: integers
+// exactly (a sum that overflows int64 on the way but ends within it stays an
+// integer), doubles with compensated (Kahan-Babuska-Neumaier) summation, so
+// 4.8+5.9+6.0+7.1+8.2 is 32 and not 31.999999999999996. Other values are
+// skipped.
+type numericSum struct {
+	n       int     // numeric values added
+	ints    int128  // exact sum of the integers
+	doubles bool    // whether any double was added
+	sum     float64 // compensated sum of the doubles
+	comp    float64 // its running compensation
+	naive   float64 // plain sum of the doubles, for infinities and NaN
+}
+
+func (s *numericSum) add(v *firestorepb.Value) {
+	switch x := v.GetValueType().(type) {
+	case *firestorepb.Value_IntegerValue:
+		s.n++
+		s.ints.add(x.IntegerValue)
+	case *firestorepb.Value_DoubleValue:
+		s.n++
+		s.doubles = true
+		s.addDouble(x.DoubleValue)
 	}
-	return doubleValue(total / float64(n))
+}
+
+func (s *numericSum) addDouble(d float64) {
+	s.naive += d
+	t := s.sum + d
+	if math.Abs(s.sum) >= math.Abs(d) {
+		s.comp += (s.sum - t) + d
+	} else {
+		s.comp += (d - t) + s.sum
+	}
+	s.sum = t
+}
+
+// float returns the whole sum as a double: the integers' exact sum rounded
+// once, added to the doubles with the same compensation.
+func (s *numericSum) float() float64 {
+	if math.IsNaN(s.naive) || math.IsInf(s.naive, 0) {
+		return s.naive + s.ints.float()
+	}
+	acc := *s
+	acc.addDouble(s.ints.float())
+	if r := acc.sum + acc.comp; !math.IsNaN(r) {
+		return r
+	}
+	return acc.naive
+}
+
+// int128 is a two's-complement 128-bit integer, wide enough to add up any
+// number of int64 values a query can return without overflowing.
+type int128 struct {
+	hi int64
+	lo uint64
+}
+
+func (a *int128) add(x int64) {
+	lo, carry := bits.Add64(a.lo, uint64(x), 0)
+	a.hi += x>>63 + int64(carry)
+	a.lo = lo
+}
+
+// int64 returns a as an int64 when it fits.
+func (a int128) int64() (int64, bool) {
+	if (a.hi == 0 && a.lo < 1<<63) || (a.hi == -1 && a.lo >= 1<<63) {
+		return int64(a.lo), true
+	}
+	return 0, false
+}
+
+// float returns a rounded to the nearest double.
+func (a int128) float() float64 {
+	if i, ok := a.int64(); ok {
+		return float64(i)
+	}
+	b := new(big.Int).Lsh(big.NewInt(a.hi), 64)
+	b.Or(b, new(big.Int).SetUint64(a.lo))
+	f, _ := new(big.Float).SetInt(b).Float64()
+	return f
 }

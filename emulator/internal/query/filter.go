@@ -198,19 +198,21 @@ func compileFieldFilter(f *firestorepb.StructuredQuery_FieldFilter, fi *filterIn
 		}, 1, nil
 	case firestorepb.StructuredQuery_FieldFilter_IN:
 		fi.in++
+		candidates := matchableValues(list)
 		return func(d *docView) bool {
 			x, ok := get(d)
-			return ok && containsValue(list, x)
+			return ok && containsValue(candidates, x)
 		}, terms, nil
 	case firestorepb.StructuredQuery_FieldFilter_ARRAY_CONTAINS_ANY:
 		fi.arrayContainsAny++
+		candidates := matchableValues(list)
 		return func(d *docView) bool {
 			x, ok := get(d)
 			if !ok {
 				return false
 			}
 			for _, e := range x.GetArrayValue().GetValues() {
-				if containsValue(list, e) {
+				if containsValue(candidates, e) {
 					return true
 				}
 			}
@@ -233,6 +235,20 @@ func compileFieldFilter(f *firestorepb.StructuredQuery_FieldFilter, fi *filterIn
 			return ok && rank(x) != rankNull && !containsValue(list, x)
 		}, 1, nil
 	}
+}
+
+// matchableValues drops the null and NaN values of an IN or
+// ARRAY_CONTAINS_ANY list: in Cloud Firestore they match nothing there (a
+// document whose field is null or NaN is not returned by in [null] or
+// in [NaN]; only ==, !=, IS_NULL and IS_NAN match those values).
+func matchableValues(list []*firestorepb.Value) []*firestorepb.Value {
+	out := make([]*firestorepb.Value, 0, len(list))
+	for _, e := range list {
+		if rank(e) != rankNull && !isNaN(e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func rangeAccept(op firestorepb.StructuredQuery_FieldFilter_Operator) func(int) bool {

@@ -69,8 +69,9 @@ type plan struct {
 // Filters follow Firestore: <, <=, >, >=, ==, IN match only values of the
 // same type group (integers and doubles together; NaN sorts below every
 // other number); != and NOT_IN never match a missing field or null, and a
-// NOT_IN list containing null matches nothing; IS_NOT_NAN matches any
-// non-null value other than NaN. Invalid queries return InvalidArgument.
+// NOT_IN list containing null matches nothing; null and NaN in an IN or
+// ARRAY_CONTAINS_ANY list match nothing; IS_NOT_NAN matches any non-null
+// value other than NaN. Invalid queries return InvalidArgument.
 func Run(parent string, q *firestorepb.StructuredQuery, docs []*firestorepb.Document) ([]*firestorepb.Document, error) {
 	p, err := compile(parent, q)
 	if err != nil {

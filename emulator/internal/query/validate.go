@@ -35,7 +35,8 @@ const (
 // ValidateName checks that name is a document name
 // "projects/{project}/databases/{database}/documents/{collection}/{id}[/{collection}/{id}...]"
 // whose collection ids and document ids are valid UTF-8, non-empty, at most
-// 1,500 bytes, not "." or "..", and do not match __.*__; the part after
+// 1,500 bytes, not "." or "..", and do not match __.*__ (except numeric
+// document ids, __id<int64>__, which Cloud Firestore accepts); the part after
 // "documents/" is at most 6 KiB and crosses at most 100 collections. It
 // returns an InvalidArgument status error describing the first problem.
 func ValidateName(name string) error {
@@ -69,6 +70,9 @@ func splitName(name string) (root string, path []string, err error) {
 		kind := "collection id"
 		if i%2 == 1 {
 			kind = "document id"
+			if _, ok := numericID(seg); ok {
+				continue
+			}
 		}
 		if err := validateID(seg); err != nil {
 			return "", nil, status.Errorf(codes.InvalidArgument, "resource name %q: %s %q %s", name, kind, seg, err.Error())
@@ -92,7 +96,7 @@ func validateID(id string) error {
 	case id == "." || id == "..":
 		return idError("cannot be '.' or '..'")
 	case isReserved(id):
-		return idError("is reserved (matches __.*__)")
+		return idError("is reserved (matches __.*__; only document ids of the form __id<int64>__ are allowed)")
 	}
 	return nil
 }

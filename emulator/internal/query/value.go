@@ -249,16 +249,31 @@ func compareSegments(a, b string) int {
 	}
 }
 
-// numericID reports whether seg is a numeric document id (__id123__).
+// numericID reports whether seg is a numeric document id, __id<n>__ where n
+// is an int64 written in canonical decimal (an optional minus sign, then
+// digits without leading zeros), and returns n.
+// These are the ids Cloud Firestore gives entities with numeric keys; any
+// other __id...__ segment is an ordinary (reserved) string.
 func numericID(seg string) (int64, bool) {
 	if len(seg) < 7 || !strings.HasPrefix(seg, "__id") || !strings.HasSuffix(seg, "__") {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(seg[4:len(seg)-2], 10, 64)
-	if err != nil {
+	digits := seg[4 : len(seg)-2]
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || strconv.FormatInt(n, 10) != digits {
+		// Not an int64, or not in its one canonical form (a sign other than
+		// a leading minus, leading zeros, -0): two such ids would name the
+		// same number.
 		return 0, false
 	}
 	return n, true
+}
+
+// CompareNames orders two document names as Cloud Firestore orders them (and
+// __name__ values): segment by segment, numeric ids (__id<int64>__) before
+// string ids and by their number, other segments by UTF-8 bytes.
+func CompareNames(a, b string) int {
+	return compareReferences(a, b)
 }
 
 func compareArrays(a, b []*firestorepb.Value) int {
