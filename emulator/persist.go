@@ -13,12 +13,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/protobuf/proto"
 )
 
-// On disk, DataDir holds snapshot.db (every retained document version) and
+// On disk, DataDir holds snapshot.db (every retained document version, so a
+// read_time of the last hour sees the same state across restarts) and
 // wal-<gen>.log (commits since that snapshot). Both are sequences of records:
 // a 4-byte little-endian payload length, a 4-byte CRC-32C of the payload, and
 // the payload. A torn or corrupt record ends the replay of a log, so a crash
@@ -69,6 +71,9 @@ func openWAL(dir string, s *Server) (*wal, error) {
 	if err := w.replayFile(w.logPath(gen), false); err != nil {
 		return nil, err
 	}
+	// Versions that went past the retention while the server was down are
+	// dropped before they are written again.
+	s.gc(time.Now())
 	if err := w.compact(); err != nil {
 		return nil, err
 	}

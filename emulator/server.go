@@ -147,6 +147,7 @@ func (s *Server) Close() error {
 		s.httpLn.Close()
 		s.wg.Wait()
 		if s.wal != nil {
+			s.gc(time.Now())
 			s.closeErr = s.wal.compactAndClose()
 		}
 	})
