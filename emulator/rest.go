@@ -79,8 +79,10 @@ var (
 // restRoute resolves an HTTP method and the URL path after "/v1/".
 func restRoute(method, p string) (restCall, error) {
 	notFound := status.Errorf(codes.NotFound, "the requested URL /v1/%s was not found on this server (%s)", p, method)
+	// Every custom method is a POST; in any other request a ':' belongs to
+	// a document id.
 	verb := ""
-	if i := strings.LastIndexByte(p, ':'); i >= 0 && !strings.Contains(p[i:], "/") {
+	if i := strings.LastIndexByte(p, ':'); method == http.MethodPost && i >= 0 && !strings.Contains(p[i:], "/") {
 		v := p[i+1:]
 		if restDatabaseVerbs[v] != "" || restParentVerbs[v] != "" {
 			verb, p = v, p[:i]
@@ -93,9 +95,6 @@ func restRoute(method, p string) (restCall, error) {
 	database := strings.Join(segs[:4], "/")
 	rest := segs[5:]
 	if verb != "" {
-		if method != http.MethodPost {
-			return restCall{}, notFound
-		}
 		if rpc := restDatabaseVerbs[verb]; rpc != "" {
 			if len(rest) != 0 {
 				return restCall{}, notFound
@@ -164,6 +163,14 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fill := func(m proto.Message) error { return call.fill(m, r.URL.Query(), body) }
+	out := restMarshal
+	// Google's REST client libraries ask for enums as numbers with
+	// $alt=json;enum-encoding=int.
+	for _, k := range []string{"$alt", "alt"} {
+		if strings.Contains(r.URL.Query().Get(k), "enum-encoding=int") {
+			out.UseEnumNumbers = true
+		}
+	}
 	ctx := metadata.NewIncomingContext(r.Context(), restMetadata(r.Header))
 	full := "/google.firestore.v1.Firestore/" + call.method
 	for _, m := range firestorepb.Firestore_ServiceDesc.Methods {
@@ -178,7 +185,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 			writeRESTError(w, err, false)
 			return
 		}
-		b, err := restMarshal.Marshal(resp.(proto.Message))
+		b, err := out.Marshal(resp.(proto.Message))
 		if err != nil {
 			writeRESTError(w, status.Errorf(codes.Internal, "encode response: %v", err), false)
 			return
@@ -192,10 +199,10 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if sd.ClientStreams {
-			writeRESTError(w, status.Errorf(codes.Unimplemented, "%s is a bidirectional stream, served over gRPC only", call.method), false)
+			writeRESTError(w, status.Errorf(codes.Unimplemented, "%s is only available via gRPC or WebChannel (not REST)", call.method), false)
 			return
 		}
-		st := &restStream{ctx: ctx, w: w, fill: fill}
+		st := &restStream{ctx: ctx, w: w, fill: fill, out: out}
 		err := s.streamInterceptor(s, st, &grpc.StreamServerInfo{FullMethod: full, IsServerStream: true}, sd.Handler)
 		st.finish(err)
 		return
@@ -425,6 +432,7 @@ type restStream struct {
 	ctx   context.Context
 	w     http.ResponseWriter
 	fill  func(proto.Message) error
+	out   protojson.MarshalOptions
 	recvd bool
 	sent  int
 }
@@ -453,7 +461,7 @@ func (st *restStream) RecvMsg(m any) error {
 
 // SendMsg writes one response as the next array element and flushes it.
 func (st *restStream) SendMsg(m any) error {
-	b, err := restMarshal.Marshal(m.(proto.Message))
+	b, err := st.out.Marshal(m.(proto.Message))
 	if err != nil {
 		return status.Errorf(codes.Internal, "encode response: %v", err)
 	}

@@ -168,6 +168,12 @@ func TestRESTMethods(t *testing.T) {
 	if diff := cmp.Diff(restErr{404, 404, "NOT_FOUND"}, errorOf(t, code, v)); diff != "" {
 		t.Errorf("patch missing with exists=true (-want +got):\n%s", diff)
 	}
+	code, v = rc.do("PATCH", docs+"/players/ann?currentDocument.updateTime="+url.QueryEscape(field(created, "updateTime").(string)), `{"fields":{}}`)
+	if diff := cmp.Diff(restErr{400, 400, "FAILED_PRECONDITION"}, errorOf(t, code, v)); diff != "" {
+		t.Errorf("patch with a stale currentDocument.updateTime (-want +got):\n%s", diff)
+	}
+	rc.ok("PATCH", docs+"/players/ann:x?currentDocument.exists=false", `{"fields":{}}`)
+	rc.ok("DELETE", docs+"/players/ann:x", "")
 	rc.ok("PATCH", docs+"/players/bob", `{"fields":{"name":{"stringValue":"bob"},"score":{"integerValue":"20"}}}`)
 
 	// getDocument at a readTime before the patch.
@@ -296,7 +302,7 @@ func TestRESTErrors(t *testing.T) {
 		{"malformed body", "POST", docs + ":commit", `{"writes":`, restErr{400, 400, "INVALID_ARGUMENT"}, ""},
 		{"invalid document name", "PATCH", docs + "/c", `{}`, restErr{400, 400, "INVALID_ARGUMENT"}, ""},
 		{"readTime older than the retention", "GET", docs + "/c/d?readTime=2020-01-01T00:00:00Z", "", restErr{400, 400, "FAILED_PRECONDITION"}, ""},
-		{"bidirectional stream", "POST", docs + ":listen", `{}`, restErr{501, 501, "UNIMPLEMENTED"}, ""},
+		{"bidirectional stream", "POST", docs + ":listen", `{}`, restErr{501, 501, "UNIMPLEMENTED"}, "only available via gRPC or WebChannel"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, v := rc.do(tc.method, tc.path, tc.body)
@@ -386,5 +392,20 @@ func TestRESTSharesCountersAndFaults(t *testing.T) {
 	}
 	if got.DocumentReads != 1 || got.DocumentWrites != 1 {
 		t.Errorf("counters %+v, want 1 read and 1 write", got)
+	}
+}
+
+// TestRESTEnumNumbers checks the request form of Google's REST client
+// libraries: $alt=json;enum-encoding=int and enums given as numbers.
+func TestRESTEnumNumbers(t *testing.T) {
+	p := testProject(t)
+	rc := newRESTClient(t)
+	docs := "projects/" + p + "/databases/(default)/documents"
+	for _, id := range []string{"a", "b"} {
+		rc.ok("PATCH", docs+"/c/"+id, `{"fields":{"id":{"stringValue":"`+id+`"}}}`)
+	}
+	q := rc.ok("POST", docs+":runQuery?"+url.Values{"$alt": {"json;enum-encoding=int"}}.Encode(), `{"structuredQuery":{"from":[{"collectionId":"c"}],"orderBy":[{"field":{"fieldPath":"id"},"direction":2}]}}`)
+	if diff := cmp.Diff([]any{docs + "/c/b", docs + "/c/a"}, []any{field(q, 0, "document", "name"), field(q, 1, "document", "name")}); diff != "" {
+		t.Errorf("runQuery ordered DESCENDING by number (-want +got):\n%s", diff)
 	}
 }
