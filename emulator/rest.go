@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -89,7 +90,7 @@ func restRoute(method, p string) (restCall, error) {
 		}
 	}
 	segs := strings.Split(p, "/")
-	if len(segs) < 5 || segs[0] != "projects" || segs[2] != "databases" || segs[4] != "documents" || slicesContainsEmpty(segs) {
+	if len(segs) < 5 || segs[0] != "projects" || segs[2] != "databases" || segs[4] != "documents" || slices.Contains(segs, "") {
 		return restCall{}, notFound
 	}
 	database := strings.Join(segs[:4], "/")
@@ -122,15 +123,6 @@ func restRoute(method, p string) (restCall, error) {
 		return restCall{method: "CreateDocument", body: "document", path: map[string]string{"parent": parent, "collection_id": last}}, nil
 	}
 	return restCall{}, notFound
-}
-
-func slicesContainsEmpty(segs []string) bool {
-	for _, s := range segs {
-		if s == "" {
-			return true
-		}
-	}
-	return false
 }
 
 // serveREST answers one REST request.
@@ -172,15 +164,12 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ctx := metadata.NewIncomingContext(r.Context(), restMetadata(r.Header))
-	full := "/google.firestore.v1.Firestore/" + call.method
 	for _, m := range firestorepb.Firestore_ServiceDesc.Methods {
 		if m.MethodName != call.method {
 			continue
 		}
 		dec := func(v any) error { return fill(v.(proto.Message)) }
-		resp, err := m.Handler(s, ctx, dec, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			return s.unaryInterceptor(ctx, req, &grpc.UnaryServerInfo{Server: s, FullMethod: full}, h)
-		})
+		resp, err := m.Handler(s, ctx, dec, s.unaryInterceptor)
 		if err != nil {
 			writeRESTError(w, err, false)
 			return
@@ -203,7 +192,8 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st := &restStream{ctx: ctx, w: w, fill: fill, out: out}
-		err := s.streamInterceptor(s, st, &grpc.StreamServerInfo{FullMethod: full, IsServerStream: true}, sd.Handler)
+		info := &grpc.StreamServerInfo{FullMethod: "/google.firestore.v1.Firestore/" + call.method, IsServerStream: true}
+		err := s.streamInterceptor(s, st, info, sd.Handler)
 		st.finish(err)
 		return
 	}
