@@ -27,6 +27,14 @@ import (
 // mid-append loses only the commit that was never acknowledged. A commit is
 // acknowledged only after its record is fsynced; concurrent commits share an
 // fsync (group commit).
+//
+// Only documents and their versions are kept. Open transactions, their
+// locks and read snapshots end with the process (a transaction id from
+// before a restart answers "The referenced transaction has expired or is no
+// longer valid.", as an expired one does), Listen streams must reconnect
+// (their resume is answered with a full reset), and counters and injected
+// faults start empty. A reset database keeps no versions from before the
+// reset, with or without a restart.
 const (
 	snapshotFile  = "snapshot.db"
 	snapshotMagic = "savesync-firestore-emulator-snapshot-v1\n"
