@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	vkit "cloud.google.com/go/firestore/apiv1"
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -208,4 +210,40 @@ func TestPersistenceDropsVersionsPastRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestPersistenceEndsTransactions checks the part a restart does not keep:
+// a transaction begun before it is no longer valid after it.
+func TestPersistenceEndsTransactions(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	p := testProject(t)
+	srv, err := Start(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := vkit.NewClient(ctx, option.WithGRPCConn(dial(t, srv)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	bt, err := g.BeginTransaction(ctx, &firestorepb.BeginTransactionRequest{Database: dbPath(p)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv2, err := Start(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	g2, err := vkit.NewClient(ctx, option.WithGRPCConn(dial(t, srv2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close()
+	_, err = g2.Commit(ctx, &firestorepb.CommitRequest{Database: dbPath(p), Transaction: bt.GetTransaction()})
+	wantCode(t, "commit of a transaction begun before the restart", err, codes.InvalidArgument)
 }
