@@ -13,18 +13,28 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/protobuf/proto"
 )
 
-// On disk, DataDir holds snapshot.db (every retained document version) and
+// On disk, DataDir holds snapshot.db (every retained document version, so a
+// read_time of the last hour sees the same state across restarts) and
 // wal-<gen>.log (commits since that snapshot). Both are sequences of records:
 // a 4-byte little-endian payload length, a 4-byte CRC-32C of the payload, and
 // the payload. A torn or corrupt record ends the replay of a log, so a crash
 // mid-append loses only the commit that was never acknowledged. A commit is
 // acknowledged only after its record is fsynced; concurrent commits share an
 // fsync (group commit).
+//
+// Only documents and their versions are kept. Open transactions, their
+// locks and read snapshots end with the process (a transaction id from
+// before a restart answers "The referenced transaction has expired or is no
+// longer valid.", as an expired one does), Listen streams must reconnect
+// (their resume is answered with a full reset), and counters and injected
+// faults start empty. A reset database keeps no versions from before the
+// reset, with or without a restart.
 const (
 	snapshotFile  = "snapshot.db"
 	snapshotMagic = "savesync-firestore-emulator-snapshot-v1\n"
@@ -69,6 +79,9 @@ func openWAL(dir string, s *Server) (*wal, error) {
 	if err := w.replayFile(w.logPath(gen), false); err != nil {
 		return nil, err
 	}
+	// Versions that went past the retention while the server was down are
+	// dropped before they are written again.
+	s.gc(time.Now())
 	if err := w.compact(); err != nil {
 		return nil, err
 	}

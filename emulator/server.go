@@ -39,8 +39,9 @@ type Options struct {
 	TransactionMaxLifetime time.Duration
 }
 
-// Server is a running emulator. It serves gRPC (google.firestore.v1) and a
-// small HTTP API (reset, counters, faults) on one port.
+// Server is a running emulator. It serves gRPC (google.firestore.v1), its
+// REST/JSON mapping (/v1/...) and a small HTTP API (reset, counters, faults)
+// on one port.
 type Server struct {
 	firestorepb.UnimplementedFirestoreServer
 
@@ -146,6 +147,7 @@ func (s *Server) Close() error {
 		s.httpLn.Close()
 		s.wg.Wait()
 		if s.wal != nil {
+			s.gc(time.Now())
 			s.closeErr = s.wal.compactAndClose()
 		}
 	})
@@ -373,6 +375,7 @@ func (s *Server) httpHandler() http.Handler {
 		s.resetDatabase(db)
 		writeJSON(w, map[string]any{})
 	})
+	mux.HandleFunc("/v1/", s.serveREST)
 	mux.HandleFunc("GET /emulator/v1/counters", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.Counters(r.URL.Query().Get("project")))
 	})

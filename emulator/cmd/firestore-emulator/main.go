@@ -1,6 +1,7 @@
 // Command firestore-emulator runs savesync's Firestore emulator as its own
-// process: a google.firestore.v1 gRPC server (plus the emulator's REST
-// endpoints) for local development and tests.
+// process: a google.firestore.v1 gRPC server, Firestore's REST/JSON API on
+// the same port, and the emulator's own HTTP endpoints (reset, counters,
+// faults) for local development and tests.
 //
 // Usage:
 //
