@@ -37,6 +37,9 @@ type Options struct {
 	// TransactionMaxLifetime expires transactions open for this long, busy
 	// or not, and releases their locks; 0 means Firestore's 270 s.
 	TransactionMaxLifetime time.Duration
+	// LockWaitTimeout aborts a transaction (ABORTED, which the client
+	// retries) whose request waited this long for a lock; 0 means 20 s.
+	LockWaitTimeout time.Duration
 }
 
 // Server is a running emulator. It serves gRPC (google.firestore.v1) and a
@@ -47,6 +50,7 @@ type Server struct {
 	log         *slog.Logger
 	idleTimeout time.Duration
 	maxLifetime time.Duration
+	lockWait    time.Duration
 
 	ln       net.Listener
 	grpcSrv  *grpc.Server
@@ -83,6 +87,7 @@ func Start(opts Options) (*Server, error) {
 		log:         log,
 		idleTimeout: opts.TransactionIdleTimeout,
 		maxLifetime: opts.TransactionMaxLifetime,
+		lockWait:    opts.LockWaitTimeout,
 		stop:        make(chan struct{}),
 		dbs:         map[string]*database{},
 		txs:         transactions{byID: map[string]*txn{}},
@@ -221,6 +226,7 @@ func (s *Server) databaseFor(name, project string) *database {
 	if db == nil {
 		db = newDatabase(name, project)
 		db.locks.onAbort = func(*lockOwner) { s.counters.addAbort(project) }
+		db.locks.waitTimeout = s.lockWait
 		s.dbs[name] = db
 	}
 	return db
