@@ -228,3 +228,35 @@ func TestStartRefusesBadLatency(t *testing.T) {
 		})
 	}
 }
+
+func TestLatencyModelReachesCloudFirestorePercentiles(t *testing.T) {
+	srv, err := Start(Options{Latency: 16 * time.Millisecond, Jitter: 4350 * time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var got []time.Duration
+	srv.latency.mu.Lock()
+	srv.latency.sleep = func(ctx context.Context, d time.Duration) error { got = append(got, d); return nil }
+	srv.latency.mu.Unlock()
+	const n = 20000
+	for range n {
+		if err := srv.rpcDelay(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(got)
+	for _, q := range []struct {
+		name string
+		at   float64
+		want time.Duration
+	}{{"p50", 0.50, 16 * time.Millisecond}, {"p99", 0.99, 33 * time.Millisecond}} {
+		v := got[int(q.at*n)]
+		if lo, hi := q.want*9/10, q.want*11/10; v < lo || v > hi {
+			t.Errorf("%s = %v, want %v ± 10%%", q.name, v, q.want)
+		}
+	}
+	if floor := latencyQuantile(16*time.Millisecond, 4350*time.Microsecond, 0); got[0] < floor {
+		t.Errorf("shortest delay %v is below the floor %v", got[0], floor)
+	}
+}
