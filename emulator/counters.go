@@ -29,8 +29,9 @@ type Counters struct {
 	// DocumentWrites counts writes applied by committed Commit and
 	// BatchWrite calls.
 	DocumentWrites int64 `json:"documentWrites"`
-	// Aborts counts transactions aborted: lock deadlocks, idle expiry,
-	// resets and injected ABORTED faults.
+	// Aborts counts transactions aborted: wounded by an older transaction
+	// (wound-wait), lock waits timed out, idle expiry, resets and injected
+	// ABORTED faults.
 	Aborts int64 `json:"aborts"`
 }
 

@@ -309,7 +309,7 @@ func (s *Server) ListDocuments(ctx context.Context, req *firestorepb.ListDocumen
 	defer v.close()
 	coll := req.GetCollectionId()
 	if v.locking() && coll != "" {
-		if err := db.locks.acquire(ctx, v.t.owner, "r:"+parent+"/"+coll, lockExclusive); err != nil {
+		if err := db.locks.acquire(ctx, v.t.owner, "r:"+parent+"/"+coll, lockShared); err != nil {
 			return nil, err
 		}
 	}

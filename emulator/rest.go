@@ -169,7 +169,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		dec := func(v any) error { return fill(v.(proto.Message)) }
-		resp, err := m.Handler(s, ctx, dec, s.unaryInterceptor)
+		resp, err := m.Handler(s, ctx, dec, s.restUnaryChain)
 		if err != nil {
 			writeRESTError(w, err, false)
 			return
@@ -193,7 +193,9 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 		}
 		st := &restStream{ctx: ctx, w: w, fill: fill, out: out}
 		info := &grpc.StreamServerInfo{FullMethod: "/google.firestore.v1.Firestore/" + call.method, IsServerStream: true}
-		err := s.streamInterceptor(s, st, info, sd.Handler)
+		err := s.latencyStream(s, st, info, func(srv any, ss grpc.ServerStream) error {
+			return s.streamInterceptor(srv, ss, info, sd.Handler)
+		})
 		st.finish(err)
 		return
 	}
@@ -557,4 +559,12 @@ func writeRESTError(w http.ResponseWriter, err error, stream bool) {
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(restHTTPStatus(status.Convert(err).Code()))
 	_, _ = w.Write(b)
+}
+
+// restUnaryChain is the gRPC server's unary interceptor chain (latency, then
+// counters, faults and limits) for a REST call.
+func (s *Server) restUnaryChain(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return s.latencyUnary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		return s.unaryInterceptor(ctx, req, info, handler)
+	})
 }

@@ -131,7 +131,7 @@ func queryLockKeys(parent string, q *firestorepb.StructuredQuery) []string {
 func (s *Server) queryCandidates(ctx context.Context, db *database, v *readView, parent string, q *firestorepb.StructuredQuery) ([]*firestorepb.Document, int64, error) {
 	if v.locking() {
 		for _, k := range queryLockKeys(parent, q) {
-			if err := db.locks.acquire(ctx, v.t.owner, k, lockExclusive); err != nil {
+			if err := db.locks.acquire(ctx, v.t.owner, k, lockShared); err != nil {
 				return nil, 0, err
 			}
 		}

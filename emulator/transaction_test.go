@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,124 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
-
-func TestConcurrentIncrementsLoseNothing(t *testing.T) {
-	c, p := newClient(t)
-	ctx := context.Background()
-	doc := c.Doc("counters/hot")
-	if _, err := doc.Set(ctx, map[string]any{"n": int64(0)}); err != nil {
-		t.Fatal(err)
-	}
-	const workers, each = 50, 4
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				errs <- c.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-					snap, err := tx.Get(doc)
-					if err != nil {
-						return err
-					}
-					n, _ := snap.DataAt("n")
-					return tx.Set(doc, map[string]any{"n": n.(int64) + 1})
-				})
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("RunTransaction: %v", err)
-		}
-	}
-	snap, err := doc.Get(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := snap.DataAt("n"); got != int64(workers*each) {
-		t.Errorf("n = %v, want %d", got, workers*each)
-	}
-	if a := testSrv.Counters(p).Aborts; a != 0 {
-		t.Errorf("aborts = %d, want 0 (contention on one document must queue, not abort)", a)
-	}
-}
-
-func TestDeadlockYoungerAbortedAndRetried(t *testing.T) {
-	c, p := newClient(t)
-	ctx := context.Background()
-	a, b := c.Doc("dl/a"), c.Doc("dl/b")
-	for _, d := range []*firestore.DocumentRef{a, b} {
-		if _, err := d.Set(ctx, map[string]any{"n": int64(0)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	olderHasA := make(chan struct{})
-	youngerHasB := make(chan struct{})
-	var wg sync.WaitGroup
-	var olderErr, youngerErr error
-	youngerAttempts := 0
-	wg.Add(2)
-	go func() { // older: begins first, reads a, then b
-		defer wg.Done()
-		first := true
-		olderErr = c.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-			if _, err := tx.Get(a); err != nil {
-				return err
-			}
-			if first {
-				first = false
-				close(olderHasA)
-				<-youngerHasB
-			}
-			if _, err := tx.Get(b); err != nil {
-				return err
-			}
-			return tx.Update(a, []firestore.Update{{Path: "n", Value: firestore.Increment(1)}})
-		})
-	}()
-	go func() { // younger: reads b, then a
-		defer wg.Done()
-		<-olderHasA
-		youngerErr = c.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-			youngerAttempts++
-			if _, err := tx.Get(b); err != nil {
-				return err
-			}
-			if youngerAttempts == 1 {
-				close(youngerHasB)
-				// Let the older transaction queue on b before closing the cycle.
-				time.Sleep(50 * time.Millisecond)
-			}
-			if _, err := tx.Get(a); err != nil {
-				return err
-			}
-			return tx.Update(b, []firestore.Update{{Path: "n", Value: firestore.Increment(1)}})
-		})
-	}()
-	wg.Wait()
-	if olderErr != nil || youngerErr != nil {
-		t.Fatalf("older: %v, younger: %v; both should commit", olderErr, youngerErr)
-	}
-	if youngerAttempts < 2 {
-		t.Errorf("younger transaction ran %d times, want a retry after ABORTED", youngerAttempts)
-	}
-	if got := testSrv.Counters(p).Aborts; got < 1 {
-		t.Errorf("aborts = %d, want at least 1", got)
-	}
-	for _, d := range []*firestore.DocumentRef{a, b} {
-		snap, err := d.Get(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n, _ := snap.DataAt("n"); n != int64(1) {
-			t.Errorf("%s n = %v, want 1", d.ID, n)
-		}
-	}
-}
 
 func TestPlainWriteWaitsForTransactionLock(t *testing.T) {
 	c, p := newClient(t)

@@ -105,8 +105,9 @@ func (s *Server) beginTxn(db *database, opts *firestorepb.TransactionOptions) (*
 // useTxn finds an open transaction of db and marks it busy; the returned
 // function marks it idle again. Unknown, expired, rolled-back, replaced and
 // finished transactions are INVALID_ARGUMENT ("The referenced transaction has
-// expired or is no longer valid."), as in Cloud Firestore; only a deadlock
-// victim or a transaction of a reset database is ABORTED. A malformed id is
+// expired or is no longer valid."), as in Cloud Firestore; only a transaction
+// wounded by an older one, one whose lock wait timed out and one of a reset
+// database are ABORTED. A malformed id is
 // INVALID_ARGUMENT too.
 func (s *Server) useTxn(db *database, id []byte) (*txn, func(), error) {
 	if len(id) != txnIDLen {
@@ -219,11 +220,11 @@ func (s *Server) sweepTxns(now time.Time) {
 	}
 }
 
-// lockDocs locks the named documents for a read-write transaction in name
-// order (so two readers of the same set cannot deadlock each other).
+// lockDocs takes shared locks on the named documents for a read-write
+// transaction, in name order.
 func (s *Server) lockDocs(ctx context.Context, t *txn, names []string) error {
 	for _, n := range sortedUnique(names) {
-		if err := t.db.locks.acquire(ctx, t.owner, "d:"+n, lockExclusive); err != nil {
+		if err := t.db.locks.acquire(ctx, t.owner, "d:"+n, lockShared); err != nil {
 			return err
 		}
 	}

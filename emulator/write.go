@@ -19,8 +19,9 @@ import (
 // document in one commit.
 const maxFieldTransforms = 500
 
-// maxPlainWriteAttempts bounds how often a non-transactional write that lost
-// a deadlock is retried inside the server (it keeps its age, so it soon wins).
+// maxPlainWriteAttempts bounds how often a non-transactional write wounded by
+// an older transaction is retried inside the server (it keeps its age, so it
+// soon is the oldest).
 const maxPlainWriteAttempts = 50
 
 // docChange is one document changed by a commit, for listeners.
@@ -269,7 +270,9 @@ func (s *Server) lockForWrite(ctx context.Context, db *database, o *lockOwner, n
 }
 
 // lockPlainWrite locks names for a write outside a transaction. It waits for
-// transactions holding them; losing a deadlock retries with the same age.
+// older transactions holding them and wounds younger ones; wounded itself
+// (by an older transaction while it waited), it tries again with the same
+// age. A lock wait that times out fails the write with ABORTED.
 func (s *Server) lockPlainWrite(ctx context.Context, db *database, names []string) (*lockOwner, error) {
 	age := s.nextAge()
 	for attempt := 0; ; attempt++ {
@@ -279,7 +282,7 @@ func (s *Server) lockPlainWrite(ctx context.Context, db *database, names []strin
 			return o, nil
 		}
 		db.locks.release(o)
-		if err != nil && (status.Code(err) != codes.Aborted || attempt >= maxPlainWriteAttempts) {
+		if err != nil && (err != errLockWounded || attempt >= maxPlainWriteAttempts) {
 			return nil, err
 		}
 		if ctx.Err() != nil {

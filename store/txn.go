@@ -134,8 +134,9 @@ func (s *Store) rollback(id []byte) {
 }
 
 // backoff waits before the next attempt: exponential with full jitter,
-// starting small because the database serialises contended transactions
-// with locks rather than failing them.
+// starting small. Firestore aborts a transaction only when an older one
+// needs a lock it holds (wound-wait), and the retry names the aborted
+// attempt (RetryTransaction), so it keeps its age and soon is the oldest.
 func (s *Store) backoff(ctx context.Context, attempt int) error {
 	ceiling := 10 * time.Millisecond << min(attempt, 6)
 	return sleep.For(ctx, time.Duration(s.jitter(int64(ceiling))+1))

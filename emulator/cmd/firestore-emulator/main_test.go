@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -134,5 +135,54 @@ func TestKillNineKeepsAcknowledgedWrites(t *testing.T) {
 	}
 	if n, _ := snap.DataAt("n"); n != int64(20) {
 		t.Errorf("n = %v, want 20", n)
+	}
+}
+
+func TestRunLatencyFlags(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--port", "0", "--latency", "15ms", "--jitter", "5ms"}, pw, io.Discard)
+	}()
+	addr := readHost(t, pr)
+	resp, err := http.Get("http://" + addr + "/emulator/v1/latency")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got, want := strings.TrimSpace(string(body)), `{"latency":"15ms","jitter":"5ms"}`; got != want {
+		t.Errorf("latency model %s, want %s", got, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
+
+func TestRunRefusesBadLatencyFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in the error or on stderr
+	}{
+		{[]string{"--latency", "-5ms"}, "--latency -5ms is negative"},
+		{[]string{"--jitter", "-1ms"}, "--jitter -1ms is negative"},
+		{[]string{"--latency", "2m"}, "--latency 2m0s is more than the maximum of 1m0s"},
+		{[]string{"--jitter", "fast"}, `invalid value "fast" for flag -jitter`},
+		{[]string{"--latency", "15"}, `invalid value "15" for flag -latency`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stderr strings.Builder
+			err := run(context.Background(), append([]string{"--port", "0"}, tt.args...), io.Discard, &stderr)
+			if err == nil {
+				t.Fatalf("run(%q) succeeded, want an error", tt.args)
+			}
+			if msg := err.Error() + "\n" + stderr.String(); !strings.Contains(msg, tt.want) {
+				t.Errorf("run(%q): %v (stderr %q), want it to say %q", tt.args, err, stderr.String(), tt.want)
+			}
+		})
 	}
 }
