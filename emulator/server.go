@@ -37,6 +37,12 @@ type Options struct {
 	// TransactionMaxLifetime expires transactions open for this long, busy
 	// or not, and releases their locks; 0 means Firestore's 270 s.
 	TransactionMaxLifetime time.Duration
+	// Indexes, when set, makes queries and aggregations need the indexes
+	// Cloud Firestore would need: automatic single-field indexes (as
+	// changed by its field overrides) and its composite indexes. A query
+	// without its index fails with FAILED_PRECONDITION and the link that
+	// creates the index. nil accepts every query, as Google's emulator does.
+	Indexes *IndexConfig
 }
 
 // Server is a running emulator. It serves gRPC (google.firestore.v1) and a
@@ -68,6 +74,8 @@ type Server struct {
 	faults   faultSet
 
 	wal *wal // nil without a DataDir
+
+	indexes *indexCatalog // nil without Options.Indexes
 }
 
 // Start starts a server with opts and returns once it accepts connections.
@@ -93,6 +101,13 @@ func Start(opts Options) (*Server, error) {
 	}
 	if s.maxLifetime <= 0 {
 		s.maxLifetime = defaultTransactionMaxLifetime
+	}
+	if opts.Indexes != nil {
+		cat, err := compileIndexes(opts.Indexes)
+		if err != nil {
+			return nil, fmt.Errorf("emulator: indexes: %w", err)
+		}
+		s.indexes = cat
 	}
 	if opts.DataDir != "" {
 		w, err := openWAL(opts.DataDir, s)

@@ -4,7 +4,10 @@
 //
 // Usage:
 //
-//	firestore-emulator [--host 127.0.0.1] [--port 8080] [--data-dir DIR]
+//	firestore-emulator [--host 127.0.0.1] [--port 8080] [--data-dir DIR] [--indexes firestore.indexes.json]
+//
+// With --indexes it refuses, as Cloud Firestore does, every query that
+// needs an index the file does not declare.
 //
 // It prints the line to export FIRESTORE_EMULATOR_HOST and runs until SIGINT
 // or SIGTERM.
@@ -46,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	port := fs.Int("port", 8080, "port to listen on (0 picks a free one)")
 	dataDir := fs.String("data-dir", "", "directory that keeps the data across restarts (empty: memory only)")
+	indexesPath := fs.String("indexes", "", "firestore.indexes.json whose indexes queries need, as in Cloud Firestore (empty: no index check)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,11 +59,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *port < 0 || *port > 65535 {
 		return fmt.Errorf("--port %d is out of range", *port)
 	}
+	var indexes *emulator.IndexConfig
+	if *indexesPath != "" {
+		cfg, err := emulator.LoadIndexConfig(*indexesPath)
+		if err != nil {
+			return err
+		}
+		indexes = cfg
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	srv, err := emulator.Start(emulator.Options{
 		Addr:    net.JoinHostPort(*host, strconv.Itoa(*port)),
 		DataDir: *dataDir,
 		Logger:  logger,
+		Indexes: indexes,
 	})
 	if err != nil {
 		return err
