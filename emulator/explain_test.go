@@ -232,3 +232,24 @@ func TestExplainPlanSummary(t *testing.T) {
 		})
 	}
 }
+
+// With analyze and no match, the one response carries the metrics, and the
+// minimum cost of one read shows in the stats.
+func TestQueryExplainNoResults(t *testing.T) {
+	c, _ := newClient(t)
+	it := c.Collection("empty").Where("x", "==", 1).WithRunOptions(firestore.ExplainOptions{Analyze: true}).Documents(context.Background())
+	if got := ids(t, it); len(got) != 0 {
+		t.Fatalf("ids = %v, want none", got)
+	}
+	got, err := it.ExplainMetrics()
+	if err != nil {
+		t.Fatalf("ExplainMetrics: %v", err)
+	}
+	want := &firestore.ExplainMetrics{
+		PlanSummary:    planOf("Collection", "(x ASC, __name__ ASC)"),
+		ExecutionStats: &firestore.ExecutionStats{ResultsReturned: 0, ReadOperations: 1, DebugStats: debugStats(0, 0, 0, 0, 1)},
+	}
+	if diff := cmp.Diff(want, got, explainOpts); diff != "" {
+		t.Errorf("explain metrics (-want +got):\n%s", diff)
+	}
+}
