@@ -46,7 +46,7 @@ fuzz-decoders: ## go test -fuzz on each decoder for $(FUZZTIME)
 	go test -run '^$$' -fuzz '^FuzzCheckBodyText$$' -fuzztime $(FUZZTIME) ./handlers/
 
 emulator: ## the Firestore emulator alone, on 127.0.0.1:$(EMULATOR_PORT)
-	cd emulator && go run ./cmd/firestore-emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --data-dir ../.data/firestore-emulator
+	cd emulator && go run ./cmd/firestore-emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --data-dir ../.data/firestore-emulator --indexes ../firestore.indexes.json
 
 docker: ## build the container image $(IMAGE)
 	docker build -t $(IMAGE) .

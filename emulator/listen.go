@@ -143,6 +143,16 @@ func (s *Server) Listen(stream firestorepb.Firestore_ListenServer) error {
 				if _, dup := targets[t.id]; dup {
 					return status.Errorf(codes.InvalidArgument, "target id %d is already in use", t.id)
 				}
+				if err := s.checkTargetIndexes(db, t); err != nil {
+					// Firestore removes a target whose query lacks its
+					// index, the error as the cause; the stream goes on.
+					if err := stream.Send(&firestorepb.ListenResponse{ResponseType: &firestorepb.ListenResponse_TargetChange{TargetChange: &firestorepb.TargetChange{
+						TargetChangeType: firestorepb.TargetChange_REMOVE, TargetIds: []int32{t.id}, Cause: status.Convert(err).Proto(),
+					}}}); err != nil {
+						return err
+					}
+					continue
+				}
 				resume := len(tc.AddTarget.GetResumeToken()) > 0 || tc.AddTarget.GetReadTime() != nil
 				targets[t.id] = t
 				if err := s.sendInitial(stream, db, t, resume); err != nil {

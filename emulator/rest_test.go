@@ -96,7 +96,7 @@ func errorOf(t *testing.T, httpStatus int, v any) restErr {
 }
 
 // field returns the value at a path of maps and array indexes in JSON.
-func field(v any, path ...any) any {
+func jsonField(v any, path ...any) any {
 	for _, p := range path {
 		switch k := p.(type) {
 		case string:
@@ -124,14 +124,14 @@ func TestRESTMethods(t *testing.T) {
 
 	// createDocument, with and without documentId, and a second create.
 	created := rc.ok("POST", docs+"/players?documentId=ann", `{"fields":{"name":{"stringValue":"ann"},"score":{"integerValue":"10"}}}`)
-	if diff := cmp.Diff(docs+"/players/ann", field(created, "name")); diff != "" {
+	if diff := cmp.Diff(docs+"/players/ann", jsonField(created, "name")); diff != "" {
 		t.Errorf("createDocument name (-want +got):\n%s", diff)
 	}
-	if field(created, "createTime") == nil || field(created, "updateTime") == nil {
+	if jsonField(created, "createTime") == nil || jsonField(created, "updateTime") == nil {
 		t.Errorf("createDocument %v: want createTime and updateTime", created)
 	}
 	auto := rc.ok("POST", docs+"/players", `{"fields":{"name":{"stringValue":"auto"}}}`)
-	if n, _ := field(auto, "name").(string); len(n) != len(docs+"/players/")+20 {
+	if n, _ := jsonField(auto, "name").(string); len(n) != len(docs+"/players/")+20 {
 		t.Errorf("createDocument without documentId named %q, want a 20-character id", n)
 	}
 	code, v := rc.do("POST", docs+"/players?documentId=ann", `{}`)
@@ -142,7 +142,7 @@ func TestRESTMethods(t *testing.T) {
 
 	// getDocument with a mask, a missing document, and the gRPC client's view.
 	got := rc.ok("GET", docs+"/players/ann?mask.fieldPaths=score", "")
-	if diff := cmp.Diff(map[string]any{"score": map[string]any{"integerValue": "10"}}, field(got, "fields")); diff != "" {
+	if diff := cmp.Diff(map[string]any{"score": map[string]any{"integerValue": "10"}}, jsonField(got, "fields")); diff != "" {
 		t.Errorf("masked get (-want +got):\n%s", diff)
 	}
 	code, v = rc.do("GET", docs+"/players/nobody", "")
@@ -161,14 +161,14 @@ func TestRESTMethods(t *testing.T) {
 
 	// patch: an update mask, a failing precondition, an upsert.
 	patched := rc.ok("PATCH", docs+"/players/ann?updateMask.fieldPaths=score&currentDocument.exists=true", `{"fields":{"score":{"integerValue":"11"},"ignored":{"booleanValue":true}}}`)
-	if diff := cmp.Diff(map[string]any{"name": map[string]any{"stringValue": "ann"}, "score": map[string]any{"integerValue": "11"}}, field(patched, "fields")); diff != "" {
+	if diff := cmp.Diff(map[string]any{"name": map[string]any{"stringValue": "ann"}, "score": map[string]any{"integerValue": "11"}}, jsonField(patched, "fields")); diff != "" {
 		t.Errorf("patch with updateMask (-want +got):\n%s", diff)
 	}
 	code, v = rc.do("PATCH", docs+"/players/nobody?currentDocument.exists=true", `{"fields":{}}`)
 	if diff := cmp.Diff(restErr{404, 404, "NOT_FOUND"}, errorOf(t, code, v)); diff != "" {
 		t.Errorf("patch missing with exists=true (-want +got):\n%s", diff)
 	}
-	code, v = rc.do("PATCH", docs+"/players/ann?currentDocument.updateTime="+url.QueryEscape(field(created, "updateTime").(string)), `{"fields":{}}`)
+	code, v = rc.do("PATCH", docs+"/players/ann?currentDocument.updateTime="+url.QueryEscape(jsonField(created, "updateTime").(string)), `{"fields":{}}`)
 	if diff := cmp.Diff(restErr{400, 400, "FAILED_PRECONDITION"}, errorOf(t, code, v)); diff != "" {
 		t.Errorf("patch with a stale currentDocument.updateTime (-want +got):\n%s", diff)
 	}
@@ -178,44 +178,44 @@ func TestRESTMethods(t *testing.T) {
 
 	// getDocument at a readTime before the patch.
 	old := rc.ok("GET", docs+"/players/ann?readTime="+url.QueryEscape(before.Format(time.RFC3339Nano)), "")
-	if diff := cmp.Diff(map[string]any{"integerValue": "10"}, field(old, "fields", "score")); diff != "" {
+	if diff := cmp.Diff(map[string]any{"integerValue": "10"}, jsonField(old, "fields", "score")); diff != "" {
 		t.Errorf("get at readTime (-want +got):\n%s", diff)
 	}
 
 	// listDocuments with paging, under the root and under a document.
 	page := rc.ok("GET", docs+"/players?pageSize=2&orderBy=__name__", "")
-	if n := len(field(page, "documents").([]any)); n != 2 || field(page, "nextPageToken") == nil {
-		t.Fatalf("listDocuments page of 2: %d documents, token %v", n, field(page, "nextPageToken"))
+	if n := len(jsonField(page, "documents").([]any)); n != 2 || jsonField(page, "nextPageToken") == nil {
+		t.Fatalf("listDocuments page of 2: %d documents, token %v", n, jsonField(page, "nextPageToken"))
 	}
-	rest := rc.ok("GET", docs+"/players?pageSize=2&pageToken="+url.QueryEscape(field(page, "nextPageToken").(string)), "")
-	if n := len(field(rest, "documents").([]any)); n != 1 {
+	rest := rc.ok("GET", docs+"/players?pageSize=2&pageToken="+url.QueryEscape(jsonField(page, "nextPageToken").(string)), "")
+	if n := len(jsonField(rest, "documents").([]any)); n != 1 {
 		t.Errorf("listDocuments second page: %d documents, want 1", n)
 	}
 	items := rc.ok("GET", docs+"/players/ann/items", "")
-	if diff := cmp.Diff(docs+"/players/ann/items/sword", field(items, "documents", 0, "name")); diff != "" {
+	if diff := cmp.Diff(docs+"/players/ann/items/sword", jsonField(items, "documents", 0, "name")); diff != "" {
 		t.Errorf("listDocuments under a document (-want +got):\n%s", diff)
 	}
 
 	// batchGet answers an array: found and missing.
 	bg := rc.ok("POST", db+"/documents:batchGet", `{"documents":["`+docs+`/players/ann","`+docs+`/players/nobody"]}`)
 	if diff := cmp.Diff([]any{docs + "/players/ann", nil, nil, docs + "/players/nobody"}, []any{
-		field(bg, 0, "found", "name"), field(bg, 0, "missing"), field(bg, 1, "found"), field(bg, 1, "missing"),
+		jsonField(bg, 0, "found", "name"), jsonField(bg, 0, "missing"), jsonField(bg, 1, "found"), jsonField(bg, 1, "missing"),
 	}); diff != "" {
 		t.Errorf("batchGet (-want +got):\n%s", diff)
 	}
 
 	// beginTransaction, a read in it (transaction as a query parameter),
 	// commit with a transform; a second transaction rolled back.
-	tx := field(rc.ok("POST", db+"/documents:beginTransaction", `{"options":{"readWrite":{}}}`), "transaction").(string)
+	tx := jsonField(rc.ok("POST", db+"/documents:beginTransaction", `{"options":{"readWrite":{}}}`), "transaction").(string)
 	inTx := rc.ok("GET", docs+"/players/bob?transaction="+url.QueryEscape(tx), "")
-	if diff := cmp.Diff(map[string]any{"integerValue": "20"}, field(inTx, "fields", "score")); diff != "" {
+	if diff := cmp.Diff(map[string]any{"integerValue": "20"}, jsonField(inTx, "fields", "score")); diff != "" {
 		t.Errorf("get in transaction (-want +got):\n%s", diff)
 	}
 	commit := rc.ok("POST", db+"/documents:commit", `{"transaction":"`+tx+`","writes":[{"transform":{"document":"`+docs+`/players/bob","fieldTransforms":[{"fieldPath":"score","increment":{"integerValue":"5"}}]}}]}`)
-	if field(commit, "commitTime") == nil || field(commit, "writeResults", 0, "transformResults", 0, "integerValue") != "25" {
+	if jsonField(commit, "commitTime") == nil || jsonField(commit, "writeResults", 0, "transformResults", 0, "integerValue") != "25" {
 		t.Errorf("commit %v: want a commitTime and the transform result 25", commit)
 	}
-	tx2 := field(rc.ok("POST", db+"/documents:beginTransaction", `{}`), "transaction").(string)
+	tx2 := jsonField(rc.ok("POST", db+"/documents:beginTransaction", `{}`), "transaction").(string)
 	if diff := cmp.Diff(map[string]any{}, rc.ok("POST", db+"/documents:rollback", `{"transaction":"`+tx2+`"}`)); diff != "" {
 		t.Errorf("rollback (-want +got):\n%s", diff)
 	}
@@ -228,10 +228,10 @@ func TestRESTMethods(t *testing.T) {
 	q := rc.ok("POST", docs+":runQuery", `{"structuredQuery":{"from":[{"collectionId":"players"}],"where":{"fieldFilter":{"field":{"fieldPath":"score"},"op":"GREATER_THAN_OR_EQUAL","value":{"integerValue":"11"}}},"orderBy":[{"field":{"fieldPath":"score"},"direction":"DESCENDING"}]}}`)
 	var names []any
 	for _, r := range q.([]any) {
-		if n := field(r, "document", "name"); n != nil {
+		if n := jsonField(r, "document", "name"); n != nil {
 			names = append(names, n)
 		}
-		if field(r, "readTime") == nil {
+		if jsonField(r, "readTime") == nil {
 			t.Errorf("runQuery response %v has no readTime", r)
 		}
 	}
@@ -239,7 +239,7 @@ func TestRESTMethods(t *testing.T) {
 		t.Errorf("runQuery (-want +got):\n%s", diff)
 	}
 	sub := rc.ok("POST", docs+"/players/ann:runQuery", `{"structuredQuery":{"from":[{"collectionId":"items"}]}}`)
-	if diff := cmp.Diff(docs+"/players/ann/items/sword", field(sub, 0, "document", "name")); diff != "" {
+	if diff := cmp.Diff(docs+"/players/ann/items/sword", jsonField(sub, 0, "document", "name")); diff != "" {
 		t.Errorf("runQuery under a document (-want +got):\n%s", diff)
 	}
 	code, v = rc.do("POST", docs+":runQuery", `{"structuredQuery":{"from":[{"collectionId":"players"}],"limit":-1}}`)
@@ -250,7 +250,7 @@ func TestRESTMethods(t *testing.T) {
 	// runAggregationQuery (with a sum, as in Firestore, the count sees only
 	// the documents that have the summed field).
 	agg := rc.ok("POST", docs+":runAggregationQuery", `{"structuredAggregationQuery":{"structuredQuery":{"from":[{"collectionId":"players"}]},"aggregations":[{"alias":"n","count":{}},{"alias":"total","sum":{"field":{"fieldPath":"score"}}}]}}`)
-	if diff := cmp.Diff(map[string]any{"n": map[string]any{"integerValue": "2"}, "total": map[string]any{"integerValue": "36"}}, field(agg, 0, "result", "aggregateFields")); diff != "" {
+	if diff := cmp.Diff(map[string]any{"n": map[string]any{"integerValue": "2"}, "total": map[string]any{"integerValue": "36"}}, jsonField(agg, 0, "result", "aggregateFields")); diff != "" {
 		t.Errorf("runAggregationQuery (-want +got):\n%s", diff)
 	}
 
@@ -269,7 +269,7 @@ func TestRESTMethods(t *testing.T) {
 
 	// batchWrite: one write applies, one fails on its precondition.
 	bw := rc.ok("POST", db+"/documents:batchWrite", `{"writes":[{"update":{"name":"`+docs+`/players/cy","fields":{"score":{"integerValue":"1"}}}},{"delete":"`+docs+`/players/nobody","currentDocument":{"exists":true}}]}`)
-	if diff := cmp.Diff([]any{nil, float64(5)}, []any{field(bw, "status", 0, "code"), field(bw, "status", 1, "code")}); diff != "" {
+	if diff := cmp.Diff([]any{nil, float64(5)}, []any{jsonField(bw, "status", 0, "code"), jsonField(bw, "status", 1, "code")}); diff != "" {
 		t.Errorf("batchWrite statuses (-want +got):\n%s", diff)
 	}
 
@@ -309,7 +309,7 @@ func TestRESTErrors(t *testing.T) {
 			if diff := cmp.Diff(tc.want, errorOf(t, code, v)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
-			if msg, _ := field(v, "error", "message").(string); !strings.Contains(msg, tc.inMessage) {
+			if msg, _ := jsonField(v, "error", "message").(string); !strings.Contains(msg, tc.inMessage) {
 				t.Errorf("message %q, want it to contain %q", msg, tc.inMessage)
 			}
 		})
@@ -405,7 +405,7 @@ func TestRESTEnumNumbers(t *testing.T) {
 		rc.ok("PATCH", docs+"/c/"+id, `{"fields":{"id":{"stringValue":"`+id+`"}}}`)
 	}
 	q := rc.ok("POST", docs+":runQuery?"+url.Values{"$alt": {"json;enum-encoding=int"}}.Encode(), `{"structuredQuery":{"from":[{"collectionId":"c"}],"orderBy":[{"field":{"fieldPath":"id"},"direction":2}]}}`)
-	if diff := cmp.Diff([]any{docs + "/c/b", docs + "/c/a"}, []any{field(q, 0, "document", "name"), field(q, 1, "document", "name")}); diff != "" {
+	if diff := cmp.Diff([]any{docs + "/c/b", docs + "/c/a"}, []any{jsonField(q, 0, "document", "name"), jsonField(q, 1, "document", "name")}); diff != "" {
 		t.Errorf("runQuery ordered DESCENDING by number (-want +got):\n%s", diff)
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// RunQuery runs a structured query and streams its results.
+// RunQuery runs a structured query and streams its results. With explain
+// options it answers the plan alone (analyze false) or the results with the
+// explain metrics on the last response (analyze true).
 func (s *Server) RunQuery(req *firestorepb.RunQueryRequest, stream firestorepb.Firestore_RunQueryServer) error {
 	db, err := s.queryDatabase(req.GetParent())
 	if err != nil {
@@ -20,11 +22,20 @@ func (s *Server) RunQuery(req *firestorepb.RunQueryRequest, stream firestorepb.F
 	if q == nil {
 		return status.Errorf(codes.InvalidArgument, "RunQuery needs a structured_query")
 	}
+	plan, err := s.planQuery(db, req.GetParent(), q, nil, req.GetExplainOptions())
+	if err != nil {
+		return err
+	}
 	v, err := s.openView(db, req.GetTransaction(), req.GetNewTransaction(), req.GetReadTime())
 	if err != nil {
 		return err
 	}
 	defer v.close()
+	if plan.planOnly() {
+		// Firestore bills one read for planning a query.
+		s.counters.addReads(db.project, 1)
+		return stream.Send(&firestorepb.RunQueryResponse{ExplainMetrics: plan.planMetrics(), Transaction: v.takeNewID()})
+	}
 	docs, readT, err := s.queryCandidates(stream.Context(), db, v, req.GetParent(), q)
 	if err != nil {
 		return err
@@ -33,15 +44,24 @@ func (s *Server) RunQuery(req *firestorepb.RunQueryRequest, stream firestorepb.F
 	if err != nil {
 		return err
 	}
-	s.counters.addReads(db.project, int64(max(len(results), 1)))
+	reads := int64(max(len(results), 1))
+	s.counters.addReads(db.project, reads)
+	metrics := plan.analyzedMetrics(execution{
+		results:        int64(len(results)),
+		reads:          reads,
+		indexEntries:   int64(min(len(results)+int(q.GetOffset()), len(docs))),
+		documents:      int64(len(results)),
+		documentBilled: int64(len(results)),
+	})
 	readTS := tsMicros(readT)
 	if len(results) == 0 {
-		return stream.Send(&firestorepb.RunQueryResponse{ReadTime: readTS, Transaction: v.takeNewID(), ContinuationSelector: &firestorepb.RunQueryResponse_Done{Done: true}})
+		return stream.Send(&firestorepb.RunQueryResponse{ReadTime: readTS, Transaction: v.takeNewID(), ContinuationSelector: &firestorepb.RunQueryResponse_Done{Done: true}, ExplainMetrics: metrics})
 	}
 	for i, d := range results {
 		resp := &firestorepb.RunQueryResponse{Document: d, ReadTime: readTS, Transaction: v.takeNewID()}
 		if i == len(results)-1 {
 			resp.ContinuationSelector = &firestorepb.RunQueryResponse_Done{Done: true}
+			resp.ExplainMetrics = metrics
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
@@ -50,7 +70,9 @@ func (s *Server) RunQuery(req *firestorepb.RunQueryRequest, stream firestorepb.F
 	return nil
 }
 
-// RunAggregationQuery runs count, sum and avg aggregations.
+// RunAggregationQuery runs count, sum and avg aggregations. With explain
+// options it answers the plan alone (analyze false) or the result with the
+// explain metrics (analyze true).
 func (s *Server) RunAggregationQuery(req *firestorepb.RunAggregationQueryRequest, stream firestorepb.Firestore_RunAggregationQueryServer) error {
 	db, err := s.queryDatabase(req.GetParent())
 	if err != nil {
@@ -60,11 +82,19 @@ func (s *Server) RunAggregationQuery(req *firestorepb.RunAggregationQueryRequest
 	if aq == nil || aq.GetStructuredQuery() == nil {
 		return status.Errorf(codes.InvalidArgument, "RunAggregationQuery needs a structured_aggregation_query")
 	}
+	plan, err := s.planQuery(db, req.GetParent(), aq.GetStructuredQuery(), aq, req.GetExplainOptions())
+	if err != nil {
+		return err
+	}
 	v, err := s.openView(db, req.GetTransaction(), req.GetNewTransaction(), req.GetReadTime())
 	if err != nil {
 		return err
 	}
 	defer v.close()
+	if plan.planOnly() {
+		s.counters.addReads(db.project, 1)
+		return stream.Send(&firestorepb.RunAggregationQueryResponse{ExplainMetrics: plan.planMetrics(), Transaction: v.takeNewID()})
+	}
 	docs, readT, err := s.queryCandidates(stream.Context(), db, v, req.GetParent(), aq.GetStructuredQuery())
 	if err != nil {
 		return err
@@ -74,11 +104,21 @@ func (s *Server) RunAggregationQuery(req *firestorepb.RunAggregationQueryRequest
 		return err
 	}
 	// Firestore bills one read per batch of up to 1,000 index entries.
-	s.counters.addReads(db.project, int64(len(docs)/1000+1))
+	reads := int64(len(docs)/1000 + 1)
+	s.counters.addReads(db.project, reads)
+	var metrics *firestorepb.ExplainMetrics
+	if plan != nil && plan.explain.GetAnalyze() {
+		matched, err := query.Run(req.GetParent(), aq.GetStructuredQuery(), docs)
+		if err != nil {
+			return err
+		}
+		metrics = plan.analyzedMetrics(execution{results: 1, reads: reads, indexEntries: int64(len(matched)), entriesBilled: int64(len(matched))})
+	}
 	return stream.Send(&firestorepb.RunAggregationQueryResponse{
-		Result:      &firestorepb.AggregationResult{AggregateFields: fields},
-		ReadTime:    tsMicros(readT),
-		Transaction: v.takeNewID(),
+		Result:         &firestorepb.AggregationResult{AggregateFields: fields},
+		ReadTime:       tsMicros(readT),
+		Transaction:    v.takeNewID(),
+		ExplainMetrics: metrics,
 	})
 }
 

@@ -52,6 +52,12 @@ type Options struct {
 	// Jitter is the mean of the delay's exponential tail (see Latency); 0
 	// makes every delay exactly Latency. At most MaxLatency.
 	Jitter time.Duration
+	// Indexes, when set, makes queries and aggregations need the indexes
+	// Cloud Firestore would need: automatic single-field indexes (as
+	// changed by its field overrides) and its composite indexes. A query
+	// without its index fails with FAILED_PRECONDITION and the link that
+	// creates the index. nil accepts every query, as Google's emulator does.
+	Indexes *IndexConfig
 }
 
 // Server is a running emulator. It serves gRPC (google.firestore.v1), its
@@ -86,6 +92,8 @@ type Server struct {
 	latency  latencyModel
 
 	wal *wal // nil without a DataDir
+
+	indexes *indexCatalog // nil without Options.Indexes
 }
 
 // Start starts a server with opts and returns once it accepts connections.
@@ -116,6 +124,13 @@ func Start(opts Options) (*Server, error) {
 	s.latency.init()
 	if err := s.SetLatency(opts.Latency, opts.Jitter); err != nil {
 		return nil, fmt.Errorf("emulator: %w", err)
+	}
+	if opts.Indexes != nil {
+		cat, err := compileIndexes(opts.Indexes)
+		if err != nil {
+			return nil, fmt.Errorf("emulator: indexes: %w", err)
+		}
+		s.indexes = cat
 	}
 	if opts.DataDir != "" {
 		w, err := openWAL(opts.DataDir, s)

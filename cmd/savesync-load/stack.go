@@ -13,6 +13,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/savesync/savesync"
 	"github.com/savesync/savesync/cmd/internal/app"
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/handlers"
@@ -57,7 +58,11 @@ func startStack(ctx context.Context, p params) (_ *stack, err error) {
 
 	s.emuAddr = p.Emulator
 	if s.emuAddr == "" {
-		s.emu, err = emulator.Start(emulator.Options{Addr: "127.0.0.1:0"})
+		indexes, err := emulator.ParseIndexConfig(savesync.FirestoreIndexes)
+		if err != nil {
+			return nil, fmt.Errorf("the built-in firestore.indexes.json: %w", err)
+		}
+		s.emu, err = emulator.Start(emulator.Options{Addr: "127.0.0.1:0", Indexes: indexes})
 		if err != nil {
 			return nil, fmt.Errorf("start the Firestore emulator: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/savesync/savesync"
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
@@ -27,11 +28,17 @@ var (
 )
 
 // Emulator returns the test binary's emulator, starting it on first use on
-// a free loopback port. It lives until the test binary exits.
+// a free loopback port. It lives until the test binary exits. It checks
+// indexes against the repository's firestore.indexes.json, so a query that
+// Cloud Firestore would refuse for a missing index fails here too.
 func Emulator(t testing.TB) *emulator.Server {
 	t.Helper()
 	startOnce.Do(func() {
-		server, startErr = emulator.Start(emulator.Options{Addr: "127.0.0.1:0"})
+		var indexes *emulator.IndexConfig
+		if indexes, startErr = emulator.ParseIndexConfig(savesync.FirestoreIndexes); startErr != nil {
+			return
+		}
+		server, startErr = emulator.Start(emulator.Options{Addr: "127.0.0.1:0", Indexes: indexes})
 	})
 	if startErr != nil {
 		t.Fatalf("start the Firestore emulator: %v", startErr)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/savesync/savesync"
 	gameconfig "github.com/savesync/savesync/config"
 	"github.com/savesync/savesync/emulator"
 	"github.com/savesync/savesync/events"
@@ -151,10 +152,18 @@ func (a *App) connectFirestore(ctx context.Context, cfg config, logger *slog.Log
 		if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 			return fmt.Errorf("create the emulator data directory (%s=%q): %w", envDataDir, cfg.dataDir, err)
 		}
+		// The embedded emulator needs the indexes Cloud Firestore would,
+		// those of the firestore.indexes.json built into the binary, so a
+		// local run refuses what production refuses.
+		indexes, err := emulator.ParseIndexConfig(savesync.FirestoreIndexes)
+		if err != nil {
+			return fmt.Errorf("the built-in firestore.indexes.json: %w", err)
+		}
 		emu, err := emulator.Start(emulator.Options{
 			Addr:    "127.0.0.1:0",
 			DataDir: cfg.dataDir,
 			Logger:  logger.With(slog.String("component", "firestore-emulator")),
+			Indexes: indexes,
 		})
 		if err != nil {
 			return fmt.Errorf("start the embedded Firestore emulator in %s: %w", cfg.dataDir, err)

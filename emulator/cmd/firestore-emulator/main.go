@@ -6,7 +6,11 @@
 // Usage:
 //
 //	firestore-emulator [--host 127.0.0.1] [--port 8080] [--data-dir DIR]
+//	                   [--indexes firestore.indexes.json]
 //	                   [--latency 15ms] [--jitter 5ms]
+//
+// With --indexes it refuses, as Cloud Firestore does, every query that
+// needs an index the file does not declare.
 //
 // --latency and --jitter turn on the standing latency model: every RPC waits
 // a delay whose median is --latency, with a right-skewed (exponential) tail
@@ -56,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dataDir := fs.String("data-dir", "", "directory that keeps the data across restarts (empty: memory only)")
 	latency := fs.Duration("latency", 0, "median delay added to every RPC, e.g. 15ms (0: none)")
 	jitter := fs.Duration("jitter", 0, "mean of the delay's exponential tail above its floor, e.g. 5ms (0: a constant delay)")
+	indexesPath := fs.String("indexes", "", "firestore.indexes.json whose indexes queries need, as in Cloud Firestore (empty: no index check)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,6 +73,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := emulator.CheckLatency(*latency, *jitter); err != nil {
 		return fmt.Errorf("--%w", err)
 	}
+	var indexes *emulator.IndexConfig
+	if *indexesPath != "" {
+		cfg, err := emulator.LoadIndexConfig(*indexesPath)
+		if err != nil {
+			return err
+		}
+		indexes = cfg
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	srv, err := emulator.Start(emulator.Options{
 		Addr:    net.JoinHostPort(*host, strconv.Itoa(*port)),
@@ -75,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:  logger,
 		Latency: *latency,
 		Jitter:  *jitter,
+		Indexes: indexes,
 	})
 	if err != nil {
 		return err

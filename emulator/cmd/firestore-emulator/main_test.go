@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,7 +17,9 @@ import (
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // With childEnv set, the test binary runs the command itself, so tests can
@@ -88,13 +91,51 @@ func TestRunServesUntilCancelled(t *testing.T) {
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {
-	tests := [][]string{{"--port", "70000"}, {"extra"}, {"--nope"}}
+	badIndexes := filepath.Join(t.TempDir(), "bad.indexes.json")
+	if err := os.WriteFile(badIndexes, []byte(`{"indexes":[{"collectionGroup":"c","fields":[{"fieldPath":"a","order":"UP"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := [][]string{{"--port", "70000"}, {"extra"}, {"--nope"}, {"--port", "0", "--indexes", filepath.Join(t.TempDir(), "missing.json")}, {"--port", "0", "--indexes", badIndexes}}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 				t.Errorf("run(%q) succeeded, want an error", args)
 			}
 		})
+	}
+}
+
+func TestRunChecksIndexes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "firestore.indexes.json")
+	indexes := `{"indexes":[{"collectionGroup":"cities","queryScope":"COLLECTION","fields":[
+		{"fieldPath":"country","order":"ASCENDING"},{"fieldPath":"population","order":"DESCENDING"}]}]}`
+	if err := os.WriteFile(path, []byte(indexes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--port", "0", "--indexes", path}, pw, io.Discard) }()
+	c := client(t, readHost(t, pr))
+	cities := c.Collection("cities")
+	tests := []struct {
+		name string
+		q    firestore.Query
+		want codes.Code
+	}{
+		{"declared", cities.Where("country", "==", "USA").OrderBy("population", firestore.Desc), codes.OK},
+		{"undeclared", cities.Where("country", "==", "USA").OrderBy("population", firestore.Asc), codes.FailedPrecondition},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := tt.q.Documents(ctx).GetAll(); status.Code(err) != tt.want {
+				t.Errorf("err = %v, want code %v", err, tt.want)
+			}
+		})
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
 	}
 }
 
