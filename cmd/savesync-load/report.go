@@ -385,12 +385,23 @@ func writeProduction(w io.Writer, rep *Report) {
 	if r := rep.Resources; r != nil {
 		fmt.Fprintf(w, "Resources (every %.1fs; growth = mean of the last quarter of the samples minus the second quarter):\n", r.EverySeconds)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "  process\tsamples\tmax RSS MiB\tRSS growth MiB\tmax fds\tfd growth\t")
+		fmt.Fprintln(tw, "  process\tincarnations\tlongest: samples\tmax RSS MiB\tRSS growth MiB\tmax fds\tfd growth\t")
+		// Per process, its longest-lived incarnation (a crash starts a new one).
+		longest := map[string]ProcessSeries{}
+		count := map[string]int{}
+		var names []string
 		for _, p := range r.Processes {
-			if len(p.Samples) < 2 {
-				continue
+			if count[p.Name] == 0 {
+				names = append(names, p.Name)
 			}
-			fmt.Fprintf(tw, "  %s#%d\t%d\t%.1f\t%+.1f\t%d\t%+.1f\t\n", p.Name, p.Incarnation, len(p.Samples), float64(p.MaxRSSKiB)/1024, float64(p.RSSGrowthKiB)/1024, p.MaxFDs, p.FDGrowth)
+			count[p.Name]++
+			if len(p.Samples) > len(longest[p.Name].Samples) {
+				longest[p.Name] = p
+			}
+		}
+		for _, name := range names {
+			p := longest[name]
+			fmt.Fprintf(tw, "  %s\t%d\t#%d: %d\t%.1f\t%+.1f\t%d\t%+.1f\t\n", name, count[name], p.Incarnation, len(p.Samples), float64(p.MaxRSSKiB)/1024, float64(p.RSSGrowthKiB)/1024, p.MaxFDs, p.FDGrowth)
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "  emulator data directory at the end: %.1f MiB\n", float64(r.DataDirEnd)/(1<<20))
