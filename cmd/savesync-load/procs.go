@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -329,9 +328,6 @@ func (c *crasher) stop() []crashEvent {
 	defer c.mu.Unlock()
 	return append([]crashEvent(nil), c.events...)
 }
-
-// errNoProcs marks calls that need --instances.
-var errNoProcs = errors.New("needs --instances")
 
 // itoa formats an int64.
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
