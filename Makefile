@@ -4,7 +4,7 @@ STATICCHECK_VERSION ?= v0.8.2
 EMULATOR_PORT ?= 8081
 IMAGE ?= savesync:dev
 
-.PHONY: help run test lint bench fuzz-api fuzz-decoders emulator docker
+.PHONY: help run test lint bench soak fuzz-api fuzz-decoders emulator docker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'
@@ -28,6 +28,15 @@ bench: ## benchmarks, 200 iterations each, then a short load run (report in .dat
 	cd emulator && go test -run '^$$' -bench . -benchtime 200x -timeout 20m ./...
 	@mkdir -p .data
 	./scripts/auth-emulator.sh go run ./cmd/savesync-load --players 40 --duration 10s --deltas 2000 --faults --out .data/load.json
+
+SOAK_MUTATIONS ?= 1000000
+SOAK_DURATION ?= 12h
+
+soak: ## bounded soak: $(SOAK_MUTATIONS) mutations on 2 service processes, faults and crashes on, memory and fds sampled (docs/benchmarks.md; not in make test)
+	@mkdir -p .data
+	./scripts/auth-emulator.sh go run ./cmd/savesync-load --instances 2 --players 40 --workers 16 \
+		--mutations $(SOAK_MUTATIONS) --duration $(SOAK_DURATION) --faults --crash-every 20s \
+		--attempts 10 --sample-every 10s --deltas 500 --out .data/soak.json
 
 FUZZ_REQUESTS ?= 100000
 FUZZ_SEED ?= 1

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/savesync/savesync/internal/sleep"
@@ -66,6 +67,13 @@ func (r *recorder) requestCount() int64 {
 	return r.requests
 }
 
+// mutationCount is the number of mutations committed so far.
+func (r *recorder) mutationCount() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mutations
+}
+
 // RouteStats is the latency of one route over every HTTP attempt.
 type RouteStats struct {
 	Route string  `json:"route"`
@@ -73,6 +81,7 @@ type RouteStats struct {
 	P50ms float64 `json:"p50ms"`
 	P95ms float64 `json:"p95ms"`
 	P99ms float64 `json:"p99ms"`
+	MaxMs float64 `json:"maxMs"`
 }
 
 // routes summarises latency per route, sorted by route.
@@ -90,7 +99,7 @@ func (r *recorder) routes() []RouteStats {
 func routeStats(route string, ds []time.Duration) RouteStats {
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return RouteStats{Route: route, Count: len(s), P50ms: quantileMS(s, 0.50), P95ms: quantileMS(s, 0.95), P99ms: quantileMS(s, 0.99)}
+	return RouteStats{Route: route, Count: len(s), P50ms: quantileMS(s, 0.50), P95ms: quantileMS(s, 0.95), P99ms: quantileMS(s, 0.99), MaxMs: quantileMS(s, 1)}
 }
 
 // quantileMS is the nearest-rank quantile of sorted durations, in ms.
@@ -106,8 +115,16 @@ func quantileMS(sorted []time.Duration, q float64) float64 {
 // caller sends HTTP requests like the Luau module does: on a 5xx answer or
 // a lost connection it tries again with the same headers (so the same
 // Idempotency-Key), with exponential backoff and full jitter.
+//
+// With several service instances it spreads calls across them in turn, as
+// Cloud Run's front end does, and sends a retry after a lost connection to
+// the next instance. Each instance has at most `concurrency` requests in
+// flight (Cloud Run's per-instance concurrency); further calls wait for a
+// slot, and that wait is not part of the recorded latency.
 type caller struct {
-	base     string
+	bases    []string
+	slots    []chan struct{}
+	next     atomic.Uint64
 	client   *http.Client
 	attempts int
 
@@ -115,16 +132,25 @@ type caller struct {
 	rng *rand.Rand
 }
 
-func newCaller(base string, attempts int, conns int, seed uint64) *caller {
+func newCaller(bases []string, concurrency, attempts int, conns int, seed uint64) *caller {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = conns * 2
 	tr.MaxIdleConnsPerHost = conns * 2
-	return &caller{
-		base:     base,
+	c := &caller{
+		bases:    bases,
 		client:   &http.Client{Transport: tr, Timeout: 60 * time.Second},
 		attempts: attempts,
 		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
+	for range bases {
+		c.slots = append(c.slots, make(chan struct{}, concurrency))
+	}
+	return c
+}
+
+// pick returns the index of the instance for the next call.
+func (c *caller) pick() int {
+	return int((c.next.Add(1) - 1) % uint64(len(c.bases)))
 }
 
 // intN returns a random number in [0, n) from the caller's seeded source.
@@ -162,18 +188,24 @@ func (c *caller) call(ctx context.Context, rec *recorder, route, method, path st
 			return answer{}, err
 		}
 	}
-	var last answer
+	var lastAns answer
 	var lastErr error
+	inst := c.pick()
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		if attempt > 1 {
 			rec.add(&rec.retries, 1)
 			if err := c.backoff(ctx, attempt); err != nil {
-				return last, err
+				return lastAns, err
+			}
+			if lastErr != nil {
+				// The instance did not answer (it may have crashed): the
+				// front end sends the retry to another one.
+				inst = (inst + 1) % len(c.bases)
 			}
 		}
-		a, err := c.once(ctx, rec, route, method, path, hdr, raw)
+		a, err := c.once(ctx, rec, inst, route, method, path, hdr, raw)
 		a.Attempts = attempt
-		last, lastErr = a, err
+		lastAns, lastErr = a, err
 		if err == nil && a.Status < 500 {
 			return a, nil
 		}
@@ -182,15 +214,26 @@ func (c *caller) call(ctx context.Context, rec *recorder, route, method, path st
 		}
 	}
 	rec.add(&rec.failures, 1)
-	return last, lastErr
+	last := "transport"
+	if lastErr == nil {
+		last = strconv.Itoa(lastAns.Status) + " " + lastAns.Code
+	}
+	rec.note("gave up after " + strconv.Itoa(c.attempts) + " attempts: " + route + " (last: " + last + ")")
+	return lastAns, lastErr
 }
 
-func (c *caller) once(ctx context.Context, rec *recorder, route, method, path string, hdr http.Header, raw []byte) (answer, error) {
+func (c *caller) once(ctx context.Context, rec *recorder, inst int, route, method, path string, hdr http.Header, raw []byte) (answer, error) {
+	select {
+	case c.slots[inst] <- struct{}{}:
+	case <-ctx.Done():
+		return answer{}, ctx.Err()
+	}
+	defer func() { <-c.slots[inst] }()
 	var rd io.Reader
 	if raw != nil {
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.bases[inst]+path, rd)
 	if err != nil {
 		return answer{}, err
 	}

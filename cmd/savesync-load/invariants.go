@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/firestore"
 
@@ -49,6 +50,9 @@ type InvariantReport struct {
 	Delivered       int         `json:"delivered"`
 	DeliveryChecked bool        `json:"deliveryChecked"`
 	Violations      []Violation `json:"violations"`
+
+	// held lists the companion writes to held players, for the events report.
+	held []heldWrite
 }
 
 // ledgerDoc is the part of a ledger entry the checks read.
@@ -63,6 +67,7 @@ type ledgerDoc struct {
 	changes       []any
 	invalidate    bool
 	holder        string
+	committedAt   time.Time
 }
 
 // checkInvariants reads every player and ledger of the project and checks
@@ -115,6 +120,7 @@ func checkInvariants(ctx context.Context, fs *firestore.Client, project string, 
 			rep.CompanionHeld += pr.held
 			rep.Delivered += pr.delivered
 			rep.Violations = append(rep.Violations, pr.violations...)
+			rep.held = append(rep.held, pr.heldWrites...)
 			mu.Unlock()
 		})
 	}
@@ -152,6 +158,7 @@ func decodeLedger(s *firestore.DocumentSnapshot) ledgerDoc {
 		l.actorKind, _ = a["kind"].(string)
 		l.actorID, _ = a["id"].(string)
 	}
+	l.committedAt, _ = d["committedAt"].(time.Time)
 	l.ops, _ = d["ops"].([]any)
 	l.changes, _ = d["changes"].([]any)
 	if o, ok := d["outbox"].(map[string]any); ok {
@@ -164,6 +171,7 @@ func decodeLedger(s *firestore.DocumentSnapshot) ledgerDoc {
 // playerResult is what one player's checks found.
 type playerResult struct {
 	violations []Violation
+	heldWrites []heldWrite
 	companion  int
 	held       int
 	delivered  int
@@ -276,6 +284,7 @@ func checkPlayer(cfg *save.Config, userID int64, data map[string]any, docs []led
 			continue
 		}
 		r.held++
+		r.heldWrites = append(r.heldWrites, heldWrite{userID: userID, version: d.version, holder: d.holder, committed: d.committedAt})
 		if !d.invalidate {
 			bad(ruleInvalidate, "entry %s (version %d) held by %s is not marked for invalidation", d.id, d.version, d.holder)
 			continue

@@ -20,17 +20,31 @@ const firstPlayerID = 1_000_000
 // runLoad runs every phase against the stack and checks the invariants.
 func runLoad(ctx context.Context, st *stack, p params) (*Report, error) {
 	w := &world{st: st, p: p, exp: newExpectations()}
-	w.c = newCaller(st.baseURL, p.Attempts, p.Workers+p.HotCallers+p.Servers, p.Seed)
+	w.c = newCaller(st.bases, p.Concurrency, p.Attempts, p.Workers+p.HotCallers+p.Servers, p.Seed)
 	w.nextID.Store(firstPlayerID)
 	for i := range p.Servers {
 		w.jobs = append(w.jobs, fmt.Sprintf("load-job-%d", i+1))
 	}
 	rep := &Report{Machine: describeMachine(), Params: p, Stack: describeStack(st)}
 
+	var smp *sampler
+	if st.procs != nil {
+		smp = startSampler(p.SampleEvery, st.procs.all, st.procs.dataDir)
+	}
+	var leases *leaseSampler
+	if st.events {
+		leases = startLeaseSampler(ctx, st.clients.Firestore)
+	}
+
 	setup := newRecorder()
 	if err := w.populate(ctx, setup); err != nil {
 		return nil, err
 	}
+	floor, err := measureFloor(ctx, st.clients.Firestore, p.FloorSamples, p.Latency)
+	if err != nil {
+		return nil, err
+	}
+	rep.Floor = floor
 
 	probe, err := w.probe(ctx)
 	if err != nil {
@@ -48,21 +62,50 @@ func runLoad(ctx context.Context, st *stack, p params) (*Report, error) {
 		pl = w.startPolling(ctx, pollRec)
 	}
 
-	mixed := w.measure(ctx, "mixed", func(rec *recorder) time.Duration { return w.mixed(ctx, rec, p.Duration, p.Seed) })
-	rep.Mixed = &mixed
+	var crashes *crasher
+	if p.CrashEvery > 0 {
+		targets := st.procs.instances
+		if p.CrashEmulator {
+			targets = []*proc{st.procs.emulator}
+		}
+		crashes = startCrashes(ctx, p.CrashEvery, targets)
+		w.crashes = crashes
+	}
+
+	if p.Mutations > 0 {
+		// The soak: one long mixed workload, faults armed throughout.
+		injected := map[string]int64{}
+		stopFaults := func() {}
+		if p.Faults {
+			stopFaults = w.injectFaults(ctx, injected)
+		}
+		soak := w.measure(ctx, "soak", func(rec *recorder) time.Duration { return w.mixed(ctx, rec, p.Duration, p.Seed) })
+		stopFaults()
+		if err := st.clearFaults(ctx); err != nil && !p.CrashEmulator {
+			return nil, err
+		}
+		if len(injected) > 0 {
+			soak.Faults = injected
+		}
+		rep.Mixed = &soak
+	} else {
+		mixed := w.measure(ctx, "mixed", func(rec *recorder) time.Duration { return w.mixed(ctx, rec, p.Duration, p.Seed) })
+		rep.Mixed = &mixed
+	}
+	rep.Latency = latencyReport(rep.Mixed, rep.Floor, p)
 	hot, err := w.measureHot(ctx, "hot player")
 	if err != nil {
 		return nil, err
 	}
 	rep.Hot = hot
 
-	if p.Faults {
+	if p.Faults && p.Mutations == 0 {
 		injected := map[string]int64{}
 		stop := w.injectFaults(ctx, injected)
 		fault := w.measure(ctx, "mixed with faults", func(rec *recorder) time.Duration { return w.mixed(ctx, rec, p.Duration, p.Seed+1) })
 		faultHot, herr := w.measureHot(ctx, "hot player with faults")
 		stop()
-		if err := st.clearFaults(ctx); err != nil {
+		if err := st.clearFaults(ctx); err != nil && !p.CrashEmulator {
 			return nil, err
 		}
 		if herr != nil {
@@ -72,9 +115,31 @@ func runLoad(ctx context.Context, st *stack, p params) (*Report, error) {
 		rep.Fault, rep.FaultHot = &fault, faultHot
 	}
 
+	// Every instance (or the emulator) is up again when stop returns.
+	rep.Crashes = crashes.stop()
+	w.crashes = nil
+	if len(rep.Crashes) > 0 {
+		if err := waitReady(ctx, st.baseURL); err != nil {
+			return nil, err
+		}
+	}
+	var drain struct {
+		left int
+		took time.Duration
+	}
+	if st.events {
+		if drain.left, drain.took, err = waitDrained(ctx, st.clients.Firestore, st.openCloud, p.DrainTimeout); err != nil {
+			return nil, err
+		}
+	}
+
 	if pl != nil {
 		pl.stop(ctx)
 		rep.LongPolls = pollRec.requestCount()
+	}
+	if leases != nil {
+		lr := leases.stop()
+		rep.Lease = &lr
 	}
 
 	inv, err := checkInvariants(ctx, st.clients.Firestore, st.project, st.cfg, w.exp, st.changes)
@@ -82,9 +147,65 @@ func runLoad(ctx context.Context, st *stack, p params) (*Report, error) {
 		return nil, err
 	}
 	rep.Invariants = inv
+	if st.events {
+		er := eventsReport(st, w.exp, inv.held, inv.LedgerEntries)
+		er.UnpublishedAtEnd, er.DrainSeconds = drain.left, drain.took.Seconds()
+		rep.Events = &er
+		rep.Invariants.Violations = append(rep.Invariants.Violations, eventViolations(er, rep.Lease)...)
+	}
+	if smp != nil {
+		rr := smp.stop()
+		rep.Resources = &rr
+		rep.Logs = processLogs(st.procs)
+	}
 	rep.Coverage = coverage(st)
 	rep.exp = w.exp
 	return rep, nil
+}
+
+// Event rules, as reported in violations.
+const (
+	ruleOutboxDrained  = "every outbox entry is published after the run"
+	ruleOpenCloud      = "every companion write to a held player reached Open Cloud messaging"
+	ruleLeaseExclusive = "the relay lease is held by one instance at a time"
+	ruleAuditPerEntry  = "every ledger entry was published to the audit topic"
+)
+
+// eventViolations turns what the events report found missing into
+// violations, so the run fails on them like on any invariant.
+func eventViolations(er EventsReport, lr *LeaseReport) []Violation {
+	var out []Violation
+	if er.UnpublishedAtEnd > 0 {
+		out = append(out, Violation{Rule: ruleOutboxDrained, Detail: fmt.Sprintf("%d entries still unpublished after %.0fs", er.UnpublishedAtEnd, er.DrainSeconds)})
+	}
+	if er.MissingOpenCloud > 0 {
+		out = append(out, Violation{Rule: ruleOpenCloud, Detail: fmt.Sprintf("%d of %d never reached it, e.g. %v", er.MissingOpenCloud, er.HeldCompanionWrites, er.MissingOpenCloudSample)})
+	}
+	if er.AuditMissing > 0 {
+		out = append(out, Violation{Rule: ruleAuditPerEntry, Detail: fmt.Sprintf("%d entries have no audit message", er.AuditMissing)})
+	}
+	if lr != nil && lr.Overlaps > 0 {
+		out = append(out, Violation{Rule: ruleLeaseExclusive, Detail: fmt.Sprintf("%d handovers before the lease expired: %v", lr.Overlaps, lr.Details)})
+	}
+	return out
+}
+
+// processLogs counts each process's log lines by severity.
+func processLogs(ps *procStack) map[string]ProcessLog {
+	out := map[string]ProcessLog{}
+	for _, p := range ps.all() {
+		c, errs := p.logs.snapshot()
+		_, inc := p.pid()
+		out[p.name] = ProcessLog{Starts: inc, Lines: c, Errors: errs}
+	}
+	return out
+}
+
+// ProcessLog is what one process logged over all its incarnations.
+type ProcessLog struct {
+	Starts int              `json:"starts"`
+	Lines  map[string]int64 `json:"lines"`
+	Errors []string         `json:"errors,omitempty"`
 }
 
 // populate joins every player to a game server and links the companions.
@@ -123,7 +244,8 @@ func (w *world) measure(ctx context.Context, name string, phase func(*recorder) 
 	took := phase(rec)
 	after, aerr := w.st.counters(ctx)
 	r := phaseReport(name, rec, took)
-	if berr == nil && aerr == nil {
+	// A restarted emulator starts its counters again from zero.
+	if berr == nil && aerr == nil && !w.p.CrashEmulator {
 		r.Firestore = firestoreReport(before, after, r.Mutations)
 	}
 	r.Firestore.addStore(sm, w.storeMetrics(), r.Mutations)
@@ -305,10 +427,18 @@ func coverage(st *stack) []string {
 	if !st.changes {
 		out = append(out, "changes long-poll: the service does not serve it; invalidation delivery was not checked")
 	}
-	if st.store == nil {
+	switch {
+	case st.procs != nil:
+		out = append(out, fmt.Sprintf("the service ran as %d processes of the cmd/savesync binary on one standalone emulator process; store retries are not readable from another process, so the emulator's aborts per mutation stand for them", len(st.bases)))
+	case st.store == nil:
 		out = append(out, "store retries: not available with --url (the emulator's abort count is reported instead)")
+	default:
+		out = append(out, "the service ran in this process with the wiring of cmd/savesync (cmd/internal/app), over loopback HTTP")
+	}
+	if st.events {
+		out = append(out, "events on: the outbox relay published to Pub/Sub (pstest, in the load tool) and the forwarder to the Open Cloud stand-in (50 + 5 × players publishes a minute); the relay's queries and marks are in the Firestore counters")
 	} else {
-		out = append(out, "the service ran in this process with the wiring of cmd/savesync (cmd/internal/app), over loopback HTTP; its outbox relay was off (SAVESYNC_OUTBOX_RELAY=off) and the Open Cloud forwarder had no key, so invalidations were checked in the ledger's outbox and through the long-poll only")
+		out = append(out, "events off: the outbox relay was off (SAVESYNC_OUTBOX_RELAY=off) and the Open Cloud forwarder had no key, so invalidations were checked in the ledger's outbox and through the long-poll only (--events turns them on)")
 	}
 	return out
 }

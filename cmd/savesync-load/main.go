@@ -65,16 +65,36 @@ type params struct {
 	Attempts     int           `json:"attempts"`
 	Seed         uint64        `json:"seed"`
 	Out          string        `json:"-"`
+
+	// Production-shaped runs.
+	Instances     int           `json:"instances"`
+	Concurrency   int           `json:"concurrency"`
+	Events        bool          `json:"events"`
+	Latency       time.Duration `json:"latency"`
+	Jitter        time.Duration `json:"jitter"`
+	FloorSamples  int           `json:"floorSamples"`
+	CrashEvery    time.Duration `json:"crashEvery"`
+	CrashEmulator bool          `json:"crashEmulator"`
+	MinCrashes    int           `json:"minCrashes"`
+	Mutations     int           `json:"mutations"`
+	SampleEvery   time.Duration `json:"sampleEvery"`
+	DrainTimeout  time.Duration `json:"drainTimeout"`
+	AckDeadline   time.Duration `json:"ackDeadline"`
 }
 
 // Bounds keep every run finite whatever the flags say.
 const (
 	maxPlayers     = 10000
-	maxWorkers     = 256
-	maxDuration    = 10 * time.Minute
-	maxRequestsCap = 1_000_000
+	maxWorkers     = 1024
+	maxDuration    = 12 * time.Hour
+	maxRequestsCap = 10_000_000
 	maxHotCallers  = 500
 	maxHotEach     = 1000
+	maxInstances   = 16
+	maxConcurrency = 1000
+	maxLatency     = time.Second
+	maxMutations   = 10_000_000
+	minCrashEvery  = time.Second
 )
 
 // parseParams reads the command line; getenv supplies defaults for the
@@ -105,6 +125,19 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	fs.IntVar(&p.Attempts, "attempts", 6, "attempts per request on 5xx or transport errors, with the same Idempotency-Key")
 	fs.Uint64Var(&p.Seed, "seed", 1, "seed of the workload's choices")
 	fs.StringVar(&p.Out, "out", "", "write the report as JSON to this file")
+	fs.IntVar(&p.Instances, "instances", 0, "run this many processes of the real cmd/savesync binary on one standalone emulator process, callers spread across them (0 = the service in this process)")
+	fs.IntVar(&p.Concurrency, "concurrency", 80, "requests in flight per service instance at most, like Cloud Run's concurrency setting")
+	fs.BoolVar(&p.Events, "events", false, "run the outbox relay (Pub/Sub through pstest) and the Open Cloud forwarder (to a local stand-in that enforces the universe's rate) and measure their delivery")
+	fs.DurationVar(&p.Latency, "latency", 0, "median latency added to every emulator RPC (e.g. 16ms, like in-region Cloud Firestore)")
+	fs.DurationVar(&p.Jitter, "jitter", 0, "mean of the exponential tail of that latency (16ms with 4.35ms give p50 16 ms, p99 33 ms, like in-region Cloud Firestore)")
+	fs.IntVar(&p.FloorSamples, "floor-samples", 200, "pairs of sequential emulator reads that measure the physical floor of a mutation (its 2 round trips)")
+	fs.DurationVar(&p.CrashEvery, "crash-every", 0, "kill -9 a service instance this often during the workload and restart it (needs --instances; 0 = never)")
+	fs.BoolVar(&p.CrashEmulator, "crash-emulator", false, "with --crash-every, kill -9 and restart the standalone emulator (with its data directory) instead of a service instance")
+	fs.IntVar(&p.MinCrashes, "min-crashes", 0, "with --crash-every, the mixed workload goes on past --duration and --mutations until this many crashes happened (at most 2 minutes more)")
+	fs.IntVar(&p.Mutations, "mutations", 0, "soak: one mixed workload until this many mutations are acknowledged (bounded by --duration), --faults armed throughout; 0 = the usual phases")
+	fs.DurationVar(&p.SampleEvery, "sample-every", 2*time.Second, "interval of the memory and file-descriptor samples of each process (with --instances)")
+	fs.DurationVar(&p.AckDeadline, "ack-deadline", 60*time.Second, "with --events, the ack deadline of the forwarder's Pub/Sub subscription (the service creates it with 60s): how soon a crashed forwarder's invalidations go to another instance")
+	fs.DurationVar(&p.DrainTimeout, "drain-timeout", 2*time.Minute, "with --events, how long to wait at the end for the outbox and the forwarder to deliver everything")
 	if err := fs.Parse(args); err != nil {
 		return params{}, fmt.Errorf("%w\nflags:\n%s", err, flagUsage(fs))
 	}
@@ -131,6 +164,26 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	check(p.Probe >= 1 && p.Probe <= 1000, "--probe must be 1..1000")
 	check(p.FaultEvery >= time.Millisecond, "--fault-every must be at least 1ms")
 	check(p.Attempts >= 1 && p.Attempts <= 20, "--attempts must be 1..20")
+	check(p.Instances >= 0 && p.Instances <= maxInstances, "--instances must be 0..%d", maxInstances)
+	check(p.Concurrency >= 1 && p.Concurrency <= maxConcurrency, "--concurrency must be 1..%d", maxConcurrency)
+	check(p.Latency >= 0 && p.Latency <= maxLatency, "--latency must be 0..%s", maxLatency)
+	check(p.Jitter >= 0 && p.Jitter <= maxLatency, "--jitter must be 0..%s", maxLatency)
+	check(p.FloorSamples >= 1 && p.FloorSamples <= 10000, "--floor-samples must be 1..10000")
+	check(p.CrashEvery == 0 || (p.CrashEvery >= minCrashEvery && p.CrashEvery <= time.Hour), "--crash-every must be 0 (off) or %s..1h", minCrashEvery)
+	check(p.CrashEvery == 0 || p.Instances >= 1, "--crash-every needs --instances 1 or more (only processes can be killed)")
+	check(!p.CrashEmulator || p.CrashEvery > 0, "--crash-emulator needs --crash-every (how often to kill the emulator)")
+	check(p.MinCrashes >= 0 && p.MinCrashes <= 100, "--min-crashes must be 0..100")
+	check(p.MinCrashes == 0 || p.CrashEvery > 0, "--min-crashes needs --crash-every")
+	check(p.Mutations >= 0 && p.Mutations <= maxMutations, "--mutations must be 0..%d", maxMutations)
+	check(p.SampleEvery >= 100*time.Millisecond && p.SampleEvery <= 10*time.Minute, "--sample-every must be 100ms..10m")
+	check(p.AckDeadline >= 10*time.Second && p.AckDeadline <= 600*time.Second && p.AckDeadline%time.Second == 0, "--ack-deadline must be whole seconds, 10s..600s (Pub/Sub's range)")
+	check(p.DrainTimeout >= time.Second && p.DrainTimeout <= time.Hour, "--drain-timeout must be 1s..1h")
+	if p.Instances > 0 {
+		check(p.URL == "" && p.Emulator == "", "--instances starts its own service processes and emulator: leave out --url and --emulator")
+	}
+	if p.URL != "" {
+		check(!p.Events && p.Latency == 0 && p.Jitter == 0, "--events, --latency and --jitter need the tool to start the service (leave out --url)")
+	}
 	if p.URL != "" {
 		check(p.Emulator != "", "--url needs --emulator (the Firestore emulator the service uses)")
 		check(p.ServerKey != "", "--url needs --server-key")

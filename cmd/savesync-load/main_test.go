@@ -234,3 +234,132 @@ func authEmulator(t *testing.T) string {
 	t.Helper()
 	return authtest.Host(t, "demo-savesync")
 }
+
+// TestParseParamsRefusesOutOfRange checks that every bounded flag refuses
+// a value out of its range with a message naming the flag and its range.
+func TestParseParamsRefusesOutOfRange(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--players", "0"}, "--players must be 1..10000"},
+		{[]string{"--workers", "2000"}, "--workers must be 1..1024"},
+		{[]string{"--duration", "0s"}, "--duration must be above 0 and at most 12h0m0s"},
+		{[]string{"--duration", "13h"}, "--duration must be above 0 and at most 12h0m0s"},
+		{[]string{"--instances", "-1"}, "--instances must be 0..16"},
+		{[]string{"--instances", "17"}, "--instances must be 0..16"},
+		{[]string{"--concurrency", "0"}, "--concurrency must be 1..1000"},
+		{[]string{"--latency", "2s"}, "--latency must be 0..1s"},
+		{[]string{"--jitter", "-1ms"}, "--jitter must be 0..1s"},
+		{[]string{"--floor-samples", "0"}, "--floor-samples must be 1..10000"},
+		{[]string{"--instances", "2", "--crash-every", "10ms"}, "--crash-every must be 0 (off) or 1s..1h"},
+		{[]string{"--crash-every", "5s"}, "--crash-every needs --instances 1 or more"},
+		{[]string{"--crash-emulator"}, "--crash-emulator needs --crash-every"},
+		{[]string{"--min-crashes", "2"}, "--min-crashes needs --crash-every"},
+		{[]string{"--mutations", "20000000"}, "--mutations must be 0..10000000"},
+		{[]string{"--max-requests", "0"}, "--max-requests must be 1..10000000"},
+		{[]string{"--sample-every", "1ms"}, "--sample-every must be 100ms..10m"},
+		{[]string{"--drain-timeout", "0s"}, "--drain-timeout must be 1s..1h"},
+		{[]string{"--ack-deadline", "5s"}, "--ack-deadline must be whole seconds, 10s..600s"},
+		{[]string{"--instances", "2", "--url", "http://127.0.0.1:1", "--emulator", "127.0.0.1:2", "--server-key", "k"}, "--instances starts its own service processes and emulator"},
+		{[]string{"--events", "--url", "http://127.0.0.1:1", "--emulator", "127.0.0.1:2", "--server-key", "k"}, "--events, --latency and --jitter need the tool to start the service"},
+		{[]string{"--url", "http://10.0.0.1:8080", "--emulator", "127.0.0.1:2", "--server-key", "k"}, "--url must be on loopback"},
+		{[]string{"--emulator", "example.com:8081"}, "--emulator must be on loopback"},
+		{[]string{"--players", "many"}, `invalid value "many" for flag -players`},
+		{[]string{"extra"}, `unexpected arguments ["extra"]`},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := parseParams(tc.args, func(string) string { return "" })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("parseParams(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestEmulatorLatencyArgs checks the flags the standalone emulator gets
+// for the latency model.
+func TestEmulatorLatencyArgs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{"--latency", "16ms"}, []string{"--latency", "16ms", "--jitter", "0s"}},
+		{[]string{"--latency", "16ms", "--jitter", "17ms"}, []string{"--latency", "16ms", "--jitter", "17ms"}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			p, err := parseParams(tc.args, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, emulatorLatencyArgs(p)); diff != "" {
+				t.Errorf("emulator flags (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestInstancesSurviveCrashes runs the real binary as two instances on a
+// standalone emulator process with events on, kills -9 an instance at
+// least twice during the workload, and checks that nothing was lost or
+// applied twice, every outbox entry was published, every companion write
+// to a held player reached Open Cloud and its server's long-poll, and the
+// relay lease never had two holders at once.
+func TestInstancesSurviveCrashes(t *testing.T) {
+	auth := authEmulator(t)
+	out := filepath.Join(t.TempDir(), "load.json")
+	args := []string{
+		"--game-config", "../../config/sample-game.json",
+		"--auth-emulator", auth,
+		"--instances", "2", "--events", "--crash-every", "2s", "--min-crashes", "2", "--ack-deadline", "10s",
+		"--players", "6", "--servers", "2", "--companions", "3", "--workers", "6",
+		"--duration", "2s", "--mutations", "300", "--deltas", "40", "--probe", "3",
+		"--hot-callers", "8", "--hot-each", "2", "--floor-samples", "10",
+		"--attempts", "8", "--drain-timeout", "90s",
+		"--out", out,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var stdout bytes.Buffer
+	if err := run(ctx, args, &stdout, func(string) string { return "" }); err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout.String())
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Violation{}, rep.Invariants.Violations); diff != "" {
+		t.Errorf("violations (-want +got):\n%s", diff)
+	}
+	failedRestarts := 0
+	for _, c := range rep.Crashes {
+		if c.Error != "" {
+			failedRestarts++
+		}
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"at least two instances were killed and restarted", len(rep.Crashes) >= 2 && failedRestarts == 0},
+		{"the workload committed mutations", rep.Mixed.Mutations > 0 && rep.Invariants.AckedChecked > 0},
+		{"events were reported", rep.Events != nil},
+		{"no outbox entry was left unpublished", rep.Events != nil && rep.Events.UnpublishedAtEnd == 0 && rep.Events.AuditMissing == 0},
+		{"companions wrote to held players", rep.Events != nil && rep.Events.HeldCompanionWrites > 0},
+		{"every held companion write reached Open Cloud", rep.Events != nil && rep.Events.MissingOpenCloud == 0},
+		{"the relay lease was sampled, never two holders at once", rep.Lease != nil && rep.Lease.Samples > 0 && rep.Lease.Overlaps == 0},
+		{"resources were sampled for every process", rep.Resources != nil && len(rep.Resources.Processes) >= 4},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: no\n%s", c.name, stdout.String())
+		}
+	}
+}

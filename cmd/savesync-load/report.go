@@ -18,17 +18,24 @@ import (
 
 // Report is everything one run measured and checked; it is written as JSON.
 type Report struct {
-	Machine    Machine         `json:"machine"`
-	Params     params          `json:"params"`
-	Stack      string          `json:"stack"`
-	Probe      PhaseReport     `json:"probe"`
-	Comparison *Comparison     `json:"comparison"`
-	Mixed      *PhaseReport    `json:"mixed"`
-	Hot        *HotReport      `json:"hot"`
-	Fault      *PhaseReport    `json:"fault,omitempty"`
-	FaultHot   *HotReport      `json:"faultHot,omitempty"`
-	LongPolls  int64           `json:"longPolls"`
-	Invariants InvariantReport `json:"invariants"`
+	Machine    Machine               `json:"machine"`
+	Params     params                `json:"params"`
+	Stack      string                `json:"stack"`
+	Probe      PhaseReport           `json:"probe"`
+	Comparison *Comparison           `json:"comparison"`
+	Mixed      *PhaseReport          `json:"mixed"`
+	Hot        *HotReport            `json:"hot"`
+	Fault      *PhaseReport          `json:"fault,omitempty"`
+	FaultHot   *HotReport            `json:"faultHot,omitempty"`
+	LongPolls  int64                 `json:"longPolls"`
+	Floor      FloorReport           `json:"floor"`
+	Latency    *LatencyReport        `json:"latency,omitempty"`
+	Events     *EventsReport         `json:"events,omitempty"`
+	Lease      *LeaseReport          `json:"relayLease,omitempty"`
+	Crashes    []crashEvent          `json:"crashes,omitempty"`
+	Resources  *ResourceReport       `json:"resources,omitempty"`
+	Logs       map[string]ProcessLog `json:"logs,omitempty"`
+	Invariants InvariantReport       `json:"invariants"`
 	// Coverage lists what the run did not exercise, and how it ran.
 	Coverage []string `json:"coverage"`
 
@@ -47,19 +54,22 @@ type Machine struct {
 
 // PhaseReport is one phase as callers and the emulator saw it.
 type PhaseReport struct {
-	Name               string           `json:"name"`
-	Seconds            float64          `json:"seconds"`
-	Requests           int64            `json:"requests"`
-	RequestsPerSecond  float64          `json:"requestsPerSecond"`
-	Mutations          int64            `json:"mutations"`
-	MutationsPerSecond float64          `json:"mutationsPerSecond"`
-	Replays            int64            `json:"replays"`
-	ClientRetries      int64            `json:"clientRetries"`
-	CallerFailures     int64            `json:"callerFailures"`
-	Codes              map[string]int64 `json:"codes"`
-	Routes             []RouteStats     `json:"routes"`
-	Firestore          FirestoreReport  `json:"firestore"`
-	Faults             map[string]int64 `json:"faults,omitempty"`
+	Name               string  `json:"name"`
+	Seconds            float64 `json:"seconds"`
+	Requests           int64   `json:"requests"`
+	RequestsPerSecond  float64 `json:"requestsPerSecond"`
+	Mutations          int64   `json:"mutations"`
+	MutationsPerSecond float64 `json:"mutationsPerSecond"`
+	Replays            int64   `json:"replays"`
+	ClientRetries      int64   `json:"clientRetries"`
+	// ClientRetriesPerMutation is the callers' resent requests per
+	// committed mutation.
+	ClientRetriesPerMutation float64          `json:"clientRetriesPerMutation"`
+	CallerFailures           int64            `json:"callerFailures"`
+	Codes                    map[string]int64 `json:"codes"`
+	Routes                   []RouteStats     `json:"routes"`
+	Firestore                FirestoreReport  `json:"firestore"`
+	Faults                   map[string]int64 `json:"faults,omitempty"`
 }
 
 // FirestoreReport is the Firestore work of a phase.
@@ -68,6 +78,11 @@ type FirestoreReport struct {
 	DocumentReads  int64            `json:"documentReads"`
 	DocumentWrites int64            `json:"documentWrites"`
 	Aborts         int64            `json:"aborts"`
+	// AbortsPerMutation is the emulator's aborted transactions per
+	// committed mutation: each is one store retry, so it stands for the
+	// store's retries where the store's own counters cannot be read (a
+	// service in another process).
+	AbortsPerMutation float64 `json:"abortsPerMutation"`
 	// RoundTripsPerMutation counts the transactional RPCs (BeginTransaction,
 	// BatchGetDocuments, Commit, Rollback) per committed mutation; the
 	// long-poll's queries are left out.
@@ -136,6 +151,9 @@ func phaseReport(name string, rec *recorder, took time.Duration) PhaseReport {
 		r.RequestsPerSecond = float64(r.Requests) / took.Seconds()
 		r.MutationsPerSecond = float64(r.Mutations) / took.Seconds()
 	}
+	if r.Mutations > 0 {
+		r.ClientRetriesPerMutation = float64(r.ClientRetries) / float64(r.Mutations)
+	}
 	return r
 }
 
@@ -160,6 +178,7 @@ func firestoreReport(before, after emulator.Counters, mutations int64) Firestore
 			rt += f.RPCs[m]
 		}
 		f.RoundTripsPerMutation = float64(rt) / float64(mutations)
+		f.AbortsPerMutation = float64(f.Aborts) / float64(mutations)
 		f.WritesPerMutation = float64(f.DocumentWrites) / float64(mutations)
 	}
 	return f
@@ -195,6 +214,9 @@ func describeMachine() Machine {
 }
 
 func describeStack(st *stack) string {
+	if st.procs != nil {
+		return fmt.Sprintf("%d cmd/savesync processes (%s), a standalone emulator process at %s with data in %s", len(st.bases), strings.Join(st.bases, ", "), st.emuAddr, st.procs.dataDir)
+	}
 	if st.store != nil {
 		return "in-process service on " + st.baseURL + ", in-process Firestore emulator"
 	}
@@ -250,6 +272,7 @@ func writeTable(w io.Writer, rep *Report) {
 			h.ErrorsSeenByCallers, h.FailedAfterRetries, f.RetriesPerMutation, f.MutationsPerTransaction, f.Aborts)
 	}
 	fmt.Fprintln(w)
+	writeProduction(w, rep)
 	inv := rep.Invariants
 	fmt.Fprintf(w, "Invariants: %d players, %d ledger entries, %d acknowledged mutations checked, %d companion writes (%d to held players, %d delivered by long-poll)\n",
 		inv.Players, inv.LedgerEntries, inv.AckedChecked, inv.CompanionEntries, inv.CompanionHeld, inv.Delivered)
@@ -291,9 +314,9 @@ func writePhase(w io.Writer, ph *PhaseReport) {
 		fmt.Fprintf(w, "  faults armed: %s\n", sortedCounts(ph.Faults))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  route\tcount\tp50 ms\tp95 ms\tp99 ms\t")
+	fmt.Fprintln(tw, "  route\tcount\tp50 ms\tp95 ms\tp99 ms\tmax ms\t")
 	for _, r := range ph.Routes {
-		fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.1f\t%.1f\t\n", r.Route, r.Count, r.P50ms, r.P95ms, r.P99ms)
+		fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.1f\t%.1f\t%.0f\t\n", r.Route, r.Count, r.P50ms, r.P95ms, r.P99ms, r.MaxMs)
 	}
 	tw.Flush()
 	if len(ph.Codes) > 0 {
@@ -313,4 +336,88 @@ func sortedCounts(m map[string]int64) string {
 		parts[i] = fmt.Sprintf("%s ×%d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// writeProduction prints the latency against the floor, the events, the
+// crashes, the relay lease and the processes' resources.
+func writeProduction(w io.Writer, rep *Report) {
+	if l := rep.Latency; l != nil {
+		fmt.Fprintf(w, "Latency of %q at %d requests in flight per instance at most (%.0f callers per instance), emulator latency %.1f ms + jitter up to %.1f ms\n",
+			l.Phase, l.InstanceConcurrency, l.CallersPerInstance, l.EmulatorLatencyMs, l.EmulatorJitterMs)
+		fmt.Fprintf(w, "  floor (2 sequential emulator round trips, %d samples): p50 %.2f ms, p99 %.2f ms (nominal %.1f ms)\n", l.Floor.Samples, l.Floor.P50ms, l.Floor.P99ms, l.Floor.NominalMs)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  route\tcount\tp50 ms\tp99 ms\tp50/floor\tp99/floor\t")
+		for _, r := range l.Routes {
+			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t\n", r.Route, r.Count, r.P50ms, r.P99ms, r.P50ByFloor, r.P99ByFloor)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "  mutation p50/floor %.2f (target ≤ 1.3: %v), p99 %.1f ms (target ≤ 200 ms: %v)\n\n", l.MutationP50ByFloor, l.MutationP50TargetMet, l.MutationP99ms, l.MutationP99Under200ms)
+	}
+	if e := rep.Events; e != nil {
+		fmt.Fprintf(w, "Events: %d audit and %d invalidation messages on Pub/Sub (%d published again), %d entries without an audit message, %d unpublished at the end (drained in %.1fs)\n",
+			e.AuditMessages, e.InvalidationMessages, e.DuplicatePublishes, e.AuditMissing, e.UnpublishedAtEnd, e.DrainSeconds)
+		fmt.Fprintf(w, "  Open Cloud: %d messages accepted, %d answered 429, %d refused\n", e.OpenCloudMessages, e.OpenCloudThrottled, e.OpenCloudRefused)
+		fmt.Fprintf(w, "  companion writes to held players: %d; reached Open Cloud %d (missing %d), reached the holder's long-poll %d (missing %d)\n",
+			e.HeldCompanionWrites, e.ReachedOpenCloud, e.MissingOpenCloud, e.ReachedLongPoll, e.MissingLongPoll)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  from commit to\tcount\tp50 ms\tp99 ms\t")
+		for _, r := range []RouteStats{e.CommitToPubSub, e.CommitToInvalidation, e.CommitToOpenCloud, e.CommitToLongPoll} {
+			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.1f\t\n", r.Route, r.Count, r.P50ms, r.P99ms)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
+	if l := rep.Lease; l != nil {
+		fmt.Fprintf(w, "Relay lease: %d samples, %d holders, %d handovers, %d overlaps, %d failed reads\n", l.Samples, l.Holders, l.Handovers, l.Overlaps, l.ReadFails)
+	}
+	if len(rep.Crashes) > 0 {
+		var restart []time.Duration
+		failed := 0
+		for _, c := range rep.Crashes {
+			restart = append(restart, time.Duration(c.RestartMs*float64(time.Millisecond)))
+			if c.Error != "" {
+				failed++
+			}
+		}
+		st := routeStats("restart", restart)
+		fmt.Fprintf(w, "Crashes: %d kill -9 and restarts (%d restarts failed), restart to ready p50 %.0f ms, p99 %.0f ms\n", len(rep.Crashes), failed, st.P50ms, st.P99ms)
+	}
+	if r := rep.Resources; r != nil {
+		fmt.Fprintf(w, "Resources (every %.1fs; growth = mean of the last quarter of the samples minus the second quarter):\n", r.EverySeconds)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  process\tincarnations\tlongest: samples\tmax RSS MiB\tRSS growth MiB\tmax fds\tfd growth\t")
+		// Per process, its longest-lived incarnation (a crash starts a new one).
+		longest := map[string]ProcessSeries{}
+		count := map[string]int{}
+		var names []string
+		for _, p := range r.Processes {
+			if count[p.Name] == 0 {
+				names = append(names, p.Name)
+			}
+			count[p.Name]++
+			if len(p.Samples) > len(longest[p.Name].Samples) {
+				longest[p.Name] = p
+			}
+		}
+		for _, name := range names {
+			p := longest[name]
+			fmt.Fprintf(tw, "  %s\t%d\t#%d: %d\t%.1f\t%+.1f\t%d\t%+.1f\t\n", name, count[name], p.Incarnation, len(p.Samples), float64(p.MaxRSSKiB)/1024, float64(p.RSSGrowthKiB)/1024, p.MaxFDs, p.FDGrowth)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "  emulator data directory at the end: %.1f MiB\n", float64(r.DataDirEnd)/(1<<20))
+	}
+	for _, name := range sortedKeys(rep.Logs) {
+		l := rep.Logs[name]
+		fmt.Fprintf(w, "Log of %s (%d starts): %s\n", name, l.Starts, sortedCounts(l.Lines))
+	}
+	fmt.Fprintln(w)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

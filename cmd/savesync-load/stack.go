@@ -9,22 +9,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/savesync/savesync"
 	"github.com/savesync/savesync/cmd/internal/app"
 	"github.com/savesync/savesync/emulator"
+	"github.com/savesync/savesync/events"
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
 )
 
-// stack is what a run drives and inspects: the service's base URL, the
-// Firestore emulator behind it, and Firestore clients on that emulator.
+// stack is what a run drives and inspects: the service's base URLs (one
+// per instance), the Firestore emulator behind them, and Firestore clients
+// on that emulator.
 type stack struct {
 	baseURL    string
+	bases      []string
 	serverKey  string
 	emuAddr    string
 	project    string
@@ -40,6 +53,27 @@ type stack struct {
 
 	emu     *emulator.Server
 	closers []func() error
+
+	// procs are the service and emulator processes (nil in-process).
+	procs *procStack
+	// pubsub and openCloud receive the events when --events is on.
+	pubsub    *pstest.Server
+	openCloud *openCloudStandIn
+	events    bool
+}
+
+// procStack is the --instances layout: one standalone emulator process
+// with a data directory, and N processes of cmd/savesync on it.
+type procStack struct {
+	dir       string
+	dataDir   string
+	emulator  *proc
+	instances []*proc
+}
+
+// all lists every process, the emulator first.
+func (ps *procStack) all() []*proc {
+	return append([]*proc{ps.emulator}, ps.instances...)
 }
 
 // startStack starts the emulator and the service on loopback, or connects
@@ -57,12 +91,21 @@ func startStack(ctx context.Context, p params) (_ *stack, err error) {
 	}()
 
 	s.emuAddr = p.Emulator
-	if s.emuAddr == "" {
-		indexes, err := emulator.ParseIndexConfig(savesync.FirestoreIndexes)
-		if err != nil {
-			return nil, fmt.Errorf("the built-in firestore.indexes.json: %w", err)
+	indexes, err := emulator.ParseIndexConfig(savesync.FirestoreIndexes)
+	if err != nil {
+		return nil, fmt.Errorf("the built-in firestore.indexes.json: %w", err)
+	}
+	opts, err := emulatorLatency(emulator.Options{Addr: "127.0.0.1:0", Indexes: indexes}, p)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case p.Instances > 0:
+		if err := s.startEmulatorProcess(ctx, p); err != nil {
+			return nil, err
 		}
-		s.emu, err = emulator.Start(emulator.Options{Addr: "127.0.0.1:0", Indexes: indexes})
+	case s.emuAddr == "":
+		s.emu, err = emulator.Start(opts)
 		if err != nil {
 			return nil, fmt.Errorf("start the Firestore emulator: %w", err)
 		}
@@ -75,8 +118,21 @@ func startStack(ctx context.Context, p params) (_ *stack, err error) {
 	}
 	s.closers = append(s.closers, func() error { s.clients.Close(); return nil })
 
+	if p.Events {
+		if err := s.startEvents(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	if p.Instances > 0 {
+		if err := s.startInstances(ctx, p); err != nil {
+			return nil, err
+		}
+		s.baseURL = s.bases[0]
+		return s, nil
+	}
 	if p.URL != "" {
 		s.baseURL, s.serverKey = p.URL, p.ServerKey
+		s.bases = []string{s.baseURL}
 		if err := waitReady(ctx, s.baseURL); err != nil {
 			return nil, err
 		}
@@ -94,31 +150,17 @@ func startStack(ctx context.Context, p params) (_ *stack, err error) {
 // savesync command (cmd/internal/app), pointed at the run's emulator and
 // listening on 127.0.0.1 only.
 func (s *stack) serveInProcess(ctx context.Context, p params) error {
-	key := make([]byte, 24)
-	if _, err := rand.Read(key); err != nil {
+	vars, err := s.serviceVars(p, 1)
+	if err != nil {
 		return err
 	}
-	s.serverKey = hex.EncodeToString(key)
-	vars := map[string]string{
-		"PORT":                    "0",
-		"GOOGLE_CLOUD_PROJECT":    p.Project,
-		"FIRESTORE_EMULATOR_HOST": s.emuAddr,
-		"SAVESYNC_SERVER_KEYS":    "7:" + handlers.HashKey(s.serverKey),
-		"SAVESYNC_GAME_CONFIG":    p.GameConfig,
-		// The relay's queries and marks would mix with the mutations'
-		// round trips in the emulator's counters; invalidations are
-		// checked through the ledger outbox and the long-poll instead.
-		"SAVESYNC_OUTBOX_RELAY": "off",
-	}
+	vars["PORT"] = "0"
 	if p.AuthEmulator != "" {
 		// The Admin SDK finds the Auth emulator through the process environment.
 		if err := os.Setenv("FIREBASE_AUTH_EMULATOR_HOST", p.AuthEmulator); err != nil {
 			return err
 		}
-		vars["FIREBASE_AUTH_EMULATOR_HOST"] = p.AuthEmulator
-		s.companions = true
 	}
-	s.changes = true
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	listening := make(chan string, 1)
@@ -134,6 +176,7 @@ func (s *stack) serveInProcess(ctx context.Context, p params) error {
 	select {
 	case addr := <-listening:
 		s.baseURL = "http://" + addr
+		s.bases = []string{s.baseURL}
 	case err := <-done:
 		cancel()
 		return fmt.Errorf("start the service: %w", err)
@@ -145,6 +188,185 @@ func (s *stack) serveInProcess(ctx context.Context, p params) error {
 		cancel()
 		return <-done
 	})
+	return nil
+}
+
+// serviceVars is the environment of a service instance, one of n: the
+// run's emulator and project, a fresh server key, the game config, and
+// with --events the tool's Pub/Sub and Open Cloud stand-in.
+func (s *stack) serviceVars(p params, n int) (map[string]string, error) {
+	if s.serverKey == "" {
+		key := make([]byte, 24)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		s.serverKey = hex.EncodeToString(key)
+	}
+	vars := map[string]string{
+		"GOOGLE_CLOUD_PROJECT":    p.Project,
+		"FIRESTORE_EMULATOR_HOST": s.emuAddr,
+		"SAVESYNC_SERVER_KEYS":    strconv.FormatInt(loadUniverse, 10) + ":" + handlers.HashKey(s.serverKey),
+		"SAVESYNC_GAME_CONFIG":    p.GameConfig,
+		// Without --events the relay's queries and marks would mix with
+		// the mutations' round trips in the emulator's counters;
+		// invalidations are checked through the ledger outbox and the
+		// long-poll instead.
+		"SAVESYNC_OUTBOX_RELAY": "off",
+	}
+	if s.events {
+		vars["SAVESYNC_OUTBOX_RELAY"] = "on"
+		vars["PUBSUB_EMULATOR_HOST"] = s.pubsub.Addr
+		vars["ROBLOX_OPEN_CLOUD_API_KEY"] = s.openCloud.key
+		vars["ROBLOX_UNIVERSE_ID"] = strconv.FormatInt(loadUniverse, 10)
+		vars["ROBLOX_OPEN_CLOUD_URL"] = s.openCloud.url
+		vars["ROBLOX_CONCURRENT_PLAYERS"] = strconv.Itoa(playersPerInstance(p.Players, n))
+	}
+	if p.AuthEmulator != "" {
+		vars["FIREBASE_AUTH_EMULATOR_HOST"] = p.AuthEmulator
+		s.companions = true
+	}
+	s.changes = true
+	return vars, nil
+}
+
+// loadUniverse is the Roblox universe of the run's server key.
+const loadUniverse = 7
+
+// playersPerInstance is the ROBLOX_CONCURRENT_PLAYERS each of n instances
+// gets so that their forwarders together stay within the universe's
+// 50 + 5 × players publishes a minute (the README's advice: divide by
+// the instance count). Each forwarder's floor is 50 a minute, so above
+// (50 + 5 × players) / 50 instances they can exceed it and the stand-in
+// answers 429.
+func playersPerInstance(players, n int) int {
+	share := (50 + 5*players) / max(n, 1)
+	return max(0, (share-50)/5)
+}
+
+// startEvents starts what the events go to: Pub/Sub (pstest, in this
+// process, with the service's topics and the forwarder's subscription)
+// and the Open Cloud stand-in.
+func (s *stack) startEvents(ctx context.Context, p params) error {
+	s.events = true
+	s.pubsub = pstest.NewServerWithAddress("127.0.0.1:0")
+	s.closers = append(s.closers, s.pubsub.Close)
+	conn, err := grpc.NewClient(s.pubsub.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	client, err := pubsub.NewClient(ctx, p.Project, option.WithGRPCConn(conn))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	// Created once here, not by every instance at once.
+	if err := events.EnsureTopics(ctx, client, events.DefaultInvalidationTopic, events.DefaultAuditTopic, events.DefaultDeadLetterTopic); err != nil {
+		return err
+	}
+	if err := events.EnsureSubscriptions(ctx, client, events.SubscriptionConfig{
+		Name: events.DefaultInvalidationSubscription, Topic: events.DefaultInvalidationTopic, Ordered: true,
+		AckDeadlineSeconds: int32(p.AckDeadline / time.Second),
+	}); err != nil {
+		return err
+	}
+	key := make([]byte, 16)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	s.openCloud, err = startOpenCloudStandIn(loadUniverse, hex.EncodeToString(key), p.Players)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, s.openCloud.Close)
+	return nil
+}
+
+// startEmulatorProcess builds the binaries and starts the standalone
+// emulator with a data directory, on a port it keeps across restarts.
+func (s *stack) startEmulatorProcess(ctx context.Context, p params) error {
+	dir, err := os.MkdirTemp("", "savesync-load-")
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func() error { return os.RemoveAll(dir) })
+	serviceBin, emuBin, err := buildBinaries(ctx, dir)
+	if err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.emuAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ps := &procStack{dir: dir, dataDir: filepath.Join(dir, "firestore-data")}
+	// The standalone emulator checks queries against the indexes the
+	// service is built with, as the in-process one does.
+	indexesPath := filepath.Join(dir, "firestore.indexes.json")
+	if err := os.WriteFile(indexesPath, savesync.FirestoreIndexes, 0o600); err != nil {
+		return err
+	}
+	ps.emulator = &proc{
+		name:  "emulator",
+		bin:   emuBin,
+		args:  append([]string{"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--data-dir", ps.dataDir, "--indexes", indexesPath}, emulatorLatencyArgs(p)...),
+		env:   baseEnv(),
+		ready: httpReady("http://" + s.emuAddr + "/emulator/v1/counters?project=" + p.Project),
+		logs:  newLogTally(),
+	}
+	// serviceBin is kept for startInstances.
+	ps.instances = []*proc{{bin: serviceBin}}
+	s.procs = ps
+	s.closers = append(s.closers, func() error { ps.emulator.stop(); return nil })
+	return ps.emulator.start(ctx)
+}
+
+// startInstances starts --instances processes of cmd/savesync on the
+// emulator, each on its own loopback port.
+func (s *stack) startInstances(ctx context.Context, p params) error {
+	ps := s.procs
+	bin := ps.instances[0].bin
+	ps.instances = nil
+	vars, err := s.serviceVars(p, p.Instances)
+	if err != nil {
+		return err
+	}
+	if gc, err := filepath.Abs(p.GameConfig); err == nil {
+		vars["SAVESYNC_GAME_CONFIG"] = gc
+	}
+	for i := range p.Instances {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		env := baseEnv()
+		for k, v := range vars {
+			env = append(env, k+"="+v)
+		}
+		env = append(env, "PORT="+strconv.Itoa(port), "SAVESYNC_LISTEN_HOST=127.0.0.1",
+			"SAVESYNC_DATA_DIR="+filepath.Join(ps.dir, fmt.Sprintf("instance-%d", i+1)))
+		base := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ps.instances = append(ps.instances, &proc{
+			name:  fmt.Sprintf("instance-%d", i+1),
+			bin:   bin,
+			env:   env,
+			ready: httpReady(base + "/readyz"),
+			logs:  newLogTally(),
+		})
+		s.bases = append(s.bases, base)
+	}
+	s.closers = append(s.closers, func() error {
+		var wg sync.WaitGroup
+		for _, in := range ps.instances {
+			wg.Go(in.stop)
+		}
+		wg.Wait()
+		return nil
+	})
+	for _, in := range ps.instances {
+		if err := in.start(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

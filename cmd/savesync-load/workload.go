@@ -81,12 +81,14 @@ type expectations struct {
 	acked map[string]ack // by Idempotency-Key (the tool's keys are unique)
 	// seen holds, per job, the "userId/version" pairs its changes long-poll returned.
 	seen map[string]map[string]bool
+	// seenAt is when the long-poll first returned each of them.
+	seenAt map[string]map[string]time.Time
 	// hot is the hot player's expected coins (start + every acknowledged +1).
 	hot map[int64]int64
 }
 
 func newExpectations() *expectations {
-	return &expectations{acked: map[string]ack{}, seen: map[string]map[string]bool{}, hot: map[int64]int64{}}
+	return &expectations{acked: map[string]ack{}, seen: map[string]map[string]bool{}, seenAt: map[string]map[string]time.Time{}, hot: map[int64]int64{}}
 }
 
 func (e *expectations) ack(key string, a ack) (first bool) {
@@ -104,8 +106,13 @@ func (e *expectations) see(job string, userID, version int64) {
 	defer e.mu.Unlock()
 	if e.seen[job] == nil {
 		e.seen[job] = map[string]bool{}
+		e.seenAt[job] = map[string]time.Time{}
 	}
-	e.seen[job][fmt.Sprintf("%d/%d", userID, version)] = true
+	k := fmt.Sprintf("%d/%d", userID, version)
+	if !e.seen[job][k] {
+		e.seen[job][k] = true
+		e.seenAt[job][k] = time.Now()
+	}
 }
 
 // world is the simulated population: game servers, players, companions.
@@ -117,6 +124,8 @@ type world struct {
 	jobs    []string
 	players []*player
 	nextID  atomic.Int64
+	// crashes is the crash injector while it runs (nil without --crash-every).
+	crashes *crasher
 }
 
 // outcomeBody is the part of a mutation answer the tool reads.
@@ -408,7 +417,8 @@ func (w *world) mixed(ctx context.Context, rec *recorder, d time.Duration, seed 
 		rng := rand.New(rand.NewPCG(seed, uint64(i)))
 		wg.Go(func() {
 			next := time.Now()
-			for ctx.Err() == nil && time.Now().Before(deadline) && rec.requestCount() < int64(w.p.MaxRequests) {
+			for ctx.Err() == nil && (w.moreCrashesDue(deadline) || time.Now().Before(deadline) && rec.requestCount() < int64(w.p.MaxRequests) &&
+				(w.p.Mutations == 0 || rec.mutationCount() < int64(w.p.Mutations))) {
 				if interval > 0 {
 					// Each caller paces itself to its share of the rate.
 					if wait := time.Until(next); wait > 0 {
@@ -439,6 +449,13 @@ func (w *world) mixed(ctx context.Context, rec *recorder, d time.Duration, seed 
 	}
 	wg.Wait()
 	return time.Since(start)
+}
+
+// moreCrashesDue reports whether the workload must go on for --min-crashes:
+// fewer crashes have happened, and the phase is less than 2 minutes past
+// its deadline.
+func (w *world) moreCrashesDue(deadline time.Time) bool {
+	return w.crashes != nil && w.crashes.count() < w.p.MinCrashes && time.Now().Before(deadline.Add(2*time.Minute))
 }
 
 // plannedMutation is one mutation of the service-versus-ceiling comparison.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ const (
 	envRobloxAPIKey          = "ROBLOX_OPEN_CLOUD_API_KEY"
 	envRobloxUniverseID      = "ROBLOX_UNIVERSE_ID"
 	envRobloxPlayers         = "ROBLOX_CONCURRENT_PLAYERS"
+	envRobloxOpenCloudURL    = "ROBLOX_OPEN_CLOUD_URL"
 	envWebhookSecret         = "SAVESYNC_ROBLOX_WEBHOOK_SECRET"
 	envErasureKey            = "SAVESYNC_ERASURE_KEY"
 	envOutboxRelay           = "SAVESYNC_OUTBOX_RELAY"
@@ -75,6 +77,7 @@ var envTable = []struct{ name, def string }{
 	{envRobloxAPIKey, ""},
 	{envRobloxUniverseID, ""},
 	{envRobloxPlayers, "0"},
+	{envRobloxOpenCloudURL, ""},
 	{envWebhookSecret, ""},
 	{envErasureKey, ""},
 	{envOutboxRelay, "on"},
@@ -202,7 +205,8 @@ type config struct {
 	// longPollMaxWait caps the changes long-poll (0: the store's default).
 	// No variable sets it; tests do, through RunOptions.
 	longPollMaxWait time.Duration
-	// openCloudURL replaces the Roblox Open Cloud origin ("": Roblox's).
+	// openCloudURL replaces the Roblox Open Cloud origin ("": Roblox's),
+	// from ROBLOX_OPEN_CLOUD_URL or, in tests, RunOptions.
 	openCloudURL string
 	// companionLimits replaces the companion API's limits (nil: its
 	// defaults). No variable sets it; tests do, through RunOptions.
@@ -370,6 +374,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 	c.robloxConcurrentPlayers = int(r.intIn(envRobloxPlayers, 0, 1_000_000,
 		"set the number of players usually online in the universe (0 keeps the forwarder at the 50 a minute floor)"))
+	c.openCloudURL = r.openCloudOrigin(envRobloxOpenCloudURL)
 
 	if len(r.problems) > 0 {
 		return config{}, errors.New("invalid configuration:\n  " + strings.Join(r.problems, "\n  "))
@@ -494,6 +499,33 @@ func isLoopbackHost(hostPort string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// openCloudOrigin reads name as the origin Open Cloud calls go to: an
+// https origin, or an http one on loopback (a local stand-in), with no
+// path, query or credentials. The API key travels with every call, so
+// plain http anywhere else would expose it.
+func (r *envReader) openCloudOrigin(name string) string {
+	v := r.get(name)
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	ok := err == nil && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.Fragment == ""
+	if ok && u.Scheme == "http" {
+		hp := u.Host
+		if u.Port() == "" {
+			hp = net.JoinHostPort(u.Hostname(), "80")
+		}
+		ok = isLoopbackHost(hp)
+	} else if ok {
+		ok = u.Scheme == "https"
+	}
+	if !ok {
+		r.bad(name, v, "set an origin such as https://apis.roblox.com (http only on loopback, e.g. http://127.0.0.1:9000), without a path, or unset it")
+		return ""
+	}
+	return strings.TrimSuffix(v, "/")
 }
 
 // hostPort reads name as an emulator address ("host:port"; an http:// prefix

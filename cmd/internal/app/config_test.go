@@ -161,6 +161,10 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"CORS origin with a trailing slash", map[string]string{envCORSOrigins: "https://app.example.com,http://localhost:5173/"}, envCORSOrigins},
 		{"CORS origin without a scheme", map[string]string{envCORSOrigins: "app.example.com"}, envCORSOrigins},
 		{"CORS origin garbage", map[string]string{envCORSOrigins: "%%not an origin"}, envCORSOrigins},
+		{"Open Cloud origin over http off loopback", map[string]string{envRobloxOpenCloudURL: "http://apis.example.com"}, envRobloxOpenCloudURL},
+		{"Open Cloud origin with a path", map[string]string{envRobloxOpenCloudURL: "https://apis.roblox.com/cloud/v2"}, envRobloxOpenCloudURL},
+		{"Open Cloud origin without a scheme", map[string]string{envRobloxOpenCloudURL: "apis.roblox.com"}, envRobloxOpenCloudURL},
+		{"Open Cloud origin with credentials", map[string]string{envRobloxOpenCloudURL: "https://user:pw@apis.roblox.com"}, envRobloxOpenCloudURL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +203,28 @@ func TestLoadConfigCORSOrigins(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, c.corsOrigins); diff != "" {
 				t.Errorf("corsOrigins (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLoadConfigOpenCloudOrigin(t *testing.T) {
+	tests := []struct{ value, want string }{
+		{"", ""},
+		{"https://apis.roblox.com", "https://apis.roblox.com"},
+		{"https://apis.roblox.com/", "https://apis.roblox.com"},
+		{"http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{"http://localhost:9000", "http://localhost:9000"},
+		{"http://[::1]:9000", "http://[::1]:9000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			c, err := loadConfig(env(map[string]string{envRobloxOpenCloudURL: tt.value}))
+			if err != nil {
+				t.Fatalf("loadConfig = %v", err)
+			}
+			if diff := cmp.Diff(tt.want, c.openCloudURL); diff != "" {
+				t.Errorf("openCloudURL (-want +got):\n%s", diff)
 			}
 		})
 	}

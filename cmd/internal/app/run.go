@@ -78,7 +78,9 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		return err
 	}
 	cfg.longPollMaxWait = o.longPollMaxWait
-	cfg.openCloudURL = o.openCloudURL
+	if o.openCloudURL != "" {
+		cfg.openCloudURL = o.openCloudURL
+	}
 	cfg.companionLimits = o.companionLimits
 	logger := logging.New(stdout, cfg.logLevel)
 	gin.SetMode(gin.ReleaseMode)
