@@ -52,3 +52,43 @@ func TestDatabaseErrorsNameTheOperation(t *testing.T) {
 		})
 	}
 }
+
+// TestUnavailableDatabaseAsksForARetry makes the database unreachable for a
+// while under operations that read outside a retried transaction, and
+// checks the caller is told UNAVAILABLE (a 503 to retry), not an internal
+// error.
+func TestUnavailableDatabaseAsksForARetry(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		op   func(st *store.Store, project string) error
+	}{
+		{"leave with a final flush", func(st *store.Store, project string) error {
+			lease := join(t, st, 41, "job-1", false)
+			// The join read comes first; the faults then meet the leave.
+			firestoretest.Emulator(t).InjectFault(emulator.Fault{Project: project, Method: "BatchGetDocuments", Code: codes.Unavailable, Count: 50})
+			m := coinsAdd(1)
+			_, err := st.LeaveSession(context.Background(), store.LeaveRequest{SessionID: lease.ID, Actor: gameServer, IdempotencyKey: "leave-1", Final: &m})
+			return err
+		}},
+		{"ledger search", func(st *store.Store, project string) error {
+			firestoretest.Emulator(t).InjectFault(emulator.Fault{Project: project, Method: "RunQuery", Code: codes.Unavailable, Count: 50})
+			_, err := st.SearchLedger(context.Background(), 42, store.AuditQuery{})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st, project := firestoretest.Store(t, store.Options{})
+			err := tt.op(st, project)
+			e, ok := save.AsError(err)
+			if !ok || e.Code != save.CodeUnavailable {
+				t.Fatalf("error %v, want the domain error %s", err, save.CodeUnavailable)
+			}
+			if got := e.Details["cause"]; got != "Unavailable" {
+				t.Errorf("cause %v, want Unavailable", got)
+			}
+		})
+	}
+}

@@ -14,6 +14,8 @@ import (
 
 	"cloud.google.com/go/firestore"
 	apiv1 "cloud.google.com/go/firestore/apiv1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/savesync/savesync/save"
 )
@@ -146,5 +148,23 @@ func wrapOp(errp *error, format string, args ...any) {
 	if _, ok := save.AsError(*errp); ok {
 		return
 	}
+	if transient(*errp) {
+		// The database is down or overloaded for a moment (a restart, a
+		// lost connection): the caller retries, as after a busy save.
+		*errp = save.Errorf(save.CodeUnavailable, "the database did not answer; retry (with the same Idempotency-Key for mutations)").
+			WithDetail("cause", status.Code(*errp).String())
+		return
+	}
 	*errp = fmt.Errorf(format+": %w", append(args, *errp)...)
+}
+
+// transient reports a database failure that a retry of the whole request
+// may not meet: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED or
+// RESOURCE_EXHAUSTED from Firestore.
+func transient(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
