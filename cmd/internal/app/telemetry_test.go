@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -267,5 +268,71 @@ func TestRunCountsMutationsConflictsAndReplays(t *testing.T) {
 			t.Errorf("%s: counters moved (-want +got):\n%s", st.name, diff)
 		}
 		before = after
+	}
+}
+
+// waitFor scrapes until cond holds of the series, failing after a minute.
+func waitFor(t *testing.T, metricsURL string, series map[string][]string, what string, cond func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := scrape(t, metricsURL, series)
+		if cond(got) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not seen within a minute; last scrape %v", what, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunReportsRelayAndStreams: a committed mutation's outbox entry is
+// published by the relay and recorded with its lag, and a game server's
+// long-poll counts as an open stream while it waits.
+func TestRunReportsRelayAndStreams(t *testing.T) {
+	vars := embeddedEnv(t)
+	vars[envMetrics] = "prometheus"
+	vars[envMetricsAddr] = "127.0.0.1:0"
+	base, metrics := startTracedRun(t, vars, nil, io.Discard)
+	const poll = "/v1/servers/:jobId/changes"
+	series := map[string][]string{
+		"savesync_relay_published_total": nil,
+		"savesync_relay_lag_seconds":     nil,
+		"savesync_streams_open":          {"http_route"},
+	}
+	if code, body := send(t, "POST", base+"/v1/sessions", `{"userId":93,"jobId":"job-9","schemaVersion":3}`); code != 200 {
+		t.Fatalf("join = %d %s", code, body)
+	}
+	if code, body := send(t, "POST", base+"/v1/players/93/mutations", `{"ops":[{"op":"currency.add","currency":"coins","amount":5}]}`, "Idempotency-Key", "relayed-1"); code != 200 {
+		t.Fatalf("mutation = %d %s", code, body)
+	}
+	got := waitFor(t, metrics, series, "the entry published", func(m map[string]float64) bool { return m["savesync_relay_published_total"] >= 1 })
+	if got["savesync_relay_lag_seconds count"] != got["savesync_relay_published_total"] {
+		t.Errorf("lag samples %v, want one per published entry (%v)", got["savesync_relay_lag_seconds count"], got["savesync_relay_published_total"])
+	}
+
+	// The first poll answers at once with a cursor; the second waits on it.
+	code, body := send(t, "GET", base+"/v1/servers/job-9/changes?timeout=0s", "")
+	var page struct {
+		Cursor string `json:"cursor"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); code != 200 || err != nil || page.Cursor == "" {
+		t.Fatalf("first poll = %d %s (%v), want a cursor", code, body, err)
+	}
+	open := `savesync_streams_open{http_route="` + poll + `"}`
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		req, _ := http.NewRequest("GET", base+"/v1/servers/job-9/changes?timeout=5s&cursor="+url.QueryEscape(page.Cursor), nil)
+		req.Header.Set("Authorization", "Bearer "+devServerKey)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, metrics, series, "the long-poll open", func(m map[string]float64) bool { return m[open] == 1 })
+	<-pollDone
+	if got := scrape(t, metrics, series)[open]; got != 0 {
+		t.Errorf("streams open after the long-poll ended = %v, want 0", got)
 	}
 }
