@@ -180,7 +180,7 @@ func (a *App) startTelemetry(ctx context.Context, cfg config, logger *slog.Logge
 		otel.SetTracerProvider(tel.TracerProvider)
 		otel.SetTextMapPropagator(tel.Propagator)
 	}
-	logger.Info("telemetry", slog.String("traces", cfg.traces), slog.Float64("sampleRatio", cfg.traceSampleRatio),
+	logger.Info("telemetry set up", slog.String("traces", cfg.traces), slog.Float64("sampleRatio", cfg.traceSampleRatio),
 		slog.String("metrics", cfg.metrics))
 	return nil
 }
