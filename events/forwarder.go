@@ -88,7 +88,22 @@ type ForwarderOptions struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Deduper drops invalidations already forwarded (a new one of 100,000 players).
 	Deduper *Deduper
+	// Observer hears the queue's length, for the service's metrics (none).
+	Observer ForwarderObserver
 }
+
+// ForwarderObserver hears how many players wait for an Open Cloud publish;
+// its method must be quick and safe for concurrent use.
+type ForwarderObserver interface {
+	// ForwarderQueue is called with the players received and not yet
+	// published, dead-lettered or handed back, whenever it changes.
+	ForwarderQueue(ctx context.Context, players int)
+}
+
+// noForwarderObserver is the ForwarderObserver of a forwarder given none.
+type noForwarderObserver struct{}
+
+func (noForwarderObserver) ForwarderQueue(context.Context, int) {}
 
 // ForwarderStats counts what a Forwarder did.
 type ForwarderStats struct {
@@ -126,6 +141,8 @@ type Forwarder struct {
 	signal  chan struct{}
 
 	received, duplicates, notHeld, deadLettered atomic.Int64
+	// queued is the players received and not yet released.
+	queued atomic.Int64
 }
 
 // heldPlayer is a player waiting to be forwarded, with the messages that
@@ -160,6 +177,9 @@ func NewForwarder(client *pubsub.Client, publisher *opencloud.Publisher, opts Fo
 	}
 	if opts.Deduper == nil {
 		opts.Deduper = NewDeduper(0)
+	}
+	if opts.Observer == nil {
+		opts.Observer = noForwarderObserver{}
 	}
 	return &Forwarder{
 		client:    client,
@@ -231,6 +251,7 @@ func (f *Forwarder) receive(ctx context.Context, m *pubsub.Message) {
 	if p == nil {
 		p = &heldPlayer{}
 		f.pending[inv.UserID] = p
+		f.opts.Observer.ForwarderQueue(ctx, int(f.queued.Add(1)))
 	}
 	p.version = max(p.version, inv.Version)
 	p.msgs = append(p.msgs, m)
@@ -294,6 +315,7 @@ type playerVersion struct {
 // release acknowledges a chunk's Pub/Sub messages once forwarded (or
 // dead-lettered), or nacks them for redelivery.
 func (f *Forwarder) release(chunk []*playerVersion, forwarded bool) {
+	f.opts.Observer.ForwarderQueue(context.Background(), int(f.queued.Add(-int64(len(chunk)))))
 	for _, p := range chunk {
 		p.done = true
 		if forwarded {
@@ -327,6 +349,7 @@ func (f *Forwarder) shutdown() {
 	rest := f.pending
 	f.pending = map[int64]*heldPlayer{}
 	f.mu.Unlock()
+	f.opts.Observer.ForwarderQueue(context.Background(), int(f.queued.Add(-int64(len(rest)))))
 	for _, p := range rest {
 		for _, m := range p.msgs {
 			m.Nack()

@@ -51,7 +51,27 @@ type RelayOptions struct {
 	LeaseTTL time.Duration
 	// Holder names this instance in the relay lease (a random id).
 	Holder string
+	// Observer hears the backlog and each entry's lag, for the service's
+	// metrics (none).
+	Observer RelayObserver
 }
+
+// RelayObserver hears what a Relay found and published; its methods must
+// be quick and safe for concurrent use.
+type RelayObserver interface {
+	// RelayBacklog is called after each read of the outbox by the lease
+	// holder with the unpublished entries found (at most one batch).
+	RelayBacklog(ctx context.Context, pending int)
+	// EventPublished is called for each entry published, lag after its
+	// commit.
+	EventPublished(ctx context.Context, lag time.Duration)
+}
+
+// noRelayObserver is the RelayObserver of a relay given none.
+type noRelayObserver struct{}
+
+func (noRelayObserver) RelayBacklog(context.Context, int)             {}
+func (noRelayObserver) EventPublished(context.Context, time.Duration) {}
 
 // Relay publishes committed mutations' events from the outbox. Entries stay
 // unpublished in the ledger until both messages of an entry are
@@ -90,6 +110,9 @@ func NewRelay(outbox Outbox, client *pubsub.Client, opts RelayOptions) *Relay {
 	}
 	if opts.Holder == "" {
 		opts.Holder = "relay-" + uuid.NewString()
+	}
+	if opts.Observer == nil {
+		opts.Observer = noRelayObserver{}
 	}
 	r := &Relay{
 		outbox: outbox,
@@ -167,6 +190,7 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, err
 		}
+		r.opts.Observer.RelayBacklog(ctx, len(events))
 		if len(events) == 0 {
 			return total, nil
 		}
@@ -174,6 +198,10 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		if len(done) > 0 {
 			if err := r.outbox.MarkPublished(ctx, done); err != nil {
 				return total, errors.Join(pubErr, err)
+			}
+			now := time.Now()
+			for _, e := range done {
+				r.opts.Observer.EventPublished(ctx, now.Sub(e.CommittedAt))
 			}
 			total += len(done)
 		}

@@ -84,6 +84,7 @@ func writeError(c *gin.Context, err error) {
 	if n, ok := e.Details[detailRetryAfter].(int64); ok && n > 0 {
 		c.Header("Retry-After", strconv.FormatInt(n, 10))
 	}
+	c.Set(errorCodeKey, string(e.Code))
 	c.AbortWithStatusJSON(HTTPStatus(e.Code), errorBody(e))
 }
 
@@ -91,6 +92,7 @@ func writeError(c *gin.Context, err error) {
 // (a recovered panic) with the plain internal error.
 func writeLoggedInternal(c *gin.Context) {
 	e := save.Errorf(save.CodeInternal, "internal error")
+	c.Set(errorCodeKey, string(e.Code))
 	c.AbortWithStatusJSON(HTTPStatus(e.Code), errorBody(e))
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/savesync/savesync/logging"
 	"github.com/savesync/savesync/save"
@@ -90,12 +91,12 @@ func RequestIDFrom(c *gin.Context) string {
 // The URL is logged as RedactURL writes it: session ids and link codes are
 // bearer secrets and stay out of the logs.
 // Responses of 500 and above log at ERROR, 4xx at WARNING, others at INFO.
-// Put it after RequestID.
+// Put it after RequestID and after the tracing middleware, if any.
 func RequestLogger(base *slog.Logger, project string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		attrs := []any{slog.String("requestId", RequestIDFrom(c))}
-		for _, a := range logging.TraceAttrs(project, c.GetHeader("X-Cloud-Trace-Context"), c.GetHeader("traceparent")) {
+		for _, a := range requestTraceAttrs(c, project) {
 			attrs = append(attrs, a)
 		}
 		logger := base.With(attrs...)
@@ -133,6 +134,16 @@ func RequestLogger(base *slog.Logger, project string) gin.HandlerFunc {
 			),
 		)
 	}
+}
+
+// requestTraceAttrs names the request's trace for its log lines: the
+// server span's when tracing made one (its trace id is the caller's, read
+// from the same headers), else the caller's trace headers as they are.
+func requestTraceAttrs(c *gin.Context, project string) []slog.Attr {
+	if sc := trace.SpanContextFromContext(c.Request.Context()); sc.IsValid() && !sc.IsRemote() {
+		return logging.SpanAttrs(project, sc.TraceID().String(), sc.SpanID().String(), sc.IsSampled())
+	}
+	return logging.TraceAttrs(project, c.GetHeader("X-Cloud-Trace-Context"), c.GetHeader("traceparent"))
 }
 
 // redacted stands in for a secret in a logged URL.

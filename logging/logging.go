@@ -76,11 +76,22 @@ func TraceAttrs(project, cloudTraceContext, traceparent string) []slog.Attr {
 	if project == "" {
 		return nil
 	}
-	traceID, spanID, sampled, ok := parseCloudTraceContext(cloudTraceContext)
+	traceID, spanID, sampled, ok := ParseCloudTraceContext(cloudTraceContext)
 	if !ok {
 		traceID, spanID, sampled, ok = parseTraceparent(traceparent)
 	}
 	if !ok {
+		return nil
+	}
+	return SpanAttrs(project, traceID, spanID, sampled)
+}
+
+// SpanAttrs returns the Cloud Logging trace attributes naming a span (trace
+// id as 32 and span id as 16 hexadecimal characters) of project, so that a
+// log line written while the service's own span is open shows under that
+// span in Cloud Trace. It returns nil when project or traceID is empty.
+func SpanAttrs(project, traceID, spanID string, sampled bool) []slog.Attr {
+	if project == "" || traceID == "" {
 		return nil
 	}
 	attrs := []slog.Attr{slog.String(TraceKey, "projects/"+project+"/traces/"+traceID)}
@@ -119,9 +130,12 @@ func severity(level slog.Level) string {
 	}
 }
 
-// parseCloudTraceContext reads "TRACE_ID[/SPAN_ID][;o=OPTIONS]" and returns
-// the span id re-encoded as 16 hexadecimal characters.
-func parseCloudTraceContext(h string) (traceID, spanID string, sampled, ok bool) {
+// ParseCloudTraceContext reads an X-Cloud-Trace-Context header
+// ("TRACE_ID[/SPAN_ID][;o=OPTIONS]", span id in decimal) and returns the
+// trace id in lower case and the span id re-encoded as 16 hexadecimal
+// characters ("" when absent or 0). The trace propagation reads the header
+// with it too, so spans and log lines name the same trace.
+func ParseCloudTraceContext(h string) (traceID, spanID string, sampled, ok bool) {
 	h = strings.TrimSpace(h)
 	rest, options, _ := strings.Cut(h, ";")
 	traceID, span, hasSpan := strings.Cut(rest, "/")

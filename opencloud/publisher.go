@@ -60,6 +60,17 @@ type Options struct {
 	Now    func() time.Time
 	Sleep  func(ctx context.Context, d time.Duration) error
 	Jitter func(n int64) int64
+	// Observer hears of the waits for the rate budget, for the service's
+	// metrics (none).
+	Observer Observer
+}
+
+// Observer hears what a Publisher waited for; its method must be quick and
+// safe for concurrent use.
+type Observer interface {
+	// RateLimitWaited is called when a publish waited d for the
+	// universe's rate budget.
+	RateLimitWaited(ctx context.Context, d time.Duration)
 }
 
 // Publisher publishes messages to the MessagingService topics of one
@@ -166,7 +177,11 @@ func (p *Publisher) Publish(ctx context.Context, topic, message string) error {
 	var lastErr error
 	attempts := 0
 	for attempts < p.opts.MaxAttempts {
-		if err := p.limiter.wait(ctx); err != nil {
+		waited, err := p.limiter.waitFor(ctx)
+		if waited > 0 && p.opts.Observer != nil {
+			p.opts.Observer.RateLimitWaited(ctx, waited)
+		}
+		if err != nil {
 			return err
 		}
 		attempts++

@@ -40,6 +40,13 @@ var errClockStuck = errors.New("opencloud: the clock did not advance while waiti
 
 // wait takes one token, sleeping until one is available.
 func (b *tokenBucket) wait(ctx context.Context) error {
+	_, err := b.waitFor(ctx)
+	return err
+}
+
+// waitFor is wait that also says how long it slept.
+func (b *tokenBucket) waitFor(ctx context.Context) (time.Duration, error) {
+	var waited time.Duration
 	for range 8 {
 		b.mu.Lock()
 		now := b.now()
@@ -50,13 +57,14 @@ func (b *tokenBucket) wait(ctx context.Context) error {
 		if b.tokens >= 1 {
 			b.tokens--
 			b.mu.Unlock()
-			return nil
+			return waited, nil
 		}
 		need := time.Duration(math.Ceil((1-b.tokens)/b.perNanos)) + time.Nanosecond
 		b.mu.Unlock()
 		if err := b.sleep(ctx, need); err != nil {
-			return err
+			return waited, err
 		}
+		waited += need
 	}
-	return errClockStuck
+	return waited, errClockStuck
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/savesync/savesync/save"
 )
@@ -60,12 +62,37 @@ func (s *Store) drain(userID int64, q *playerQueue) {
 		s.queuesMu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, span := s.startCommitSpan(ctx, userID, group)
 		s.commitGroupSafely(ctx, userID, group)
+		span.End()
 		cancel()
 		for _, pm := range group {
 			close(pm.done)
 		}
 	}
+}
+
+// startCommitSpan opens the span of a group's commit: a child of the
+// first member's request span, linked to the others', so the Firestore
+// calls of the commit show under a request that waited for them.
+func (s *Store) startCommitSpan(ctx context.Context, userID int64, group []*pendingMutation) (context.Context, trace.Span) {
+	var parent trace.SpanContext
+	var links []trace.Link
+	for _, pm := range group {
+		switch {
+		case !pm.span.IsValid():
+		case !parent.IsValid():
+			parent = pm.span
+		default:
+			links = append(links, trace.Link{SpanContext: pm.span})
+		}
+	}
+	if !parent.IsValid() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	return s.tracer.Start(trace.ContextWithSpanContext(ctx, parent), "savesync.store.commitGroup",
+		trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int64("savesync.user_id", userID), attribute.Int("savesync.group.size", len(group))))
 }
 
 // commitGroupSafely commits a group; a panic outside the transaction body
@@ -145,9 +172,14 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 			pm.res, pm.err = results[i].res, results[i].err
 			wrapOp(&pm.err, "store.ApplyMutation(%d, %s)", userID, pm.entryID)
 			switch {
-			case pm.err != nil, pm.res.Outcome.Unchanged:
+			case pm.err != nil:
+				if save.ErrorCode(pm.err) == save.CodeVersionConflict {
+					s.observer.VersionConflict(ctx)
+				}
+			case pm.res.Outcome.Unchanged:
 			case pm.res.Replayed:
 				s.metrics.replays.Add(1)
+				s.observer.MutationReplayed(ctx)
 			default:
 				committed++
 			}
@@ -156,6 +188,7 @@ func (s *Store) commitGroup(ctx context.Context, userID int64, group []*pendingM
 	if err == nil && committed > 0 {
 		s.metrics.commits.Add(1)
 		s.metrics.groupedMuts.Add(committed)
+		s.observer.TransactionCommitted(ctx, int(committed))
 		if s.onCommit != nil {
 			s.onCommit()
 		}

@@ -8,6 +8,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/savesync/savesync/save"
 )
 
@@ -84,6 +86,7 @@ func (s *Store) ApplyMutations(ctx context.Context, reqs []MutationRequest) []Ba
 			out[i].Err = err
 			continue
 		}
+		pm.span = trace.SpanContextFromContext(ctx)
 		pending[i] = pm
 		s.enqueue(pm)
 	}
@@ -109,6 +112,9 @@ type pendingMutation struct {
 	done    chan struct{}
 	res     MutationResult
 	err     error
+	// span is the caller's span (invalid when untraced): the group's
+	// commit joins its trace.
+	span trace.SpanContext
 }
 
 // prepare validates a request without touching the database: a request

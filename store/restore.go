@@ -389,5 +389,6 @@ func (s *Store) replayDerived(ctx context.Context, userID int64, actor save.Acto
 		return MutationResult{}, true, fmt.Errorf("store: entry %s has no readable response: %w", e.EntryID, err)
 	}
 	s.metrics.replays.Add(1)
+	s.observer.MutationReplayed(ctx)
 	return MutationResult{Outcome: out, Body: []byte(e.Response), Replayed: true}, true, nil
 }

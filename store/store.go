@@ -6,6 +6,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -14,6 +15,8 @@ import (
 
 	"cloud.google.com/go/firestore"
 	apiv1 "cloud.google.com/go/firestore/apiv1"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -42,7 +45,9 @@ type Store struct {
 	queuesMu sync.Mutex
 	queues   map[int64]*playerQueue
 
-	metrics storeMetrics
+	metrics  storeMetrics
+	observer Observer
+	tracer   trace.Tracer
 }
 
 // Options tune a Store. Zero values take the defaults.
@@ -65,7 +70,36 @@ type Options struct {
 	MaxAttempts int
 	// MaxGroup bounds how many queued mutations of one player commit together (32).
 	MaxGroup int
+	// Observer hears what the store did, for the service's metrics (none).
+	Observer Observer
+	// TracerProvider makes the spans of group commits (the global one,
+	// which the Firestore client uses too).
+	TracerProvider trace.TracerProvider
 }
+
+// Observer hears about the store's work as it happens, for the service's
+// metrics; the Metrics snapshot counts the same events. Its methods must be
+// quick and safe for concurrent use.
+type Observer interface {
+	// TransactionCommitted is called once per committed mutation
+	// transaction with the number of mutations it applied.
+	TransactionCommitted(ctx context.Context, mutations int)
+	// TransactionRetried is called for every attempt run again.
+	TransactionRetried(ctx context.Context)
+	// MutationReplayed is called for a mutation answered from its
+	// idempotency record.
+	MutationReplayed(ctx context.Context)
+	// VersionConflict is called for a mutation refused with VERSION_CONFLICT.
+	VersionConflict(ctx context.Context)
+}
+
+// noObserver is the Observer of a store given none.
+type noObserver struct{}
+
+func (noObserver) TransactionCommitted(context.Context, int) {}
+func (noObserver) TransactionRetried(context.Context)        {}
+func (noObserver) MutationReplayed(context.Context)          {}
+func (noObserver) VersionConflict(context.Context)           {}
 
 // storeMetrics counts what the load tool and benchmarks report.
 type storeMetrics struct {
@@ -106,7 +140,16 @@ func New(fs *firestore.Client, gapic *apiv1.Client, project string, cfg *save.Co
 		maxAttempts: opts.MaxAttempts,
 		maxBatch:    opts.MaxGroup,
 		queues:      make(map[int64]*playerQueue),
+		observer:    opts.Observer,
 	}
+	if s.observer == nil {
+		s.observer = noObserver{}
+	}
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	s.tracer = tp.Tracer("github.com/savesync/savesync/store")
 	if s.now == nil {
 		s.now = time.Now
 	}

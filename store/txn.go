@@ -54,6 +54,7 @@ func (s *Store) runTxn(ctx context.Context, names []string, body txnBody) (*fire
 			return nil, err
 		}
 		s.metrics.retries.Add(1)
+		s.observer.TransactionRetried(ctx)
 		lastErr = err
 	}
 	return nil, save.Errorf(save.CodeUnavailable, "the save is busy; retry with the same Idempotency-Key").

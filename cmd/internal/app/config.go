@@ -3,18 +3,23 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/logging"
+	"github.com/savesync/savesync/telemetry"
 )
 
 // Environment variables the service reads. Every one of them is read in this
@@ -48,6 +53,10 @@ const (
 	envErasureKey            = "SAVESYNC_ERASURE_KEY"
 	envOutboxRelay           = "SAVESYNC_OUTBOX_RELAY"
 	envCORSOrigins           = "SAVESYNC_CORS_ORIGINS"
+	envTraces                = "SAVESYNC_TRACES"
+	envTraceSampleRatio      = "SAVESYNC_TRACE_SAMPLE_RATIO"
+	envMetrics               = "SAVESYNC_METRICS"
+	envMetricsAddr           = "SAVESYNC_METRICS_ADDR"
 )
 
 // envTable lists every variable once, in the README table's order, with
@@ -82,6 +91,10 @@ var envTable = []struct{ name, def string }{
 	{envErasureKey, ""},
 	{envOutboxRelay, "on"},
 	{envCORSOrigins, ""},
+	{envTraces, ""},
+	{envTraceSampleRatio, "1"},
+	{envMetrics, ""},
+	{envMetricsAddr, "127.0.0.1:9464"},
 }
 
 // allEnvVars are the variables' names and defaults their defaults, both
@@ -211,6 +224,21 @@ type config struct {
 	// companionLimits replaces the companion API's limits (nil: its
 	// defaults). No variable sets it; tests do, through RunOptions.
 	companionLimits *handlers.CompanionOptions
+	// traces and metrics say where telemetry goes (telemetry.Traces*,
+	// telemetry.Metrics*): off locally and to Google Cloud on Cloud Run
+	// unless set.
+	traces  string
+	metrics string
+	// traceSampleRatio is the share of traces sampled, of those started
+	// here and of those the caller sampled.
+	traceSampleRatio float64
+	// metricsAddr is where the Prometheus endpoint listens.
+	metricsAddr string
+	// spanProcessor, when set, receives every span. No variable sets it;
+	// tests do, through RunOptions.
+	spanProcessor sdktrace.SpanProcessor
+	// stdout is where logs (and spans of SAVESYNC_TRACES=stdout) go.
+	stdout io.Writer
 }
 
 // firestoreBackend says which Firestore the service uses.
@@ -372,6 +400,29 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.loopbackOnly = true
 	}
 
+	// On Cloud Run with real Google Cloud services, telemetry goes to
+	// Cloud Trace and Cloud Monitoring unless told otherwise.
+	inCloud := c.cloudRun && c.cloud
+	c.traces = r.oneOf(envTraces, inCloud, telemetry.TracesCloud, telemetry.TracesOff, telemetry.TracesStdout, telemetry.TracesCloud)
+	if c.traces == telemetry.TracesCloud && !c.cloud {
+		r.bad(envTraces, c.traces, "set %s (and no %s) to export to Cloud Trace, or set %s or %s", envProject, envFirestoreEmulatorHost, telemetry.TracesStdout, telemetry.TracesOff)
+	}
+	c.metrics = r.oneOf(envMetrics, inCloud, telemetry.MetricsCloud, telemetry.MetricsOff, telemetry.MetricsPrometheus, telemetry.MetricsCloud)
+	if c.metrics == telemetry.MetricsCloud && !c.cloud {
+		r.bad(envMetrics, c.metrics, "set %s (and no %s) to export to Cloud Monitoring, or set %s or %s", envProject, envFirestoreEmulatorHost, telemetry.MetricsPrometheus, telemetry.MetricsOff)
+	}
+	if v := r.get(envTraceSampleRatio); v != "" {
+		ratio, err := strconv.ParseFloat(v, 64)
+		if err != nil || ratio < 0 || ratio > 1 {
+			r.bad(envTraceSampleRatio, v, "set a share from 0 to 1, e.g. 0.1 keeps one trace in ten")
+		}
+		c.traceSampleRatio = ratio
+	}
+	c.metricsAddr = r.get(envMetricsAddr)
+	if host, port, err := net.SplitHostPort(c.metricsAddr); err != nil || (host != "localhost" && host != "" && net.ParseIP(host) == nil) || !isPort(port) {
+		r.bad(envMetricsAddr, c.metricsAddr, "set host:port for the Prometheus endpoint, e.g. 127.0.0.1:9464 (port 0 picks a free one; the start-up log names it)")
+	}
+
 	c.robloxConcurrentPlayers = int(r.intIn(envRobloxPlayers, 0, 1_000_000,
 		"set the number of players usually online in the universe (0 keeps the forwarder at the 50 a minute floor)"))
 	c.openCloudURL = r.openCloudOrigin(envRobloxOpenCloudURL)
@@ -474,6 +525,28 @@ func (r *envReader) corsOrigins(name string, cloud bool) []string {
 		return nil
 	}
 	return origins
+}
+
+// oneOf reads name as one of allowed; unset it is cloudDefault when
+// inCloud and allowed[0] otherwise.
+func (r *envReader) oneOf(name string, inCloud bool, cloudDefault string, allowed ...string) string {
+	v := r.get(name)
+	switch {
+	case v == "" && inCloud:
+		return cloudDefault
+	case v == "":
+		return allowed[0]
+	case slices.Contains(allowed, v):
+		return v
+	}
+	r.bad(name, v, "set one of %s", strings.Join(allowed, ", "))
+	return allowed[0]
+}
+
+// isPort reports whether s is a port number from 0 to 65535.
+func isPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 // boolean reads name as true or false.

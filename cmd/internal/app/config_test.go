@@ -165,6 +165,14 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"Open Cloud origin with a path", map[string]string{envRobloxOpenCloudURL: "https://apis.roblox.com/cloud/v2"}, envRobloxOpenCloudURL},
 		{"Open Cloud origin without a scheme", map[string]string{envRobloxOpenCloudURL: "apis.roblox.com"}, envRobloxOpenCloudURL},
 		{"Open Cloud origin with credentials", map[string]string{envRobloxOpenCloudURL: "https://user:pw@apis.roblox.com"}, envRobloxOpenCloudURL},
+		{"traces to an unknown place", map[string]string{envTraces: "jaeger"}, envTraces},
+		{"traces to Cloud Trace without a project", map[string]string{envTraces: "cloud"}, envTraces},
+		{"metrics to an unknown place", map[string]string{envMetrics: "statsd"}, envMetrics},
+		{"metrics to Cloud Monitoring on emulators", map[string]string{envMetrics: "cloud", envProject: "my-studio-prod", envFirestoreEmulatorHost: "127.0.0.1:8081"}, envMetrics},
+		{"sample ratio above 1", map[string]string{envTraceSampleRatio: "2"}, envTraceSampleRatio},
+		{"sample ratio a percentage", map[string]string{envTraceSampleRatio: "10%"}, envTraceSampleRatio},
+		{"metrics address without a port", map[string]string{envMetricsAddr: "127.0.0.1"}, envMetricsAddr},
+		{"metrics address on a host name", map[string]string{envMetricsAddr: "metrics.example.com:9464"}, envMetricsAddr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +186,46 @@ func TestLoadConfigRejects(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.bad+"=") || !strings.Contains(err.Error(), "set ") {
 				t.Errorf("message does not name %s and say what to set:\n%v", tt.bad, err)
+			}
+		})
+	}
+}
+
+// TestLoadConfigTelemetry: off locally, to Google Cloud on Cloud Run with
+// real Google Cloud services, and what is set otherwise.
+func TestLoadConfigTelemetry(t *testing.T) {
+	cloudRun := map[string]string{envCloudRunService: "savesync", envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey}
+	with := func(base map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		vars map[string]string
+		want []any // traces, metrics, sample ratio, metrics address
+	}{
+		{"local defaults", nil, []any{"off", "off", 1.0, "127.0.0.1:9464"}},
+		{"local, spans to stdout, Prometheus", map[string]string{envTraces: "stdout", envMetrics: "prometheus", envTraceSampleRatio: "0.25", envMetricsAddr: "127.0.0.1:0"},
+			[]any{"stdout", "prometheus", 0.25, "127.0.0.1:0"}},
+		{"Cloud Run defaults", cloudRun, []any{"cloud", "cloud", 1.0, "127.0.0.1:9464"}},
+		{"Cloud Run, turned off", with(cloudRun, envTraces, "off", envMetrics, "prometheus"), []any{"off", "prometheus", 1.0, "127.0.0.1:9464"}},
+		{"Cloud Run on emulators", with(cloudRun, envFirestoreEmulatorHost, "127.0.0.1:8081"), []any{"off", "off", 1.0, "127.0.0.1:9464"}},
+		{"Google Cloud off Cloud Run", with(cloudRun, envCloudRunService, ""), []any{"off", "off", 1.0, "127.0.0.1:9464"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, []any{c.traces, c.metrics, c.traceSampleRatio, c.metricsAddr}); diff != "" {
+				t.Errorf("traces, metrics, ratio, address (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/savesync/savesync/handlers"
 	"github.com/savesync/savesync/logging"
@@ -40,6 +41,12 @@ type RunOptions struct {
 	// limits, for tests whose fixtures re-link the same accounts hundreds
 	// of times (the limits themselves are tested in handlers).
 	companionLimits *handlers.CompanionOptions
+	// onMetricsListening, when set, receives the bound address of the
+	// Prometheus endpoint once it accepts connections.
+	onMetricsListening func(addr string)
+	// spanProcessor, when set, receives every span the service makes
+	// (tests record them), with tracing on whatever SAVESYNC_TRACES says.
+	spanProcessor sdktrace.SpanProcessor
 }
 
 // RunOption changes RunOptions.
@@ -56,6 +63,13 @@ func WithHost(host string) RunOption {
 // counters.
 func WithStarted(f func(*App)) RunOption {
 	return func(o *RunOptions) { o.onStarted = f }
+}
+
+// WithMetricsListening calls f with the bound address of the Prometheus
+// endpoint (SAVESYNC_METRICS=prometheus) once it is listening, so a caller
+// that set SAVESYNC_METRICS_ADDR with port 0 can scrape it.
+func WithMetricsListening(f func(addr string)) RunOption {
+	return func(o *RunOptions) { o.onMetricsListening = f }
 }
 
 // WithListening calls f with the bound address once the server is listening.
@@ -82,6 +96,8 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		cfg.openCloudURL = o.openCloudURL
 	}
 	cfg.companionLimits = o.companionLimits
+	cfg.spanProcessor = o.spanProcessor
+	cfg.stdout = stdout
 	logger := logging.New(stdout, cfg.logLevel)
 	gin.SetMode(gin.ReleaseMode)
 
@@ -111,6 +127,14 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, opts
 		}
 		logger.Info("savesync stopped", slog.String("closeTook", time.Since(start).String()))
 	}()
+
+	if h := a.telemetry.Handler(); h != nil {
+		stop, err := serveMetrics(cfg, h, logger, o.onMetricsListening)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	host := cfg.listenHost
 	if o.hostSet {
@@ -172,4 +196,27 @@ func devCredentialsText(cfg config) string {
 		names = append(names, "unsigned ID tokens of the Firebase Auth emulator")
 	}
 	return strings.Join(names, "; ")
+}
+
+// serveMetrics serves the Prometheus endpoint at /metrics on its own
+// listener (SAVESYNC_METRICS_ADDR, loopback by default): on Cloud Run only
+// PORT is reachable from outside, so the endpoint is never public there,
+// and a scraper beside the service (a sidecar, the load tool) reads it.
+// It returns a function that closes it.
+func serveMetrics(cfg config, h http.Handler, logger *slog.Logger, onListening func(string)) (func(), error) {
+	ln, err := net.Listen("tcp", cfg.metricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the Prometheus endpoint on %s: %w (set %s to a free address, or %s to another value)", cfg.metricsAddr, err, envMetricsAddr, envMetrics)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	go func() { _ = srv.Serve(ln) }()
+	addr := ln.Addr().String()
+	logger.Info("metrics listening", slog.String("addr", addr), slog.String("path", "/metrics"))
+	if onListening != nil {
+		onListening(addr)
+	}
+	return func() { _ = srv.Close() }, nil
 }

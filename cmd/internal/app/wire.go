@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,9 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,6 +34,7 @@ import (
 	"github.com/savesync/savesync/opencloud"
 	"github.com/savesync/savesync/save"
 	"github.com/savesync/savesync/store"
+	"github.com/savesync/savesync/telemetry"
 )
 
 // App is the wired service: its clients, the servers it embeds, and the
@@ -54,6 +59,8 @@ type App struct {
 	// backend is embedded.
 	pubsubServer *pstest.Server
 	engine       *gin.Engine
+	// telemetry holds the tracer and meter providers and the instruments.
+	telemetry *telemetry.Telemetry
 	// streamsStopped is closed when shutdown begins, ending long-polls and
 	// event streams so they do not hold the shutdown to its deadline.
 	streamsStopped chan struct{}
@@ -84,6 +91,9 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 	logger.Info("loaded the game config", slog.String("game", game.Game),
 		slog.String("path", source), slog.Int("schemaVersion", game.SchemaVersion))
 
+	if err := a.startTelemetry(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
 	if err := a.connectFirestore(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
@@ -91,6 +101,8 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 		LeaseTTL:        cfg.leaseTTL,
 		LedgerRetention: cfg.ledgerRetention,
 		OnCommit:        a.wakeRelay,
+		Observer:        a.telemetry.Metrics,
+		TracerProvider:  a.telemetry.TracerProvider,
 	})
 	if err := a.connectPubSub(ctx, cfg, logger); err != nil {
 		return nil, err
@@ -108,8 +120,22 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 	a.streamsStopped = make(chan struct{})
 	r.Use(
 		handlers.ResolveClientIP(handlers.ClientAddress{BehindPlatformProxy: cfg.cloudRun, TrustedProxies: cfg.trustedProxies}),
-		handlers.StopStreamsOnShutdown(a.streamsStopped, "/v1/servers/:jobId/changes", "/v1/me/events"),
+		handlers.StopStreamsOnShutdown(a.streamsStopped, handlers.StreamRoutes()...),
 		handlers.RequestID(),
+	)
+	if a.telemetry.Tracing() || cfg.metrics != telemetry.MetricsOff {
+		// The server span (and the request duration histogram per route),
+		// open before the request's logger is made, so its lines carry
+		// the span's trace.
+		r.Use(otelgin.Middleware(telemetry.ServiceName,
+			otelgin.WithTracerProvider(a.telemetry.TracerProvider),
+			otelgin.WithPropagators(a.telemetry.Propagator),
+			otelgin.WithMeterProvider(a.telemetry.MeterProvider)))
+	}
+	if cfg.metrics != telemetry.MetricsOff {
+		r.Use(handlers.ObserveRequests(a.telemetry.Metrics))
+	}
+	r.Use(
 		handlers.RequestLogger(logger, cfg.project),
 		handlers.Recover(),
 		handlers.CORS(cfg.corsOrigins),
@@ -127,6 +153,37 @@ func newApp(ctx context.Context, cfg config, logger *slog.Logger) (_ *App, err e
 	}
 	a.engine = r
 	return a, nil
+}
+
+// startTelemetry builds the tracer and meter providers cfg asks for. With
+// tracing on it also becomes the process's global tracer provider and
+// propagator: the Google Cloud clients (Firestore's gRPC calls, Pub/Sub's
+// publishes) make their spans through those.
+func (a *App) startTelemetry(ctx context.Context, cfg config, logger *slog.Logger) error {
+	tel, err := telemetry.New(ctx, telemetry.Config{
+		Traces:        cfg.traces,
+		Metrics:       cfg.metrics,
+		SampleRatio:   cfg.traceSampleRatio,
+		Project:       cfg.project,
+		Stdout:        cfg.stdout,
+		SpanProcessor: cfg.spanProcessor,
+	})
+	if err != nil {
+		return fmt.Errorf("set up telemetry (%s=%s, %s=%s): %w", envTraces, cfg.traces, envMetrics, cfg.metrics, err)
+	}
+	a.telemetry = tel
+	a.onClose(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return tel.Shutdown(ctx)
+	})
+	if tel.Tracing() {
+		otel.SetTracerProvider(tel.TracerProvider)
+		otel.SetTextMapPropagator(tel.Propagator)
+	}
+	logger.Info("telemetry set up", slog.String("traces", cfg.traces), slog.Float64("sampleRatio", cfg.traceSampleRatio),
+		slog.String("metrics", cfg.metrics))
+	return nil
 }
 
 // loadGame reads the game config cfg names, or the sample game built into
@@ -210,7 +267,8 @@ func (a *App) connectPubSub(ctx context.Context, cfg config, logger *slog.Logger
 			}
 		}()
 	}
-	client, err := pubsub.NewClient(ctx, cfg.project, opts...)
+	client, err := pubsub.NewClientWithConfig(ctx, cfg.project,
+		&pubsub.ClientConfig{EnableOpenTelemetryTracing: a.telemetry.Tracing()}, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to Pub/Sub: %w", err)
 	}
@@ -351,6 +409,7 @@ func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger) 
 	a.relay = events.NewRelay(a.store, a.pubsub, events.RelayOptions{
 		InvalidationTopic: cfg.invalidationTopic,
 		AuditTopic:        cfg.auditTopic,
+		Observer:          a.telemetry.Metrics,
 	})
 	a.goWork(workCtx, logger, "outbox relay", a.relay.Run)
 
@@ -380,11 +439,13 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 		APIKey:            cfg.robloxAPIKey,
 		ConcurrentPlayers: cfg.robloxConcurrentPlayers,
 		BaseURL:           cfg.openCloudURL,
+		HTTPClient:        a.openCloudHTTPClient(),
+		Observer:          a.telemetry.Metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
-	opts := events.ForwarderOptions{Subscription: subscription}
+	opts := events.ForwarderOptions{Subscription: subscription, Observer: a.telemetry.Metrics}
 	if _, err := events.NewForwarder(a.pubsub, publisher, opts); err != nil {
 		return fmt.Errorf("configure the Roblox Open Cloud forwarder: %w", err)
 	}
@@ -401,6 +462,19 @@ func (a *App) startForwarder(workCtx context.Context, cfg config, logger *slog.L
 	})
 	logger.Info("Roblox Open Cloud forwarder on", slog.Int64("universe", cfg.robloxUniverseID))
 	return nil
+}
+
+// openCloudHTTPClient is the client of the Open Cloud calls: with tracing
+// on, each call is a client span and carries traceparent.
+func (a *App) openCloudHTTPClient() *http.Client {
+	c := &http.Client{Timeout: 10 * time.Second}
+	if a.telemetry.Tracing() {
+		c.Transport = otelhttp.NewTransport(http.DefaultTransport,
+			otelhttp.WithTracerProvider(a.telemetry.TracerProvider),
+			otelhttp.WithPropagators(a.telemetry.Propagator),
+			otelhttp.WithMeterProvider(a.telemetry.MeterProvider))
+	}
+	return c
 }
 
 // tellServersErased asks the game servers, through Open Cloud messaging,
