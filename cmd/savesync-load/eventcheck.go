@@ -60,13 +60,18 @@ func waitDrained(ctx context.Context, fs *firestore.Client, oc *openCloudStandIn
 	start := time.Now()
 	deadline := start.Add(timeout)
 	for {
-		docs, err := fs.CollectionGroup("ledger").Where("outbox.published", "==", false).Limit(1000).Documents(ctx).GetAll()
+		// The relay's own query shape, so it uses the index the relay
+		// needs (firestore.indexes.json).
+		docs, err := fs.CollectionGroup("ledger").Where("outbox.published", "==", false).
+			OrderBy("committedAt", firestore.Asc).OrderBy("userId", firestore.Asc).OrderBy("version", firestore.Asc).
+			Limit(1000).Documents(ctx).GetAll()
 		if err != nil {
 			return 0, 0, fmt.Errorf("read the outbox: %w", err)
 		}
 		missing := 0
 		if len(docs) == 0 {
-			companion, err := fs.CollectionGroup("ledger").Where("actor.kind", "==", "companion").Documents(ctx).GetAll()
+			companion, err := fs.CollectionGroup("ledger").Where("actor.kind", "==", "companion").
+				OrderBy("committedAt", firestore.Desc).Documents(ctx).GetAll()
 			if err != nil {
 				return 0, 0, fmt.Errorf("read the companion writes: %w", err)
 			}

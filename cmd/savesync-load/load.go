@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -240,7 +241,7 @@ func (w *world) populate(ctx context.Context, rec *recorder) error {
 func (w *world) measure(ctx context.Context, name string, phase func(*recorder) time.Duration) PhaseReport {
 	rec := newRecorder()
 	before, berr := w.st.counters(ctx)
-	sm := w.storeMetrics()
+	sm := w.storeMetrics(ctx)
 	took := phase(rec)
 	after, aerr := w.st.counters(ctx)
 	r := phaseReport(name, rec, took)
@@ -248,17 +249,32 @@ func (w *world) measure(ctx context.Context, name string, phase func(*recorder) 
 	if berr == nil && aerr == nil && !w.p.CrashEmulator {
 		r.Firestore = firestoreReport(before, after, r.Mutations)
 	}
-	r.Firestore.addStore(sm, w.storeMetrics(), r.Mutations)
+	r.Firestore.addStore(sm, w.storeMetrics(ctx), r.Mutations)
 	return r
 }
 
-// storeMetrics reads the in-process store's counters (nil with --url).
-func (w *world) storeMetrics() *store.Metrics {
-	if w.st.store == nil {
+// storeMetrics reads the store's counters from the services' Prometheus
+// endpoints, summed over the instances: the figures an operator sees. It
+// is nil with --url (no endpoint is known), when an endpoint does not
+// answer, and after an instance crash (a restarted process counts from
+// zero again, so a difference would be wrong).
+func (w *world) storeMetrics(ctx context.Context) *store.Metrics {
+	if len(w.st.metricsURLs) == 0 || w.p.CrashEvery > 0 || w.p.CrashEmulator {
 		return nil
 	}
-	m := w.st.store.Metrics()
-	return &m
+	var sum store.Metrics
+	for _, u := range w.st.metricsURLs {
+		s, err := scrapeMetrics(ctx, http.DefaultClient, u)
+		if err != nil {
+			return nil
+		}
+		m := storeMetricsFrom(s)
+		sum.Transactions += m.Transactions
+		sum.Mutations += m.Mutations
+		sum.Retries += m.Retries
+		sum.Replays += m.Replays
+	}
+	return &sum
 }
 
 // probe sends sequential single mutations to one held player: with no
@@ -429,11 +445,11 @@ func coverage(st *stack) []string {
 	}
 	switch {
 	case st.procs != nil:
-		out = append(out, fmt.Sprintf("the service ran as %d processes of the cmd/savesync binary on one standalone emulator process; store retries are not readable from another process, so the emulator's aborts per mutation stand for them", len(st.bases)))
+		out = append(out, fmt.Sprintf("the service ran as %d processes of the cmd/savesync binary on one standalone emulator process; store transactions, retries and group sizes are summed from their Prometheus endpoints (SAVESYNC_METRICS=prometheus), and are left out of runs with crashes, since a restarted process counts from zero", len(st.bases)))
 	case st.store == nil:
 		out = append(out, "store retries: not available with --url (the emulator's abort count is reported instead)")
 	default:
-		out = append(out, "the service ran in this process with the wiring of cmd/savesync (cmd/internal/app), over loopback HTTP")
+		out = append(out, "the service ran in this process with the wiring of cmd/savesync (cmd/internal/app), over loopback HTTP; store transactions, retries and group sizes are read from its Prometheus endpoint (SAVESYNC_METRICS=prometheus)")
 	}
 	if st.events {
 		out = append(out, "events on: the outbox relay published to Pub/Sub (pstest, in the load tool) and the forwarder to the Open Cloud stand-in (50 + 5 × players publishes a minute); the relay's queries and marks are in the Firestore counters")

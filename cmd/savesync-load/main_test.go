@@ -74,6 +74,7 @@ func TestRunSmoke(t *testing.T) {
 		{"the comparison committed every planned mutation on both sides", rep.Comparison.Service.Mutations == 80 && rep.Comparison.Ceiling.Mutations == 80},
 		{"the ceiling data passes the same invariants", len(rep.Comparison.CeilingInvariants.Violations) == 0 && rep.Comparison.CeilingInvariants.LedgerEntries == 80},
 		{"the mixed workload committed mutations", rep.Mixed.Mutations > 0},
+		{"the store's transactions were read from the service's metrics endpoint", rep.Mixed.Firestore.StoreTransactions > 0 && rep.Mixed.Firestore.MutationsPerTransaction >= 1},
 		{"every hot delta was acknowledged", rep.Hot.Phase.Mutations == 48 && rep.Hot.FailedAfterRetries == 0},
 		{"faults were injected", rep.Fault != nil && len(rep.Fault.Faults) == 4},
 		{"the fault run committed mutations", rep.Fault != nil && rep.Fault.Mutations > 0},

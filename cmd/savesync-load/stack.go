@@ -36,16 +36,20 @@ import (
 // per instance), the Firestore emulator behind them, and Firestore clients
 // on that emulator.
 type stack struct {
-	baseURL    string
-	bases      []string
-	serverKey  string
-	emuAddr    string
-	project    string
-	cfg        *save.Config
-	clients    store.Clients
-	authHost   string
-	companions bool // the companion routes are served
-	changes    bool // the changes long-poll is served
+	baseURL string
+	bases   []string
+	// metricsURLs are the instances' Prometheus endpoints
+	// (SAVESYNC_METRICS=prometheus), where the report's store counters
+	// come from, as an operator would read them.
+	metricsURLs []string
+	serverKey   string
+	emuAddr     string
+	project     string
+	cfg         *save.Config
+	clients     store.Clients
+	authHost    string
+	companions  bool // the companion routes are served
+	changes     bool // the changes long-poll is served
 
 	// store is the in-process service's store (nil with --url): its
 	// counters give transaction retries exactly.
@@ -155,6 +159,9 @@ func (s *stack) serveInProcess(ctx context.Context, p params) error {
 		return err
 	}
 	vars["PORT"] = "0"
+	vars["SAVESYNC_METRICS"] = "prometheus"
+	vars["SAVESYNC_METRICS_ADDR"] = "127.0.0.1:0"
+	metricsAt := make(chan string, 1)
 	if p.AuthEmulator != "" {
 		// The Admin SDK finds the Auth emulator through the process environment.
 		if err := os.Setenv("FIREBASE_AUTH_EMULATOR_HOST", p.AuthEmulator); err != nil {
@@ -171,12 +178,20 @@ func (s *stack) serveInProcess(ctx context.Context, p params) error {
 		done <- app.Run(runCtx, func(k string) string { return vars[k] }, io.Discard,
 			app.WithHost("127.0.0.1"),
 			app.WithStarted(func(a *app.App) { s.store = a.Store() }),
-			app.WithListening(func(addr string) { listening <- addr }))
+			app.WithListening(func(addr string) { listening <- addr }),
+			app.WithMetricsListening(func(addr string) { metricsAt <- addr }))
 	}()
 	select {
 	case addr := <-listening:
 		s.baseURL = "http://" + addr
 		s.bases = []string{s.baseURL}
+		select {
+		case m := <-metricsAt:
+			s.metricsURLs = []string{"http://" + m + "/metrics"}
+		case <-time.After(10 * time.Second):
+			cancel()
+			return fmt.Errorf("start the service: its metrics endpoint did not open")
+		}
 	case err := <-done:
 		cancel()
 		return fmt.Errorf("start the service: %w", err)
@@ -342,6 +357,12 @@ func (s *stack) startInstances(ctx context.Context, p params) error {
 		for k, v := range vars {
 			env = append(env, k+"="+v)
 		}
+		metricsPort, err := freePort()
+		if err != nil {
+			return err
+		}
+		env = append(env, "SAVESYNC_METRICS=prometheus", "SAVESYNC_METRICS_ADDR="+net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPort)))
+		s.metricsURLs = append(s.metricsURLs, "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPort))+"/metrics")
 		env = append(env, "PORT="+strconv.Itoa(port), "SAVESYNC_LISTEN_HOST=127.0.0.1",
 			"SAVESYNC_DATA_DIR="+filepath.Join(ps.dir, fmt.Sprintf("instance-%d", i+1)))
 		base := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
