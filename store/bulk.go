@@ -507,11 +507,11 @@ func (s *Store) ChangeBulkJob(ctx context.Context, jobID, action string) (_ Bulk
 		return BulkJob{}, err
 	}
 	if action == BulkStart {
-		ids, next, err := s.selectPage(ctx, j, "", 1)
+		page, err := s.selectPage(ctx, j, "", 1)
 		if err != nil {
 			return BulkJob{}, err
 		}
-		if len(ids) == 0 && next == "" {
+		if len(page.ids) == 0 && page.next == "" {
 			return BulkJob{}, save.Errorf(save.CodeSelectionEmpty, "the selection of bulk job %s matches no player now; change the selection and create a new job", jobID).WithDetail("jobId", jobID)
 		}
 	}
@@ -611,12 +611,12 @@ func (s *Store) previewBulk(ctx context.Context, j *bulkJob) (BulkPreview, error
 	cursor := ""
 	seen := make(map[int64]bool)
 	for p.Scanned < bulkPreviewScan {
-		ids, next, err := s.selectPage(ctx, j, cursor, min(100, bulkPreviewScan-p.Scanned))
+		page, err := s.selectPage(ctx, j, cursor, min(100, bulkPreviewScan-p.Scanned))
 		if err != nil {
 			return BulkPreview{}, err
 		}
-		fresh := ids[:0]
-		for _, id := range ids {
+		var fresh []int64
+		for _, id := range page.ids {
 			if !seen[id] {
 				seen[id] = true
 				fresh = append(fresh, id)
@@ -645,7 +645,7 @@ func (s *Store) previewBulk(ctx context.Context, j *bulkJob) (BulkPreview, error
 				p.Sample = append(p.Sample, r)
 			}
 		}
-		cursor = next
+		cursor = page.next
 		if cursor == "" {
 			break
 		}
@@ -806,33 +806,50 @@ type bulkCursor struct {
 	Path  string `json:"p,omitempty"`  // and its document path
 }
 
+// selected is a page of a selection: the players in order, the cursor
+// after each of them, and the cursor after the page ("" when the
+// selection is exhausted).
+type selected struct {
+	ids   []int64
+	after []string
+	next  string
+}
+
+// add lists a player with the cursor just after it.
+func (p *selected) add(id int64, after bulkCursor) {
+	p.ids = append(p.ids, id)
+	p.after = append(p.after, encodeCursor(after))
+}
+
 // selectPage reads the next players of a job's selection after cursor,
-// at most limit, with Firestore doing the filtering and paging, and
-// returns the cursor after them ("" when the selection is exhausted). A
-// ledger selection may return fewer players (even none) with a cursor,
-// when the entries it read were of players already listed or of other ops.
-func (s *Store) selectPage(ctx context.Context, j *bulkJob, cursor string, limit int) ([]int64, string, error) {
+// at most limit, with Firestore doing the filtering and paging. A ledger
+// selection may return fewer players (even none) and a next cursor, when
+// the entries it read were of players already listed or of other ops.
+func (s *Store) selectPage(ctx context.Context, j *bulkJob, cursor string, limit int) (selected, error) {
 	var c bulkCursor
 	if cursor != "" {
 		if err := decodeCursor(cursor, &c, save.Errorf(save.CodeInternal, "bulk job %s has a cursor that does not decode", j.id)); err != nil {
-			return nil, "", err
+			return selected{}, err
 		}
 	}
 	sel := j.sel
 	switch sel.Kind {
 	case save.SelectIDs:
+		var page selected
 		end := min(c.Index+limit, len(sel.UserIDs))
-		ids := sel.UserIDs[c.Index:end]
-		if end == len(sel.UserIDs) {
-			return ids, "", nil
+		for i := c.Index; i < end; i++ {
+			page.add(sel.UserIDs[i], bulkCursor{Index: i + 1})
 		}
-		return ids, encodeCursor(bulkCursor{Index: end}), nil
+		if end < len(sel.UserIDs) {
+			page.next = encodeCursor(bulkCursor{Index: end})
+		}
+		return page, nil
 	case save.SelectAll, save.SelectSave:
 		return s.selectPlayers(ctx, sel, c, limit)
 	case save.SelectLedger:
 		return s.selectLedger(ctx, sel, c, limit)
 	}
-	return nil, "", fmt.Errorf("bulk job %s: unknown selection %q", j.id, sel.Kind)
+	return selected{}, fmt.Errorf("bulk job %s: unknown selection %q", j.id, sel.Kind)
 }
 
 // saveFieldPath is the player document's field a save condition reads.
@@ -842,7 +859,7 @@ func saveFieldPath(field string) firestore.FieldPath {
 
 // selectPlayers pages through the players collection, all of it or the
 // players whose stored save matches the condition.
-func (s *Store) selectPlayers(ctx context.Context, sel save.BulkSelection, c bulkCursor, limit int) ([]int64, string, error) {
+func (s *Store) selectPlayers(ctx context.Context, sel save.BulkSelection, c bulkCursor, limit int) (selected, error) {
 	q := s.fs.Collection(playersCollection).Query
 	path := saveFieldPath(sel.Field)
 	ranged := sel.Kind == save.SelectSave && sel.Cmp != "=="
@@ -863,34 +880,29 @@ func (s *Store) selectPlayers(ctx context.Context, sel save.BulkSelection, c bul
 	}
 	docs, err := q.Limit(limit).Documents(ctx).GetAll()
 	if err != nil {
-		return nil, "", err
+		return selected{}, err
 	}
-	ids := make([]int64, 0, len(docs))
+	var page selected
 	var last bulkCursor
 	for _, d := range docs {
-		id, err := strconv.ParseInt(d.Ref.ID, 10, 64)
-		if err != nil || id <= 0 {
-			continue
-		}
-		ids = append(ids, id)
 		last = bulkCursor{ID: d.Ref.ID}
 		if ranged {
 			v, _ := d.DataAtPath(path)
 			last.Value, _ = v.(int64)
 		}
+		if id, err := strconv.ParseInt(d.Ref.ID, 10, 64); err == nil && id > 0 {
+			page.add(id, last)
+		}
 	}
-	if len(docs) < limit {
-		return ids, "", nil
+	if len(docs) == limit {
+		page.next = encodeCursor(last)
 	}
-	if last.ID == "" {
-		last.ID = docs[len(docs)-1].Ref.ID
-	}
-	return ids, encodeCursor(last), nil
+	return page, nil
 }
 
 // selectLedger pages through the ledger entries of all players that match
 // a ledger selection, newest first, and lists their players once each.
-func (s *Store) selectLedger(ctx context.Context, sel save.BulkSelection, c bulkCursor, limit int) ([]int64, string, error) {
+func (s *Store) selectLedger(ctx context.Context, sel save.BulkSelection, c bulkCursor, limit int) (selected, error) {
 	q := s.fs.CollectionGroup(ledgerCollection).Query
 	if sel.ActorKind != "" {
 		q = q.Where(ledgerActorKind, "==", string(sel.ActorKind))
@@ -908,7 +920,7 @@ func (s *Store) selectLedger(ctx context.Context, sel save.BulkSelection, c bulk
 	}
 	it := q.Limit(bulkLedgerScan).Documents(ctx)
 	defer it.Stop()
-	var ids []int64
+	var page selected
 	listed := make(map[int64]bool)
 	var last bulkCursor
 	scanned := 0
@@ -918,7 +930,7 @@ func (s *Store) selectLedger(ctx context.Context, sel save.BulkSelection, c bulk
 			break
 		}
 		if err != nil {
-			return nil, "", err
+			return selected{}, err
 		}
 		scanned++
 		e := ledgerDocOf(d)
@@ -927,15 +939,16 @@ func (s *Store) selectLedger(ctx context.Context, sel save.BulkSelection, c bulk
 			continue
 		}
 		listed[e.UserID] = true
-		ids = append(ids, e.UserID)
-		if len(ids) == limit {
-			return ids, encodeCursor(last), nil
+		page.add(e.UserID, last)
+		if len(page.ids) == limit {
+			page.next = encodeCursor(last)
+			return page, nil
 		}
 	}
-	if scanned < bulkLedgerScan {
-		return ids, "", nil
+	if scanned == bulkLedgerScan {
+		page.next = encodeCursor(last)
 	}
-	return ids, encodeCursor(last), nil
+	return page, nil
 }
 
 // entryMatches reports whether a ledger entry holds an op the selection names.

@@ -26,9 +26,12 @@ type BulkRunnerOptions struct {
 	LeaseTTL time.Duration
 	// PollInterval is how often the runner looks for running jobs (1 s).
 	PollInterval time.Duration
-	// PageSize is how many players one page reads and records (50): a
-	// pause or cancel takes effect within a page.
+	// PageSize is how many players one page changes and records in one
+	// commit (50): a pause or cancel takes effect within a page.
 	PageSize int
+	// ReadSize is how many players one query of the selection reads (500),
+	// worked through a page at a time.
+	ReadSize int
 	// Concurrency bounds the players of a page changed at once (8).
 	Concurrency int
 }
@@ -59,6 +62,9 @@ func NewBulkRunner(s *Store, opts BulkRunnerOptions) *BulkRunner {
 	}
 	if opts.PageSize <= 0 {
 		opts.PageSize = 50
+	}
+	if opts.ReadSize < opts.PageSize {
+		opts.ReadSize = max(500, opts.PageSize)
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
@@ -113,14 +119,28 @@ func (r *BulkRunner) work(ctx context.Context, jobID string) (bool, error) {
 	defer r.release(ctx, jobID)
 	p := &pacer{rate: float64(max(j.doc.Rate, 1)), start: time.Now()}
 	for {
-		state, err := r.runPage(ctx, j, p)
-		switch {
-		case errors.Is(err, errLeaseLost):
-			return true, nil
-		case err != nil:
+		page, err := r.store.selectPage(ctx, j, j.doc.Cursor, r.opts.ReadSize)
+		if err != nil {
 			return true, err
-		case state != BulkRunning:
-			return true, nil
+		}
+		for start := 0; ; start += r.opts.PageSize {
+			end := min(start+r.opts.PageSize, len(page.ids))
+			after := page.next
+			if end < len(page.ids) {
+				after = page.after[end-1]
+			}
+			state, err := r.runPage(ctx, j, page.ids[start:end], after, p)
+			switch {
+			case errors.Is(err, errLeaseLost):
+				return true, nil
+			case err != nil:
+				return true, err
+			case state != BulkRunning:
+				return true, nil
+			}
+			if end == len(page.ids) {
+				break
+			}
 		}
 	}
 }
@@ -177,17 +197,14 @@ func (r *BulkRunner) release(ctx context.Context, jobID string) {
 	}
 }
 
-// runPage changes the next page of players and records their outcomes,
-// the job's progress and cursor, and the lease's renewal in one
-// transaction. It returns the job's state after the page. When ctx ends
-// mid-page nothing is recorded: the next runner replays the page.
-func (r *BulkRunner) runPage(ctx context.Context, j *bulkJob, p *pacer) (string, error) {
+// runPage changes a page of players and records their outcomes, the
+// job's progress, its cursor (next: the position after the page) and the
+// lease's renewal in one transaction. It returns the job's state after the
+// page. When ctx ends mid-page nothing is recorded: the next runner
+// replays the page.
+func (r *BulkRunner) runPage(ctx context.Context, j *bulkJob, ids []int64, next string, p *pacer) (string, error) {
 	s := r.store
 	began := time.Now()
-	ids, next, err := s.selectPage(ctx, j, j.doc.Cursor, r.opts.PageSize)
-	if err != nil {
-		return "", err
-	}
 	jobRef := s.fs.Collection(bulkJobsCollection).Doc(j.id)
 	refs := make([]*firestore.DocumentRef, 0, len(ids))
 	seen := make(map[int64]bool, len(ids))

@@ -26,6 +26,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/savesync/savesync/store"
 )
 
 func main() {
@@ -65,6 +67,8 @@ type params struct {
 	Attempts     int           `json:"attempts"`
 	Seed         uint64        `json:"seed"`
 	Out          string        `json:"-"`
+	// Bulk, with Players > 0, runs the bulk job measurement instead (bulk.go).
+	Bulk bulkParams `json:"-"`
 }
 
 // Bounds keep every run finite whatever the flags say.
@@ -105,6 +109,13 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	fs.IntVar(&p.Attempts, "attempts", 6, "attempts per request on 5xx or transport errors, with the same Idempotency-Key")
 	fs.Uint64Var(&p.Seed, "seed", 1, "seed of the workload's choices")
 	fs.StringVar(&p.Out, "out", "", "write the report as JSON to this file")
+	fs.IntVar(&p.Bulk.Players, "bulk-players", 0, "measure a bulk job over this many players instead (needs --bulk-service)")
+	fs.IntVar(&p.Bulk.Rate, "bulk-rate", store.DefaultBulkRate, "the bulk job's players per second")
+	fs.StringVar(&p.Bulk.Service, "bulk-service", "", "a built savesync binary, run as a process and killed mid-job")
+	fs.Float64Var(&p.Bulk.KillAt, "bulk-kill-at", 0.4, "kill the service once this share of the players is done")
+	fs.IntVar(&p.Bulk.LiveWorkers, "bulk-live-workers", 8, "concurrent live callers measured with and without the job")
+	fs.DurationVar(&p.Bulk.LiveFor, "bulk-live", 20*time.Second, "length of each live latency window")
+	fs.IntVar(&p.Bulk.LivePlayers, "bulk-live-players", 1000, "players the live callers mutate (the first of the bulk players)")
 	if err := fs.Parse(args); err != nil {
 		return params{}, fmt.Errorf("%w\nflags:\n%s", err, flagUsage(fs))
 	}
@@ -131,6 +142,15 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	check(p.Probe >= 1 && p.Probe <= 1000, "--probe must be 1..1000")
 	check(p.FaultEvery >= time.Millisecond, "--fault-every must be at least 1ms")
 	check(p.Attempts >= 1 && p.Attempts <= 20, "--attempts must be 1..20")
+	if p.Bulk.Players != 0 {
+		check(p.Bulk.Players >= 1 && p.Bulk.Players <= 200_000, "--bulk-players must be 1..200000")
+		check(p.Bulk.Service != "", "--bulk-players needs --bulk-service (go build -o /tmp/savesync ./cmd/savesync)")
+		check(p.Bulk.Rate >= 1 && p.Bulk.Rate <= store.MaxBulkRate, "--bulk-rate must be 1..%d", store.MaxBulkRate)
+		check(p.Bulk.KillAt > 0 && p.Bulk.KillAt < 1, "--bulk-kill-at must be between 0 and 1")
+		check(p.Bulk.LiveWorkers >= 1 && p.Bulk.LiveWorkers <= maxWorkers, "--bulk-live-workers must be 1..%d", maxWorkers)
+		check(p.Bulk.LiveFor > 0 && p.Bulk.LiveFor <= maxDuration, "--bulk-live must be above 0 and at most %s", maxDuration)
+		p.Bulk.LivePlayers = max(1, min(p.Bulk.LivePlayers, p.Bulk.Players))
+	}
 	if p.URL != "" {
 		check(p.Emulator != "", "--url needs --emulator (the Firestore emulator the service uses)")
 		check(p.ServerKey != "", "--url needs --server-key")
@@ -184,6 +204,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 	}
 	if err != nil {
 		return err
+	}
+	if p.Bulk.Players > 0 {
+		return runBulk(ctx, p, p.Bulk, stdout)
 	}
 	st, err := startStack(ctx, p)
 	if err != nil {

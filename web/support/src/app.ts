@@ -321,7 +321,10 @@ export class SupportApp {
           (next) => {
             if (this.bulkJobId !== j.jobId) return;
             this.renderBulkJob(next);
-            if (next.state !== "running") void this.loadBulkJobs();
+            if (next.state !== "running") {
+              this.say("info", `BULK_${next.state.toUpperCase()}`, `Job ${next.jobId} is ${next.state}: ${next.done} done, ${next.failed} failed, ${next.skipped} skipped.`);
+              void this.loadBulkJobs();
+            }
           },
           (err: unknown) => this.fail(err),
         );
