@@ -32,6 +32,8 @@ type BulkRunnerOptions struct {
 	// ReadSize is how many players one query of the selection reads (500),
 	// worked through a page at a time.
 	ReadSize int
+	// MaxJobs bounds the jobs this runner works on at once (8).
+	MaxJobs int
 	// Concurrency bounds the players of a page changed at once (8).
 	Concurrency int
 }
@@ -63,6 +65,9 @@ func NewBulkRunner(s *Store, opts BulkRunnerOptions) *BulkRunner {
 	if opts.PageSize <= 0 {
 		opts.PageSize = 50
 	}
+	if opts.MaxJobs <= 0 {
+		opts.MaxJobs = 8
+	}
 	if opts.ReadSize < opts.PageSize {
 		opts.ReadSize = max(500, opts.PageSize)
 	}
@@ -72,13 +77,36 @@ func NewBulkRunner(s *Store, opts BulkRunnerOptions) *BulkRunner {
 	return &BulkRunner{store: s, opts: opts}
 }
 
-// Run works on running jobs until ctx ends. Failures are logged and
-// retried at the next poll.
+// Run works on running jobs until ctx ends, up to MaxJobs at once, each
+// on its own, so a slow job does not hold up the others. Failures are
+// logged and retried at the next poll.
 func (r *BulkRunner) Run(ctx context.Context) error {
 	log := logging.FromContext(ctx)
+	var mu sync.Mutex
+	active := map[string]bool{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("bulk job runner round failed; retrying", "error", err.Error())
+		ids, err := r.runningJobs(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("bulk job runner: listing running jobs failed; retrying", "error", err.Error())
+		}
+		for _, id := range ids {
+			mu.Lock()
+			if active[id] || len(active) >= r.opts.MaxJobs {
+				mu.Unlock()
+				continue
+			}
+			active[id] = true
+			mu.Unlock()
+			wg.Go(func() {
+				if _, err := r.work(ctx, id); err != nil && ctx.Err() == nil {
+					log.Warn("bulk job runner: a job's round failed; retrying", "jobId", id, "error", err.Error())
+				}
+				mu.Lock()
+				delete(active, id)
+				mu.Unlock()
+			})
 		}
 		if err := sleep.For(ctx, r.opts.PollInterval); err != nil {
 			return nil
@@ -86,25 +114,46 @@ func (r *BulkRunner) Run(ctx context.Context) error {
 	}
 }
 
-// RunOnce works on the running jobs whose lease is free, one after the
-// other, each until it is done, paused or cancelled, its lease is lost,
-// or ctx ends. It reports how many jobs it worked on.
+// RunOnce works on the running jobs whose lease is free, at once, each
+// until it is done, paused or cancelled, its lease is lost, or ctx ends.
+// It reports how many jobs it worked on.
 func (r *BulkRunner) RunOnce(ctx context.Context) (int, error) {
-	docs, err := r.store.fs.Collection(bulkJobsCollection).Where("state", "==", BulkRunning).Select().Limit(20).Documents(ctx).GetAll()
+	ids, err := r.runningJobs(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("store.BulkRunner: list running jobs: %w", err)
+		return 0, err
 	}
+	var mu sync.Mutex
+	var errs []error
 	n := 0
-	for _, d := range docs {
-		worked, err := r.work(ctx, d.Ref.ID)
-		if worked {
-			n++
-		}
-		if err != nil {
-			return n, err
-		}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			worked, err := r.work(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if worked {
+				n++
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
 	}
-	return n, nil
+	wg.Wait()
+	return n, errors.Join(errs...)
+}
+
+// runningJobs lists the ids of running jobs.
+func (r *BulkRunner) runningJobs(ctx context.Context) ([]string, error) {
+	docs, err := r.store.fs.Collection(bulkJobsCollection).Where("state", "==", BulkRunning).Select().Limit(100).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("store.BulkRunner: list running jobs: %w", err)
+	}
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.Ref.ID
+	}
+	return ids, nil
 }
 
 // errLeaseLost marks a page whose job another runner took over.

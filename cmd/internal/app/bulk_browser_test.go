@@ -86,9 +86,11 @@ func TestSupportConsoleRunsBulkJobsInChromium(t *testing.T) {
 	tab.waitFor("the results CSV", `document.querySelector("#bulk-results-link").dataset.rows === "3"`)
 
 	// A second draft (a new reason is a new intent) is cancelled.
+	first := eval[string](tab, `document.querySelector("#bulk-job").dataset.jobId`)
 	tab.do("describe another job", chromedp.SendKeys(chromedp.CSS(`#bulk-form [name="reason"]`), " again"),
 		chromedp.Click(chromedp.CSS("#bulk-create")))
-	tab.waitFor("the second draft", `document.querySelector("#bulk-job").dataset.state === "draft" && document.querySelector("#bulk-jobs").children.length === 2`)
+	tab.waitFor("the second draft", fmt.Sprintf(`(j => j.dataset.state === "draft" && j.dataset.jobId !== %q)(document.querySelector("#bulk-job")) &&
+		document.querySelector('#bulk-jobs li[data-job-id=%q][data-state="done"]') !== null`, first, first))
 	tab.do("cancel it", chromedp.Click(chromedp.CSS("#bulk-cancel")))
 	confirmDialog(tab, "bulk-cancel-confirm")
 	tab.waitFor("the cancellation", `document.querySelector("#message").dataset.code === "BULK_CANCEL" && document.querySelector("#bulk-job").dataset.state === "cancelled"`)

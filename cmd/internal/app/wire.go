@@ -337,7 +337,11 @@ func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger) 
 
 	// Every instance may run bulk jobs; each job's lease in Firestore
 	// keeps it to one instance at a time.
-	a.goWork(workCtx, logger, "bulk job runner", store.NewBulkRunner(a.store, store.BulkRunnerOptions{}).Run)
+	if cfg.bulkRunner {
+		a.goWork(workCtx, logger, "bulk job runner", store.NewBulkRunner(a.store, store.BulkRunnerOptions{}).Run)
+	} else {
+		logger.Info("bulk job runner off on this instance (" + envBulkRunner + "=off); another instance must run started jobs")
+	}
 
 	if !cfg.outboxRelay {
 		logger.Info("outbox relay off on this instance (" + envOutboxRelay + "=off); another instance or job must run it")

@@ -221,6 +221,9 @@ func (w *world) bulkJob(path string) string {
 		s.t.Fatalf("create a bulk job: %s %s", r.summary(), r.body)
 	}
 	id, _ := r.object()["job"].(map[string]any)["jobId"].(string)
+	// Cancelled when the test ends, so no later test's service (same
+	// project) spends its runner on these slow jobs.
+	s.t.Cleanup(func() { s.call("POST", "/v1/admin/bulk-jobs/"+id+"/cancel", admin, nil) })
 	var steps []string
 	switch {
 	case strings.HasSuffix(path, "/pause"):
