@@ -53,10 +53,14 @@ type BulkReport struct {
 	LiveWithJob LiveReport `json:"liveWithJob"`
 	// Job figures: wall time from start to done (the restart included),
 	// players per second over the runs before and after the kill.
-	JobSeconds        float64       `json:"jobSeconds"`
-	PlayersPerSecond  float64       `json:"playersPerSecond"`
-	BeforeKillRate    float64       `json:"beforeKillRate"`
-	KilledAtMatched   int64         `json:"killedAtMatched"`
+	JobSeconds       float64 `json:"jobSeconds"`
+	PlayersPerSecond float64 `json:"playersPerSecond"`
+	BeforeKillRate   float64 `json:"beforeKillRate"`
+	KilledAtMatched  int64   `json:"killedAtMatched"`
+	// PausedAtMatched is where a pause held the job; PauseHeld whether
+	// nothing moved while it was paused (3 s).
+	PausedAtMatched   int64         `json:"pausedAtMatched"`
+	PauseHeld         bool          `json:"pauseHeld"`
 	RestartSeconds    float64       `json:"restartSeconds"`
 	Job               store.BulkJob `json:"job"`
 	PlayersChecked    int           `json:"playersChecked"`
@@ -83,8 +87,9 @@ const bulkFirstUser = 5_000_000_001
 
 // runBulk measures a bulk job over many players on the local stack: the
 // Firestore emulator in this process, the service as a separate process
-// (--bulk-service, a built savesync), killed with SIGKILL mid-job and
-// started again on the same emulator. It reports players per second, the
+// (--bulk-service, a built savesync); the job is paused and resumed, and
+// the service killed with SIGKILL mid-job and started again on the same
+// emulator. It reports players per second, the
 // latency of live mutations with and without the job, and checks that
 // every player was changed exactly once and the ledger invariants hold.
 func runBulk(ctx context.Context, p params, bp bulkParams, stdout io.Writer) error {
@@ -149,6 +154,10 @@ func runBulk(ctx context.Context, p params, bp bulkParams, stdout io.Writer) err
 	// KillAt of the players.
 	rep.LiveWithJob = c.live(ctx, bp, bp.LiveFor)
 	fmt.Fprintf(stdout, "live with the job: %+v\n", rep.LiveWithJob)
+	if err := pauseAndResume(ctx, st, job.JobID, &rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "paused at %d players (held: %v), resumed\n", rep.PausedAtMatched, rep.PauseHeld)
 	killAt := int64(float64(bp.Players) * bp.KillAt)
 	for {
 		j, err := st.GetBulkJob(ctx, job.JobID)
@@ -203,10 +212,47 @@ func runBulk(ctx context.Context, p params, bp bulkParams, stdout io.Writer) err
 			return err
 		}
 	}
-	if len(rep.NotChangedOnce) > 0 || len(rep.InvariantFailures) > 0 || rep.Job.Done != int64(bp.Players) {
+	if len(rep.NotChangedOnce) > 0 || len(rep.InvariantFailures) > 0 || rep.Job.Done != int64(bp.Players) || !rep.PauseHeld {
 		return errViolations
 	}
 	return nil
+}
+
+// pauseAndResume pauses a running job, waits for the runner to stop at
+// its page's end, checks that nothing moves for 3 s, and resumes it.
+func pauseAndResume(ctx context.Context, st *store.Store, jobID string, rep *BulkReport) error {
+	j, err := st.ChangeBulkJob(ctx, jobID, store.BulkPause)
+	if store.BulkDone == j.State || err != nil {
+		return err
+	}
+	// The runner records the page it was on, then stops.
+	for last := int64(-1); ; {
+		if err := sleep.For(ctx, time.Second); err != nil {
+			return err
+		}
+		j, err := st.GetBulkJob(ctx, jobID)
+		if err != nil {
+			return err
+		}
+		if j.Matched == last {
+			break
+		}
+		last = j.Matched
+	}
+	before, err := st.GetBulkJob(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	if err := sleep.For(ctx, 3*time.Second); err != nil {
+		return err
+	}
+	after, err := st.GetBulkJob(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	rep.PausedAtMatched, rep.PauseHeld = before.Matched, before.Matched == after.Matched && after.State == store.BulkPaused
+	_, err = st.ChangeBulkJob(ctx, jobID, store.BulkResume)
+	return err
 }
 
 // checkBulk reads every player and ledger entry, page by page in name

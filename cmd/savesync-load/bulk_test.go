@@ -14,8 +14,8 @@ import (
 )
 
 // TestRunBulkSurvivesAKill runs the bulk job measurement on 300 players:
-// the service, built and run as its own process, is killed with SIGKILL
-// mid-job and started again on the same emulator; the job must finish
+// the job is paused and resumed; the service, built and run as its own
+// process, is killed with SIGKILL mid-job and started again on the same emulator; the job must finish
 // with every player changed exactly once and the invariants holding.
 func TestRunBulkSurvivesAKill(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "savesync")
@@ -46,6 +46,9 @@ func TestRunBulkSurvivesAKill(t *testing.T) {
 	got := []any{rep.Job.State, rep.Job.Done, rep.PlayersChecked, rep.ChangedOnce, len(rep.NotChangedOnce), len(rep.InvariantFailures)}
 	if diff := cmp.Diff([]any{"done", int64(300), 300, 300, 0, 0}, got); diff != "" {
 		t.Errorf("state, done, checked, changed once, not once, violations (-want +got):\n%s\n%s", diff, stdout.String())
+	}
+	if !rep.PauseHeld || rep.PausedAtMatched == 0 || rep.PausedAtMatched >= 300 {
+		t.Errorf("paused at %d players, held %v; want a pause mid-job that holds", rep.PausedAtMatched, rep.PauseHeld)
 	}
 	if rep.KilledAtMatched >= 300 {
 		t.Errorf("the service was killed after the job finished (%d players); the kill must come mid-job", rep.KilledAtMatched)
