@@ -20,9 +20,10 @@ import (
 
 // AdminAPI serves the support and admin tools: ledger search and export,
 // the save at any version and diffs between versions, compensations and
-// refunds, restores, and erasure (with Roblox's right-to-erasure webhook).
-// Staff sign in with Firebase and carry a role claim: RoleSupport may read
-// and compensate; RoleAdmin may also restore and erase. Every change is a
+// refunds, restores, erasure (with Roblox's right-to-erasure webhook), and
+// bulk jobs that change many players at once. Staff sign in with Firebase
+// and carry a role claim: RoleSupport may read and compensate; RoleAdmin
+// may also restore, erase and run bulk jobs. Every change is a
 // ledger entry naming the operator as an admin actor.
 type AdminAPI struct {
 	store *store.Store
@@ -85,6 +86,7 @@ func (a *AdminAPI) Register(r gin.IRouter) {
 	admin := staff.Group("", RequireRole(RoleAdmin))
 	admin.POST("/players/:userId/restore", handle(a.postRestore))
 	admin.DELETE("/players/:userId", handle(a.deletePlayer))
+	a.registerBulk(admin)
 }
 
 // asOperator makes the signed-in staff member the actor of the request.

@@ -26,6 +26,8 @@ var statusByCode = map[save.Code]int{
 	save.CodeNotOwned:             http.StatusUnprocessableEntity,
 	save.CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
 	save.CodeAlreadyApplied:       http.StatusConflict,
+	save.CodeFailedPrecondition:   http.StatusConflict,
+	save.CodeSelectionEmpty:       http.StatusUnprocessableEntity,
 	save.CodeSaveMigrationFailed:  http.StatusUnprocessableEntity,
 	save.CodeRequestTooLarge:      http.StatusRequestEntityTooLarge,
 	save.CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,

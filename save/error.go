@@ -42,6 +42,13 @@ const (
 	// only once per player (refunding one purchase) and it has been done;
 	// details name the ledger entry that did it.
 	CodeAlreadyApplied Code = "ALREADY_APPLIED"
+	// CodeFailedPrecondition means the thing asked for cannot happen in the
+	// resource's present state, such as starting a bulk job that is
+	// already running; details.state says what the state is.
+	CodeFailedPrecondition Code = "FAILED_PRECONDITION"
+	// CodeSelectionEmpty means a bulk job's selection matches no player, so
+	// starting it would do nothing; change the selection.
+	CodeSelectionEmpty Code = "SELECTION_EMPTY"
 	// CodeSaveMigrationFailed means the stored save could not be migrated to the
 	// current schema; details name the step and field. The stored save is untouched.
 	CodeSaveMigrationFailed Code = "SAVE_MIGRATION_FAILED"

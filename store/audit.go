@@ -35,8 +35,10 @@ type AuditQuery struct {
 // plus the idempotency key and the game server's job id.
 type AuditEntry struct {
 	save.LedgerEntry
-	IdempotencyKey  string `json:"idempotencyKey"`
-	JobID           string `json:"jobId,omitempty"`
+	IdempotencyKey string `json:"idempotencyKey"`
+	JobID          string `json:"jobId,omitempty"`
+	// BulkJobID names the bulk job that made the change, when one did.
+	BulkJobID       string `json:"bulkJobId,omitempty"`
 	ExpectedVersion *int64 `json:"expectedVersion,omitempty"`
 	// Response is the stored answer to the request, for replays.
 	Response string `json:"-"`

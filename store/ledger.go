@@ -26,6 +26,7 @@ type ledgerDoc struct {
 	RequestHash     string
 	Actor           save.Actor
 	JobID           string // the writing game server, when the writer is one
+	BulkJobID       string // the bulk job that wrote it, when one did
 	Reason          string
 	ExpectedVersion *int64
 	Ops             []any // the request's ops as a JSON-like tree
@@ -65,6 +66,8 @@ const (
 	LedgerKindRefund = "refund"
 	// LedgerKindRestore is an administrator's restore to an earlier version.
 	LedgerKindRestore = "restore"
+	// LedgerKindBulk is one player's change by an administrator's bulk job.
+	LedgerKindBulk = "bulk"
 )
 
 // Paths of the ledger fields that queries and updates name; fields and
@@ -135,6 +138,9 @@ func (d ledgerDoc) fields() (map[string]*firestorepb.Value, error) {
 	if !d.ExpireAt.IsZero() {
 		m["expireAt"] = d.ExpireAt
 	}
+	if d.BulkJobID != "" {
+		m["bulkJobId"] = d.BulkJobID
+	}
 	return encodeFields(m)
 }
 
@@ -163,6 +169,7 @@ func decodeLedgerDoc(id string, d map[string]any) ledgerDoc {
 		IdempotencyKey: asString(d[ledgerIdempotencyKey]),
 		RequestHash:    asString(d["requestHash"]),
 		JobID:          asString(d["jobId"]),
+		BulkJobID:      asString(d["bulkJobId"]),
 		Reason:         asString(d["reason"]),
 		VersionBefore:  asInt(d["versionBefore"]),
 		Version:        asInt(d[ledgerVersion]),
@@ -253,6 +260,7 @@ func (d ledgerDoc) auditEntry() AuditEntry {
 		LedgerEntry:     d.entry(),
 		IdempotencyKey:  d.IdempotencyKey,
 		JobID:           d.JobID,
+		BulkJobID:       d.BulkJobID,
 		ExpectedVersion: d.ExpectedVersion,
 		Response:        d.Response,
 	}
@@ -419,6 +427,7 @@ func (s *Store) ledgerWrite(p Player, pm *pendingMutation, out save.Outcome, bod
 		RequestHash:     pm.hash,
 		Actor:           pm.req.Actor,
 		JobID:           pm.req.JobID,
+		BulkJobID:       pm.req.BulkJobID,
 		Reason:          pm.req.Mutation.Reason,
 		ExpectedVersion: pm.req.Mutation.ExpectedVersion,
 		VersionBefore:   out.VersionBefore,

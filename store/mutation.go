@@ -22,8 +22,11 @@ type MutationRequest struct {
 	Mutation       save.Mutation
 	// Kind is what the ledger entry says wrote it: LedgerKindMutation
 	// when empty, LedgerKindCompensation, LedgerKindRefund or
-	// LedgerKindRestore for support's fixes.
+	// LedgerKindRestore for support's fixes, LedgerKindBulk for a bulk job.
 	Kind string
+	// BulkJobID names the bulk job making the change, recorded on the
+	// ledger entry.
+	BulkJobID string
 	// Once, when set, names something this mutation may do only once for
 	// the player, whoever asks and under whatever key (the refund of one
 	// purchase). The transaction records it beside the ledger entry; a later

@@ -21,6 +21,8 @@ import (
 //	erasures/{recordId}                 an erased player's record, without the user id
 //	erasures/{recordId}/requests/{key}  the claim of one erasure request
 //	relay/lease                         the outbox relay's lease
+//	bulkJobs/{jobId}                    a bulk job: definition, state, progress, runner lease
+//	bulkJobs/{jobId}/results/{userId}   one player's outcome in a bulk job
 const (
 	playersCollection         = "players"
 	ledgerCollection          = "ledger"
@@ -31,6 +33,8 @@ const (
 	eventTicketsCollection    = "eventTickets"
 	erasuresCollection        = "erasures"
 	erasureRequestsCollection = "requests"
+	bulkJobsCollection        = "bulkJobs"
+	bulkResultsCollection     = "results"
 	// relayLeasePath is the one document that says which instance drains
 	// the outbox. One drainer at a time keeps each player's events in order
 	// on the topics and costs one lease write per TTL/2 instead of a claim

@@ -26,6 +26,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/savesync/savesync/store"
 )
 
 func main() {
@@ -80,6 +82,8 @@ type params struct {
 	SampleEvery   time.Duration `json:"sampleEvery"`
 	DrainTimeout  time.Duration `json:"drainTimeout"`
 	AckDeadline   time.Duration `json:"ackDeadline"`
+	// Bulk, with Players > 0, runs the bulk job measurement instead (bulk.go).
+	Bulk bulkParams `json:"-"`
 }
 
 // Bounds keep every run finite whatever the flags say.
@@ -138,6 +142,13 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	fs.DurationVar(&p.SampleEvery, "sample-every", 2*time.Second, "interval of the memory and file-descriptor samples of each process (with --instances)")
 	fs.DurationVar(&p.AckDeadline, "ack-deadline", 60*time.Second, "with --events, the ack deadline of the forwarder's Pub/Sub subscription (the service creates it with 60s): how soon a crashed forwarder's invalidations go to another instance")
 	fs.DurationVar(&p.DrainTimeout, "drain-timeout", 2*time.Minute, "with --events, how long to wait at the end for the outbox and the forwarder to deliver everything")
+	fs.IntVar(&p.Bulk.Players, "bulk-players", 0, "measure a bulk job over this many players instead (needs --bulk-service)")
+	fs.IntVar(&p.Bulk.Rate, "bulk-rate", store.DefaultBulkRate, "the bulk job's players per second")
+	fs.StringVar(&p.Bulk.Service, "bulk-service", "", "a built savesync binary, run as a process and killed mid-job")
+	fs.Float64Var(&p.Bulk.KillAt, "bulk-kill-at", 0.4, "kill the service once this share of the players is done")
+	fs.IntVar(&p.Bulk.LiveWorkers, "bulk-live-workers", 8, "concurrent live callers measured with and without the job")
+	fs.DurationVar(&p.Bulk.LiveFor, "bulk-live", 20*time.Second, "length of each live latency window")
+	fs.IntVar(&p.Bulk.LivePlayers, "bulk-live-players", 1000, "players the live callers mutate (the first of the bulk players)")
 	if err := fs.Parse(args); err != nil {
 		return params{}, fmt.Errorf("%w\nflags:\n%s", err, flagUsage(fs))
 	}
@@ -183,6 +194,15 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	}
 	if p.URL != "" {
 		check(!p.Events && p.Latency == 0 && p.Jitter == 0, "--events, --latency and --jitter need the tool to start the service (leave out --url)")
+	}
+	if p.Bulk.Players != 0 {
+		check(p.Bulk.Players >= 1 && p.Bulk.Players <= 200_000, "--bulk-players must be 1..200000")
+		check(p.Bulk.Service != "", "--bulk-players needs --bulk-service (go build -o /tmp/savesync ./cmd/savesync)")
+		check(p.Bulk.Rate >= 1 && p.Bulk.Rate <= store.MaxBulkRate, "--bulk-rate must be 1..%d", store.MaxBulkRate)
+		check(p.Bulk.KillAt > 0 && p.Bulk.KillAt < 1, "--bulk-kill-at must be between 0 and 1")
+		check(p.Bulk.LiveWorkers >= 1 && p.Bulk.LiveWorkers <= maxWorkers, "--bulk-live-workers must be 1..%d", maxWorkers)
+		check(p.Bulk.LiveFor > 0 && p.Bulk.LiveFor <= maxDuration, "--bulk-live must be above 0 and at most %s", maxDuration)
+		p.Bulk.LivePlayers = max(1, min(p.Bulk.LivePlayers, p.Bulk.Players))
 	}
 	if p.URL != "" {
 		check(p.Emulator != "", "--url needs --emulator (the Firestore emulator the service uses)")
@@ -237,6 +257,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 	}
 	if err != nil {
 		return err
+	}
+	if p.Bulk.Players > 0 {
+		return runBulk(ctx, p, p.Bulk, stdout)
 	}
 	st, err := startStack(ctx, p)
 	if err != nil {

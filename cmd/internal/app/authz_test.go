@@ -63,6 +63,14 @@ GET /v1/admin/players/{userId}/diff             | 401  | 401     | 401   | 401  
 POST /v1/admin/players/{userId}/compensations   | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | 2xx     | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 POST /v1/admin/players/{userId}/restore         | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 DELETE /v1/admin/players/{userId}               | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+POST /v1/admin/bulk-jobs                        | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+GET /v1/admin/bulk-jobs                         | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+GET /v1/admin/bulk-jobs/{bulkJobId}             | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+POST /v1/admin/bulk-jobs/{bulkJobId}/start      | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+POST /v1/admin/bulk-jobs/{bulkJobId}/pause      | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+POST /v1/admin/bulk-jobs/{bulkJobId}/resume     | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+POST /v1/admin/bulk-jobs/{bulkJobId}/cancel     | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
+GET /v1/admin/bulk-jobs/{bulkJobId}/results     | 401  | 401     | 401   | 401    | 401  | 401     | RR     | RR       | RR      | 2xx   | 401     | 401     | 401      | 401     | 401 | 401  | 401     | 401
 POST /v1/webhooks/roblox                        | 401  | 401     | 401   | 401    | 401  | 401     | 401    | 401      | 401     | 401   | 401     | 401     | 401      | 401     | 401 | 2xx  | 401     | 401
 `
 

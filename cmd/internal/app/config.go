@@ -52,6 +52,7 @@ const (
 	envWebhookSecret         = "SAVESYNC_ROBLOX_WEBHOOK_SECRET"
 	envErasureKey            = "SAVESYNC_ERASURE_KEY"
 	envOutboxRelay           = "SAVESYNC_OUTBOX_RELAY"
+	envBulkRunner            = "SAVESYNC_BULK_RUNNER"
 	envCORSOrigins           = "SAVESYNC_CORS_ORIGINS"
 	envTraces                = "SAVESYNC_TRACES"
 	envTraceSampleRatio      = "SAVESYNC_TRACE_SAMPLE_RATIO"
@@ -90,6 +91,7 @@ var envTable = []struct{ name, def string }{
 	{envWebhookSecret, ""},
 	{envErasureKey, ""},
 	{envOutboxRelay, "on"},
+	{envBulkRunner, "on"},
 	{envCORSOrigins, ""},
 	{envTraces, ""},
 	{envTraceSampleRatio, "1"},
@@ -212,6 +214,8 @@ type config struct {
 	erasureKey string
 	// outboxRelay runs the outbox relay on this instance.
 	outboxRelay bool
+	// bulkRunner runs the bulk job runner on this instance.
+	bulkRunner bool
 	// corsOrigins are the browser origins allowed to call the companion and
 	// admin routes (none: no browser access).
 	corsOrigins []string
@@ -330,6 +334,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case "off":
 	default:
 		r.bad(envOutboxRelay, v, "set on or off")
+	}
+	switch v := r.get(envBulkRunner); v {
+	case "on":
+		c.bulkRunner = true
+	case "off":
+	default:
+		r.bad(envBulkRunner, v, "set on or off")
 	}
 
 	c.corsOrigins = r.corsOrigins(envCORSOrigins, c.cloud)

@@ -144,6 +144,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"universe id not a number", map[string]string{envRobloxUniverseID: "abc"}, envRobloxUniverseID},
 		{"api key without universe", map[string]string{envRobloxAPIKey: "secret"}, envRobloxUniverseID},
 		{"outbox relay neither on nor off", map[string]string{envOutboxRelay: "yes"}, envOutboxRelay},
+		{"bulk runner neither on nor off", map[string]string{envBulkRunner: "yes"}, envBulkRunner},
 		{"auth emulator in Google Cloud", map[string]string{envProject: "my-studio-prod", envServerKeys: "1:" + validHash, envErasureKey: validErasureKey, envAuthEmulatorHost: "127.0.0.1:9099"}, envAuthEmulatorHost},
 		{"auth emulator on another machine", map[string]string{envAuthEmulatorHost: "10.0.0.5:9099"}, envAuthEmulatorHost},
 		{"auth emulator on a host name", map[string]string{envAuthEmulatorHost: "auth.example.com:9099"}, envAuthEmulatorHost},

@@ -29,6 +29,7 @@ func startSupportStack(t testing.TB) *companionStack {
 	s := &companionStack{vars: vars, page: serveCompanion(t, dist, "http://127.0.0.1:"+port, vars[envAuthEmulatorHost])}
 	vars[envPort] = port
 	vars[envCORSOrigins] = s.page
+	vars[envBulkRunner] = "on"
 	s.run = runService(t, vars)
 	t.Cleanup(func() { s.run.stop(t) })
 	s.apiStack = newAPIStack(t, vars, s.run)

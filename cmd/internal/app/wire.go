@@ -380,9 +380,9 @@ func (a *App) StopStreams() {
 }
 
 // startEvents creates the event topics and the forwarder's subscription
-// where the service owns them, and starts the outbox relay and, when an Open
-// Cloud key is configured, the forwarder to Roblox. They stop when the app
-// closes.
+// where the service owns them, and starts the background workers: the bulk
+// job runner, the outbox relay and, when an Open Cloud key is configured,
+// the forwarder to Roblox. They stop when the app closes.
 func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger) error {
 	topics := []string{cfg.invalidationTopic, cfg.auditTopic, events.DefaultDeadLetterTopic}
 	subscription := events.SubscriptionConfig{Name: events.DefaultInvalidationSubscription, Topic: cfg.invalidationTopic, Ordered: true}
@@ -401,6 +401,14 @@ func (a *App) startEvents(ctx context.Context, cfg config, logger *slog.Logger) 
 		a.workers.Wait()
 		return nil
 	})
+
+	// Every instance may run bulk jobs; each job's lease in Firestore
+	// keeps it to one instance at a time.
+	if cfg.bulkRunner {
+		a.goWork(workCtx, logger, "bulk job runner", store.NewBulkRunner(a.store, store.BulkRunnerOptions{}).Run)
+	} else {
+		logger.Info("bulk job runner off on this instance (" + envBulkRunner + "=off); another instance must run started jobs")
+	}
 
 	if !cfg.outboxRelay {
 		logger.Info("outbox relay off on this instance (" + envOutboxRelay + "=off); another instance or job must run it")

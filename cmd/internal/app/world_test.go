@@ -200,6 +200,45 @@ func (w *world) repair() {
 	w.creds[callerLinked] = bearerOf(w.linked.IDToken)
 }
 
+// bulkJob makes a bulk job in the state the route acts on (a draft to
+// start or cancel, a running job to pause, a paused one to resume) and
+// returns its id. Its players have no save and its rate is one a second,
+// so it stays running while the route is called and changes nothing.
+func (w *world) bulkJob(path string) string {
+	s := w.s
+	s.t.Helper()
+	admin := bearerOf(w.admin.IDToken)
+	ids := make([]int64, 60)
+	for i := range ids {
+		ids[i] = 9_990_000_001 + int64(i)
+	}
+	r := s.call("POST", "/v1/admin/bulk-jobs", admin, map[string]any{
+		"selection": map[string]any{"kind": "ids", "userIds": ids},
+		"ops":       []any{map[string]any{"op": "currency.add", "currency": "gems", "amount": 1}},
+		"reason":    "contract test", "ticket": "T-1", "rate": 1,
+	}, "Idempotency-Key", uuid.NewString())
+	if r.status != http.StatusCreated {
+		s.t.Fatalf("create a bulk job: %s %s", r.summary(), r.body)
+	}
+	id, _ := r.object()["job"].(map[string]any)["jobId"].(string)
+	// Cancelled when the test ends, so no later test's service (same
+	// project) spends its runner on these slow jobs.
+	s.t.Cleanup(func() { s.call("POST", "/v1/admin/bulk-jobs/"+id+"/cancel", admin, nil) })
+	var steps []string
+	switch {
+	case strings.HasSuffix(path, "/pause"):
+		steps = []string{"start"}
+	case strings.HasSuffix(path, "/resume"):
+		steps = []string{"start", "pause"}
+	}
+	for _, step := range steps {
+		if r := s.call("POST", "/v1/admin/bulk-jobs/"+id+"/"+step, admin, nil); r.status != http.StatusOK {
+			s.t.Fatalf("%s bulk job %s: %s %s", step, id, r.summary(), r.body)
+		}
+	}
+	return id
+}
+
 // targetOf is the player a caller's request is about: own or other.
 func (w *world) targetOf(own bool) target {
 	if own {
@@ -218,11 +257,15 @@ type builder struct {
 	tgt target
 	// code is the link code path parameters get.
 	code string
+	// op and caller are the request being built.
+	op     apiOperation
+	caller callerKind
 }
 
 // request builds the valid request of op for a caller.
 func (b *builder) request(op apiOperation, caller callerKind) apiRequest {
 	r := apiRequest{method: op.Method, header: http.Header{}, caller: caller, what: "valid"}
+	b.op, b.caller = op, caller
 	path := op.Path
 	query := url.Values{}
 	for _, p := range op.Params {
@@ -265,6 +308,11 @@ func (b *builder) param(p apiParam) (string, bool) {
 		return b.tgt.job, true
 	case "code":
 		return b.code, true
+	case "bulkJobId":
+		if b.caller != callerAdmin {
+			return "bj0000000000000000000000", true // refused before the job is looked up
+		}
+		return b.w.bulkJob(b.op.Path), true
 	case "key":
 		return "volume", true
 	case "collection":

@@ -1,6 +1,11 @@
 import { ApiError } from "./errors";
 import { EventStream, type EventHandlers, type EventStreamOptions } from "./events";
 import type {
+  BulkAction,
+  BulkJob,
+  BulkJobCreated,
+  BulkJobPage,
+  BulkJobRequest,
   Catalog,
   EventTicket,
   AdminLedgerQuery,
@@ -263,6 +268,36 @@ export class SavesyncClient {
   /** DELETE /v1/admin/players/{userId}: erases a player's save and personal data (admin). */
   erase(userId: number, opts?: WriteOptions): Promise<Written<Erasure>> {
     return this.write<Erasure>({ method: "DELETE", path: `/v1/admin/players/${userId}` }, opts);
+  }
+
+  /** POST /v1/admin/bulk-jobs with dryRun: what a bulk job would do, with nothing written (admin). */
+  async previewBulkJob(req: BulkJobRequest, opts?: CallOptions): Promise<BulkJobCreated> {
+    return (await this.send<BulkJobCreated>({ method: "POST", path: "/v1/admin/bulk-jobs", body: { ...req, dryRun: true } }, opts)).body;
+  }
+
+  /** POST /v1/admin/bulk-jobs: creates a bulk job as a draft, with its preview (admin). */
+  createBulkJob(req: BulkJobRequest, opts?: WriteOptions): Promise<Written<BulkJobCreated>> {
+    return this.write<BulkJobCreated>({ method: "POST", path: "/v1/admin/bulk-jobs", body: req }, opts);
+  }
+
+  /** GET /v1/admin/bulk-jobs: a page of bulk jobs, newest first (admin). */
+  async listBulkJobs(query: { cursor?: string; limit?: number } = {}, opts?: CallOptions): Promise<BulkJobPage> {
+    return (await this.send<BulkJobPage>({ method: "GET", path: "/v1/admin/bulk-jobs", query }, opts)).body;
+  }
+
+  /** GET /v1/admin/bulk-jobs/{bulkJobId}: a bulk job's progress (admin). */
+  async getBulkJob(jobId: string, opts?: CallOptions): Promise<BulkJob> {
+    return (await this.send<BulkJob>({ method: "GET", path: `/v1/admin/bulk-jobs/${encodeURIComponent(jobId)}` }, opts)).body;
+  }
+
+  /** POST /v1/admin/bulk-jobs/{bulkJobId}/{action}: starts, pauses, resumes or cancels a bulk job (admin). */
+  async changeBulkJob(jobId: string, action: BulkAction, opts?: CallOptions): Promise<BulkJob> {
+    return (await this.send<BulkJob>({ method: "POST", path: `/v1/admin/bulk-jobs/${encodeURIComponent(jobId)}/${action}` }, opts)).body;
+  }
+
+  /** GET /v1/admin/bulk-jobs/{bulkJobId}/results: the per-player outcomes as CSV text (admin). */
+  async bulkJobResultsCsv(jobId: string, opts?: CallOptions): Promise<string> {
+    return (await this.send<string>({ method: "GET", path: `/v1/admin/bulk-jobs/${encodeURIComponent(jobId)}/results`, text: true }, opts)).body;
   }
 
   /** Sends a write under its idempotency key and reads Idempotent-Replayed. */

@@ -1606,6 +1606,392 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/bulk-jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Admin: bulk jobs, newest first. */
+        get: {
+            parameters: {
+                query?: {
+                    cursor?: string;
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of jobs. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJobPage"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        /**
+         * Admin: preview a bulk job, or create it as a draft with its preview.
+         * @description A bulk job changes many players, each with one mutation through the
+         *     normal path (validation, floors and caps, group commit, invalidation
+         *     of the server holding the player), under a key derived from the job
+         *     and the player, so it never applies twice. Every change is a ledger
+         *     entry of kind `bulk` naming the job (`bulkJobId`), the reason and the
+         *     ticket.
+         *
+         *     **Selection** (`selection.kind`): `all` players; `ids` (an explicit
+         *     or uploaded list in `userIds`, at most 20,000); `save`, a condition on
+         *     one stored balance (`field` such as `currencies.coins`, `cmp` one of
+         *     `>`, `>=`, `<`, `<=`, `==`, and an integer `value`); `ledger`, the
+         *     players with a ledger entry holding op `op` (and `target`, the
+         *     currency, stat or item it names), optionally from one actor
+         *     (`actorKind`, `actorId`) and between `from` (inclusive) and `to`
+         *     (exclusive, default: when the job was created).
+         *
+         *     **Ops**: delta, collection and settings ops as in a compensation;
+         *     versioned ops and purchases are refused (`403 PERMISSION_DENIED`).
+         *     The `amount` (currency.add, stat.add, xp.add) or `count` (item.grant,
+         *     item.consume) may be a string expression over integers and the names
+         *     `held` (the player's balance of what the op names) and `granted` (for
+         *     a ledger selection: the sum of the amounts or counts of the player's
+         *     matching ops), with unary `-`, `+ - *`, parentheses, `min(a, b)` and
+         *     `max(a, b)`. `{"op":"item.consume","item":"goldenHammer","count":"min(granted, held)"}`
+         *     takes back what the entries granted, as far as still held. An op
+         *     whose amount comes to 0 (a count to 0 or less) is left out; a player
+         *     whose ops all drop out is `skipped`. A player the ops would push below
+         *     a floor or above a cap is `failed` with the code, never clamped.
+         *
+         *     **Dry run** (`dryRun: true`): nothing is written; the preview counts
+         *     the matches and evaluates the first 1,000 players (sample, outcomes,
+         *     total effect by path). Creating needs an `Idempotency-Key`; the same
+         *     administrator's retry answers the same job.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /** @description Optional on this route; when sent, a retry under it is recognised as the same request. */
+                    "Idempotency-Key"?: components["parameters"]["IdempotencyKeyOptional"];
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        selection: components["schemas"]["BulkSelection"];
+                        /** @description Ops as in a mutation; amount or count may be an expression string. */
+                        ops: {
+                            [key: string]: unknown;
+                        }[];
+                        reason: string;
+                        ticket: string;
+                        /**
+                         * @description Players per second.
+                         * @default 100
+                         */
+                        rate?: number;
+                        /** @default false */
+                        dryRun?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description The preview of a dry run (`{preview}`), or the job created first under this key (Idempotent-Replayed: true). */
+                200: {
+                    headers: {
+                        "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJobCreated"];
+                    };
+                };
+                /** @description The draft job and its preview. */
+                201: {
+                    headers: {
+                        "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJobCreated"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/bulk-jobs/{bulkJobId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Admin: a bulk job's definition and progress. */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    bulkJobId: components["parameters"]["BulkJobId"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The job. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJob"];
+                    };
+                };
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/bulk-jobs/{bulkJobId}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Admin: start a draft job; a runner takes it within a second.
+         * @description `422 SELECTION_EMPTY` when the selection matches no player now; `409 FAILED_PRECONDITION` when the job is not a draft (a second start).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    bulkJobId: components["parameters"]["BulkJobId"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The job, running. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJob"];
+                    };
+                };
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/bulk-jobs/{bulkJobId}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Admin: pause a running job; the runner stops after its current page (at most 50 players). */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    bulkJobId: components["parameters"]["BulkJobId"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The job, paused. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJob"];
+                    };
+                };
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/bulk-jobs/{bulkJobId}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Admin: resume a paused job from where it stopped. */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    bulkJobId: components["parameters"]["BulkJobId"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The job, running. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJob"];
+                    };
+                };
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/bulk-jobs/{bulkJobId}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Admin: cancel a job for good; what it changed stays changed. */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    bulkJobId: components["parameters"]["BulkJobId"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The job, cancelled. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BulkJob"];
+                    };
+                };
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/bulk-jobs/{bulkJobId}/results": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Admin: a job's per-player outcomes as CSV, in user id order.
+         * @description Columns: userId, outcome (`done`, `failed`, `skipped`), code, message,
+         *     entryId, version, changes (JSON list of `{path, old, new}`), at. Cells
+         *     a spreadsheet would run as a formula get a leading `'`, as in the
+         *     ledger export.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    bulkJobId: components["parameters"]["BulkJobId"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description text/csv */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/csv": string;
+                    };
+                };
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/webhooks/roblox": {
         parameters: {
             query?: never;
@@ -1724,10 +2110,10 @@ export interface components {
         LedgerEntry: {
             entryId: string;
             /**
-             * @description What wrote the entry: an ordinary mutation (game server, companion), or support's compensation, refund or restore.
+             * @description What wrote the entry: an ordinary mutation (game server, companion), support's compensation, refund or restore, or an administrator's bulk job (bulkJobId names it).
              * @enum {string}
              */
-            kind: "mutation" | "compensation" | "refund" | "restore";
+            kind: "mutation" | "compensation" | "refund" | "restore" | "bulk";
             /** Format: int64 */
             version: number;
             /** Format: int64 */
@@ -1739,6 +2125,8 @@ export interface components {
             ops: components["schemas"]["Op"][];
             changes: components["schemas"]["Change"][];
             changedPaths: string[];
+            /** @description In support's search: the bulk job that wrote the entry (kind bulk). */
+            bulkJobId?: string;
         };
         LedgerPage: {
             entries: components["schemas"]["LedgerEntry"][];
@@ -1826,6 +2214,115 @@ export interface components {
             /** Format: int64 */
             userId: number;
         };
+        BulkSelection: {
+            /** @enum {string} */
+            kind: "all" | "ids" | "save" | "ledger";
+            userIds?: number[];
+            /** @description save: currencies.<id>, stats.<id> or items.<id> */
+            field?: string;
+            /** @enum {string} */
+            cmp?: ">" | ">=" | "<" | "<=" | "==";
+            /** Format: int64 */
+            value?: number;
+            /** @description ledger: the op kind the entries hold, e.g. item.grant */
+            op?: string;
+            /** @description ledger: the currency, stat or item the op names */
+            target?: string;
+            /** @enum {string} */
+            actorKind?: "server" | "companion" | "admin" | "system";
+            actorId?: string;
+            /** Format: date-time */
+            from?: string;
+            /** Format: date-time */
+            to?: string;
+        };
+        BulkJob: {
+            jobId: string;
+            /** @enum {string} */
+            state: "draft" | "running" | "paused" | "cancelled" | "done";
+            selection: components["schemas"]["BulkSelection"];
+            ops: {
+                [key: string]: unknown;
+            }[];
+            reason: string;
+            ticket: string;
+            actor: components["schemas"]["Actor"];
+            /** @description Configured players per second. */
+            rate: number;
+            /** @description Players per second over the runner's last page. */
+            measuredRate: number;
+            /**
+             * Format: int64
+             * @description Players the dry run matched at creation.
+             */
+            estimate: number;
+            estimateExact: boolean;
+            /**
+             * Format: int64
+             * @description Players worked through so far (done + failed + skipped).
+             */
+            matched: number;
+            /** Format: int64 */
+            done: number;
+            /** Format: int64 */
+            failed: number;
+            /** Format: int64 */
+            skipped: number;
+            /** @description Total committed change by path */
+            effect: {
+                [key: string]: number;
+            };
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** Format: date-time */
+            startedAt?: string;
+            /** Format: date-time */
+            finishedAt?: string;
+        };
+        BulkJobPage: {
+            jobs: components["schemas"]["BulkJob"][];
+            /** @description Absent on the last page. */
+            nextCursor?: string;
+        };
+        BulkResult: {
+            /** Format: int64 */
+            userId: number;
+            /** @enum {string} */
+            outcome: "done" | "failed" | "skipped";
+            code?: string;
+            message?: string;
+            entryId?: string;
+            /** Format: int64 */
+            version?: number;
+            changes: components["schemas"]["Change"][];
+            /** Format: date-time */
+            at: string;
+        };
+        BulkPreview: {
+            /** Format: int64 */
+            matched: number;
+            /** @description False when matched is a lower bound (a ledger selection longer than the scan). */
+            matchedExact: boolean;
+            /** @description Players evaluated (at most 1 */
+            scanned: number;
+            changed: number;
+            failed: number;
+            skipped: number;
+            /** @description Total change by path over the scanned players. */
+            effect: {
+                [key: string]: number;
+            };
+            /** @description True when every matching player was scanned. */
+            effectComplete: boolean;
+            /** @description The first players' before → after. */
+            sample: components["schemas"]["BulkResult"][];
+        };
+        BulkJobCreated: {
+            job?: components["schemas"]["BulkJob"];
+            preview: components["schemas"]["BulkPreview"];
+        };
         /**
          * @description | code | HTTP | meaning |
          *     |---|---|---|
@@ -1841,6 +2338,8 @@ export interface components {
          *     | NOT_OWNED | 422 | loadout.set names an item the player does not own, or whose every owned copy is equipped in another slot; details name the item, `have` and `equippedElsewhere`. |
          *     | IDEMPOTENCY_KEY_REUSED | 422 | The key was used for a different request. |
          *     | ALREADY_APPLIED | 409 | Something done once per player (refunding one purchase) was already done; details name the entry. |
+         *     | FAILED_PRECONDITION | 409 | The resource's state does not allow this, e.g. a second start of a running bulk job; `details.state` says what it is. |
+         *     | SELECTION_EMPTY | 422 | A bulk job's selection matches no player; change the selection. |
          *     | SAVE_MIGRATION_FAILED | 422 | A migration step failed; details name the step and field. Nothing was written. |
          *     | REQUEST_TOO_LARGE | 413 | The body exceeds SAVESYNC_MAX_BODY_BYTES. |
          *     | HEADERS_TOO_LARGE | 431 | The request headers exceed 32 KiB. |
@@ -1852,7 +2351,7 @@ export interface components {
          *     | INTERNAL | 500 | A fault of the service; nothing partial was written. |
          * @enum {string}
          */
-        ErrorCode: "INVALID_ARGUMENT" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "VERSION_CONFLICT" | "SESSION_HELD" | "SCHEMA_TOO_NEW" | "INSUFFICIENT_FUNDS" | "LIMIT_EXCEEDED" | "NOT_OWNED" | "IDEMPOTENCY_KEY_REUSED" | "ALREADY_APPLIED" | "SAVE_MIGRATION_FAILED" | "REQUEST_TOO_LARGE" | "HEADERS_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "RATE_LIMITED" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "INTERNAL";
+        ErrorCode: "INVALID_ARGUMENT" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "VERSION_CONFLICT" | "SESSION_HELD" | "SCHEMA_TOO_NEW" | "INSUFFICIENT_FUNDS" | "LIMIT_EXCEEDED" | "NOT_OWNED" | "IDEMPOTENCY_KEY_REUSED" | "ALREADY_APPLIED" | "FAILED_PRECONDITION" | "SELECTION_EMPTY" | "SAVE_MIGRATION_FAILED" | "REQUEST_TOO_LARGE" | "HEADERS_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "RATE_LIMITED" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "INTERNAL";
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
             message: string;
@@ -2045,6 +2544,7 @@ export interface components {
         IdempotencyKey: string;
         /** @description Optional on this route; when sent, a retry under it is recognised as the same request. */
         IdempotencyKeyOptional: string;
+        BulkJobId: string;
         /** @description The calling server's `game.JobId`; its own writes then do not invalidate its own copy. */
         JobId: string;
         /**

@@ -70,3 +70,18 @@ export type Erasure = Schemas["Erasure"];
 export type AdminLedgerQuery = NonNullable<paths["/v1/admin/players/{userId}/ledger"]["get"]["parameters"]["query"]>;
 /** A compensating mutation: ops with a reason and a ticket. */
 export type Compensation = { reason: string; ticket: string; ops: Op[] };
+
+/** A bulk job: definition, state and progress (admin). */
+export type BulkJob = Schemas["BulkJob"];
+/** Which players a bulk job changes. */
+export type BulkSelection = Schemas["BulkSelection"];
+/** A dry run of a bulk job: matches, sample and total effect. */
+export type BulkPreview = Schemas["BulkPreview"];
+/** The answer to a bulk job's creation or dry run. */
+export type BulkJobCreated = Schemas["BulkJobCreated"];
+/** A page of bulk jobs, newest first. */
+export type BulkJobPage = Schemas["BulkJobPage"];
+/** The body of a bulk job's creation, without dryRun. */
+export type BulkJobRequest = Omit<NonNullable<paths["/v1/admin/bulk-jobs"]["post"]["requestBody"]>["content"]["application/json"], "dryRun">;
+/** What may be done to a bulk job. */
+export type BulkAction = "start" | "pause" | "resume" | "cancel";

@@ -6,6 +6,11 @@ import {
   SavesyncClient,
   newIdempotencyKey,
   type AdminLedgerQuery,
+  type BulkAction,
+  type BulkJob,
+  type BulkJobRequest,
+  type BulkPreview,
+  type BulkSelection,
   type Change,
   type LedgerEntry,
   type Op,
@@ -22,7 +27,7 @@ type View = "loading" | "signed-out" | "refused" | "console" | "error";
 /** What each role may do, as the service's routes allow it. */
 const roleHelp: Record<string, string> = {
   support: "Signed in as support: find players, read and export history, compare versions, compensate and refund. Restore and erasure need the admin role.",
-  admin: "Signed in as admin: everything support may do, plus restore to a version and erasure.",
+  admin: "Signed in as admin: everything support may do, plus restore to a version, erasure and bulk jobs.",
 };
 
 /** The page size of the history. */
@@ -44,6 +49,9 @@ export class SupportApp {
   private busy = 0;
   /** Counts searches, so a page answered for an older one is dropped. */
   private searchSeq = 0;
+  /** The bulk job shown, and the timer that follows its progress. */
+  private bulkJobId: string | undefined;
+  private bulkTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     config: Config,
@@ -94,7 +102,234 @@ export class SupportApp {
     eraseForm.addEventListener("input", () => {
       byId<HTMLButtonElement>("erase").disabled = field(eraseForm, "confirm").value.trim() !== this.erasePhrase();
     });
+    this.wireBulk();
     onAuthStateChanged(this.auth, (u) => void this.onUser(u));
+  }
+
+  /** Wires the bulk jobs panel. */
+  private wireBulk(): void {
+    const form = byId<HTMLFormElement>("bulk-form");
+    form.addEventListener("input", () => this.keys.delete("bulk-form"));
+    form.addEventListener("change", () => this.showBulkKind());
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      void this.bulkDryRun();
+    });
+    field(form, "idsFile").addEventListener("change", () => void this.readIdsFile());
+    byId("bulk-create").addEventListener("click", () => void this.bulkCreate());
+    for (const b of document.querySelectorAll<HTMLButtonElement>("[data-bulk-action]")) {
+      b.addEventListener("click", () => void this.bulkAction(b.dataset.bulkAction as BulkAction));
+    }
+    byId("bulk-results").addEventListener("click", () => void this.bulkResults());
+    byId("bulk-jobs").addEventListener("click", (e) => {
+      const b = (e.target as HTMLElement).closest<HTMLButtonElement>("button[data-job]");
+      if (b?.dataset.job) void this.openBulkJob(b.dataset.job);
+    });
+    this.showBulkKind();
+  }
+
+  /** Shows the selection fields of the chosen kind only. */
+  private showBulkKind(): void {
+    const kind = field(byId<HTMLFormElement>("bulk-form"), "kind").value;
+    for (const el of document.querySelectorAll<HTMLElement>("[data-bulk-kind]")) el.hidden = el.dataset.bulkKind !== kind;
+  }
+
+  /** Reads an uploaded list of user ids into the ids field. */
+  private async readIdsFile(): Promise<void> {
+    const form = byId<HTMLFormElement>("bulk-form");
+    const file = field(form, "idsFile").files?.[0];
+    if (!file) return;
+    const text = await file.text();
+    field(form, "userIds").value = text.trim();
+    this.keys.delete("bulk-form");
+    this.say("info", "IDS_READ", `Read ${parseIds(text).length} user ids from ${file.name}.`);
+  }
+
+  /** The job the form describes, or undefined after saying what to fix. */
+  private bulkRequest(): BulkJobRequest | undefined {
+    const f = byId<HTMLFormElement>("bulk-form");
+    const kind = field(f, "kind").value as BulkSelection["kind"];
+    const selection: BulkSelection = { kind };
+    if (kind === "ids") {
+      const ids = parseIds(field(f, "userIds").value);
+      if (ids.length === 0) {
+        this.say("error", "INVALID_USER_ID", "List at least one Roblox user id (positive whole numbers).");
+        return undefined;
+      }
+      selection.userIds = ids;
+    } else if (kind === "save") {
+      selection.field = field(f, "field").value.trim();
+      selection.cmp = field(f, "cmp").value as NonNullable<BulkSelection["cmp"]>;
+      selection.value = Number(field(f, "value").value.trim());
+    } else if (kind === "ledger") {
+      selection.op = field(f, "op").value.trim();
+      const target = field(f, "target").value.trim();
+      if (target !== "") selection.target = target;
+      const actorKind = field(f, "actorKind").value;
+      if (actorKind !== "") selection.actorKind = actorKind as NonNullable<BulkSelection["actorKind"]>;
+      const actorId = field(f, "actorId").value.trim();
+      if (actorId !== "") selection.actorId = actorId;
+      for (const name of ["from", "to"] as const) {
+        const v = field(f, name).value;
+        if (v !== "") selection[name] = new Date(v).toISOString();
+      }
+    }
+    let ops: BulkJobRequest["ops"];
+    try {
+      ops = JSON.parse(field(f, "ops").value) as BulkJobRequest["ops"];
+    } catch {
+      this.say("error", "INVALID_OPS", "The ops are not valid JSON: write a list such as [{\"op\":\"currency.add\",\"currency\":\"gems\",\"amount\":10}].");
+      return undefined;
+    }
+    const rate = Number(field(f, "rate").value);
+    return { selection, ops, reason: field(f, "reason").value, ticket: field(f, "ticket").value, rate: Number.isFinite(rate) && rate > 0 ? rate : undefined };
+  }
+
+  private async bulkDryRun(): Promise<void> {
+    const req = this.bulkRequest();
+    if (!req) return;
+    await this.run(async () => {
+      const res = await this.client.previewBulkJob(req);
+      this.renderBulkPreview(res.preview);
+      this.say("info", "DRY_RUN", `Dry run: ${previewText(res.preview)} Nothing was written.`);
+    });
+  }
+
+  private async bulkCreate(): Promise<void> {
+    const form = byId<HTMLFormElement>("bulk-form");
+    if (!form.reportValidity()) return;
+    const req = this.bulkRequest();
+    if (!req) return;
+    await this.run(async () => {
+      const res = await this.client.createBulkJob(req, { idempotencyKey: this.keyFor("bulk-form") });
+      this.renderBulkPreview(res.body.preview);
+      if (res.body.job) this.renderBulkJob(res.body.job);
+      this.say("info", "BULK_CREATED", `Draft job ${res.body.job?.jobId ?? ""} created${res.replayed ? " (already, under this form's key)" : ""}: ${previewText(res.body.preview)} Start it when ready.`);
+      await this.loadBulkJobs();
+    });
+  }
+
+  private async bulkAction(action: BulkAction): Promise<void> {
+    const id = this.bulkJobId;
+    if (id === undefined) return;
+    if (action === "start" && !(await confirmAction(`Start job ${id}? Each matching player is changed once, with a ledger entry naming the job.`))) return;
+    if (action === "cancel" && !(await confirmAction(`Cancel job ${id} for good? Players already changed stay changed.`))) return;
+    await this.run(async () => {
+      const job = await this.client.changeBulkJob(id, action);
+      this.renderBulkJob(job);
+      this.say("info", `BULK_${action.toUpperCase()}`, `Job ${id} is ${job.state}.`);
+      await this.loadBulkJobs();
+    });
+  }
+
+  private async bulkResults(): Promise<void> {
+    const id = this.bulkJobId;
+    if (id === undefined) return;
+    await this.run(async () => {
+      const text = await this.client.bulkJobResultsCsv(id);
+      const a = byId<HTMLAnchorElement>("bulk-results-link");
+      if (a.href.startsWith("blob:")) URL.revokeObjectURL(a.href);
+      a.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+      a.download = `bulk-${id}.csv`;
+      const rows = Math.max(0, text.trimEnd().split("\n").length - 1);
+      a.dataset.rows = String(rows);
+      a.textContent = `bulk-${id}.csv (${rows} players)`;
+      a.hidden = false;
+      a.click();
+    });
+  }
+
+  private async openBulkJob(id: string): Promise<void> {
+    await this.run(async () => this.renderBulkJob(await this.client.getBulkJob(id)));
+  }
+
+  private async loadBulkJobs(): Promise<void> {
+    await this.run(async () => {
+      const page = await this.client.listBulkJobs({ limit: 10 });
+      const list = byId("bulk-jobs");
+      list.replaceChildren(
+        ...page.jobs.map((j) =>
+          h(
+            "li",
+            { "data-job-id": j.jobId, "data-state": j.state },
+            h("button", { type: "button", class: "button ghost small", "data-job": j.jobId }, j.jobId),
+            ` ${j.state} · ${j.matched}/${j.estimate} players · ${j.reason} [${j.ticket}]`,
+          ),
+        ),
+      );
+    });
+  }
+
+  private renderBulkPreview(p: BulkPreview): void {
+    byId("bulk-preview").hidden = false;
+    const summary = byId("bulk-preview-summary");
+    summary.textContent = previewText(p);
+    summary.dataset.matched = String(p.matched);
+    const effect = byId("bulk-effect").querySelector("tbody");
+    effect?.replaceChildren(
+      ...Object.entries(p.effect).map(([path, n]) => h("tr", { "data-path": path }, h("td", {}, h("code", {}, path)), h("td", {}, n > 0 ? `+${n}` : String(n)))),
+    );
+    const sample = byId("bulk-sample").querySelector("tbody");
+    sample?.replaceChildren(
+      ...p.sample.map((r) =>
+        h(
+          "tr",
+          { "data-user-id": r.userId, "data-outcome": r.outcome },
+          h("td", {}, String(r.userId)),
+          h("td", {}, r.code ? `${r.outcome} (${r.code})` : r.outcome),
+          h("td", {}, r.changes.length > 0 ? r.changes.map((c) => `${c.path}: ${valueText(c.old)} → ${valueText(c.new)}`).join("; ") : (r.message ?? "")),
+        ),
+      ),
+    );
+  }
+
+  /** Shows a job's progress, and follows it every second while it runs. */
+  private renderBulkJob(j: BulkJob): void {
+    this.bulkJobId = j.jobId;
+    const box = byId("bulk-job");
+    box.hidden = false;
+    box.dataset.state = j.state;
+    box.dataset.jobId = j.jobId;
+    byId("bulk-job-id").textContent = j.jobId;
+    byId("bulk-state").textContent = j.state;
+    const total = Math.max(j.estimate, j.matched, 1);
+    const bar = byId<HTMLProgressElement>("bulk-progress");
+    bar.max = total;
+    bar.value = j.state === "done" ? total : j.matched;
+    bar.setAttribute("aria-valuetext", `${j.matched} of ${total} players`);
+    const counts = byId("bulk-counts");
+    counts.dataset.matched = String(j.matched);
+    counts.dataset.done = String(j.done);
+    counts.dataset.failed = String(j.failed);
+    counts.dataset.skipped = String(j.skipped);
+    counts.textContent =
+      `${j.matched} of ${j.estimateExact ? "" : "about "}${j.estimate} players: ${j.done} done, ${j.failed} failed, ${j.skipped} skipped` +
+      (j.state === "running" ? ` · ${j.measuredRate.toFixed(0)} players/s` : "");
+    const can: Record<BulkAction, boolean> = {
+      start: j.state === "draft",
+      pause: j.state === "running",
+      resume: j.state === "paused",
+      cancel: j.state === "draft" || j.state === "running" || j.state === "paused",
+    };
+    for (const b of document.querySelectorAll<HTMLButtonElement>("[data-bulk-action]")) b.disabled = !can[b.dataset.bulkAction as BulkAction];
+    if (this.bulkTimer !== undefined) clearTimeout(this.bulkTimer);
+    this.bulkTimer = undefined;
+    if (j.state === "running") {
+      this.bulkTimer = setTimeout(() => {
+        if (this.bulkJobId !== j.jobId) return;
+        void this.client.getBulkJob(j.jobId).then(
+          (next) => {
+            if (this.bulkJobId !== j.jobId) return;
+            this.renderBulkJob(next);
+            if (next.state !== "running") {
+              this.say("info", `BULK_${next.state.toUpperCase()}`, `Job ${next.jobId} is ${next.state}: ${next.done} done, ${next.failed} failed, ${next.skipped} skipped.`);
+              void this.loadBulkJobs();
+            }
+          },
+          (err: unknown) => this.fail(err),
+        );
+      }, 1000);
+    }
   }
 
   /** A form whose submit is an intent: editing the form starts a new one. */
@@ -163,6 +398,7 @@ export class SupportApp {
     for (const el of document.querySelectorAll<HTMLElement>("[data-admin-only]")) el.hidden = this.role !== "admin";
     this.clearMessage();
     this.show("console");
+    if (this.role === "admin") void this.loadBulkJobs();
     byId("player-id").focus();
   }
 
@@ -677,6 +913,19 @@ declare global {
   }
 }
 window.savesyncMetrics = {};
+
+/** The positive whole numbers in a typed or uploaded list of user ids. */
+function parseIds(text: string): number[] {
+  const out: number[] = [];
+  for (const tok of text.split(/[\s,;]+/)) if (/^[1-9][0-9]{0,18}$/.test(tok)) out.push(Number(tok));
+  return out;
+}
+
+/** A dry run in words. */
+function previewText(p: BulkPreview): string {
+  const scanned = p.effectComplete ? "" : ` (outcomes and totals over the first ${p.scanned})`;
+  return `${p.matchedExact ? "" : "at least "}${p.matched} players match: ${p.changed} would change, ${p.failed} would fail, ${p.skipped} would be skipped${scanned}.`;
+}
 
 /** The named control of a form. */
 function field(f: HTMLFormElement, name: string): HTMLInputElement {
