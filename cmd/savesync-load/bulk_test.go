@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -29,23 +25,11 @@ func TestRunBulkSurvivesAKill(t *testing.T) {
 		"--bulk-kill-at", "0.3", "--bulk-live", "1s", "--bulk-live-workers", "2", "--bulk-live-players", "20",
 		"--out", out,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var stdout bytes.Buffer
-	if err := run(ctx, args, &stdout, func(string) string { return "" }); err != nil {
-		t.Fatalf("run: %v\n%s", err, stdout.String())
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep BulkReport
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	stdout := runReport(t, args, out, 5*time.Minute, &rep)
 	got := []any{rep.Job.State, rep.Job.Done, rep.PlayersChecked, rep.ChangedOnce, len(rep.NotChangedOnce), len(rep.InvariantFailures)}
 	if diff := cmp.Diff([]any{"done", int64(300), 300, 300, 0, 0}, got); diff != "" {
-		t.Errorf("state, done, checked, changed once, not once, violations (-want +got):\n%s\n%s", diff, stdout.String())
+		t.Errorf("state, done, checked, changed once, not once, violations (-want +got):\n%s\n%s", diff, stdout)
 	}
 	if !rep.PauseHeld || rep.PausedAtMatched == 0 || rep.PausedAtMatched >= 300 {
 		t.Errorf("paused at %d players, held %v; want a pause mid-job that holds", rep.PausedAtMatched, rep.PauseHeld)

@@ -37,22 +37,10 @@ func TestRunSmoke(t *testing.T) {
 		"--faults", "--fault-every", "20ms",
 		"--out", out,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var stdout bytes.Buffer
-	if err := run(ctx, args, &stdout, func(string) string { return "" }); err != nil {
-		t.Fatalf("run: %v\n%s", err, stdout.String())
-	}
-	if !strings.Contains(stdout.String(), "PASS: no violations") {
-		t.Errorf("stdout lacks the PASS line:\n%s", stdout.String())
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep Report
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
+	stdout := runReport(t, args, out, 3*time.Minute, &rep)
+	if !strings.Contains(stdout, "PASS: no violations") {
+		t.Errorf("stdout lacks the PASS line:\n%s", stdout)
 	}
 
 	if diff := cmp.Diff([]Violation{}, rep.Invariants.Violations); diff != "" {
@@ -85,7 +73,7 @@ func TestRunSmoke(t *testing.T) {
 	}
 	for _, c := range checks {
 		if !c.ok {
-			t.Errorf("%s: no\n%s", c.name, stdout.String())
+			t.Errorf("%s: no\n%s", c.name, stdout)
 		}
 	}
 }
@@ -322,20 +310,8 @@ func TestInstancesSurviveCrashes(t *testing.T) {
 		"--attempts", "8", "--drain-timeout", "90s",
 		"--out", out,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	var stdout bytes.Buffer
-	if err := run(ctx, args, &stdout, func(string) string { return "" }); err != nil {
-		t.Fatalf("run: %v\n%s", err, stdout.String())
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep Report
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	stdout := runReport(t, args, out, 4*time.Minute, &rep)
 	if diff := cmp.Diff([]Violation{}, rep.Invariants.Violations); diff != "" {
 		t.Errorf("violations (-want +got):\n%s", diff)
 	}
@@ -343,6 +319,7 @@ func TestInstancesSurviveCrashes(t *testing.T) {
 	for _, c := range rep.Crashes {
 		if c.Error != "" {
 			failedRestarts++
+			t.Logf("a restart failed: %s", c.Error)
 		}
 	}
 	checks := []struct {
@@ -360,7 +337,27 @@ func TestInstancesSurviveCrashes(t *testing.T) {
 	}
 	for _, c := range checks {
 		if !c.ok {
-			t.Errorf("%s: no\n%s", c.name, stdout.String())
+			t.Errorf("%s: no\n%s", c.name, stdout)
 		}
 	}
+}
+
+// runReport runs the tool with args, which write the report to out, within
+// timeout, decodes the report into rep and returns what the tool printed.
+func runReport(t *testing.T, args []string, out string, timeout time.Duration, rep any) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var stdout bytes.Buffer
+	if err := run(ctx, args, &stdout, func(string) string { return "" }); err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout.String())
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, rep); err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String()
 }

@@ -268,6 +268,9 @@ type crashEvent struct {
 	Target    string    `json:"target"`
 	RestartMs float64   `json:"restartMs"`
 	Error     string    `json:"error,omitempty"`
+	// PortRetries counts starts tried again because a port of the
+	// process was taken by another socket meanwhile.
+	PortRetries int `json:"portRetries,omitempty"`
 }
 
 // crasher kills a process every interval and restarts it, until stopped.
@@ -298,7 +301,17 @@ func startCrashes(ctx context.Context, every time.Duration, targets []*proc) *cr
 			start := time.Now()
 			// A restart is not cut short by the end of the phase: the
 			// run goes on against every instance.
-			if err := p.start(context.WithoutCancel(cctx)); err != nil {
+			err := p.start(context.WithoutCancel(cctx))
+			// The instance's ports are fixed across restarts, and the
+			// kernel may have handed one to an outgoing connection in the
+			// meantime: a harness collision, not a service failure, so
+			// the start is tried again (a few times) after a pause.
+			for try := 0; err != nil && strings.Contains(err.Error(), "address already in use") && try < 5; try++ {
+				ev.PortRetries++
+				time.Sleep(time.Second)
+				err = p.start(context.WithoutCancel(cctx))
+			}
+			if err != nil {
 				ev.Error = err.Error()
 			}
 			ev.RestartMs = float64(time.Since(start).Microseconds()) / 1000
