@@ -372,6 +372,15 @@ func (s *Store) loadBulkJob(ctx context.Context, jobID string) (*bulkJob, error)
 	return s.bulkJobOf(snap)
 }
 
+// bulkJobInTxn reads and decodes a job's document in tx.
+func (s *Store) bulkJobInTxn(tx *firestore.Transaction, ref *firestore.DocumentRef) (*bulkJob, error) {
+	snap, err := tx.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.bulkJobOf(snap)
+}
+
 // bulkJobOf decodes a job's document.
 func (s *Store) bulkJobOf(snap *firestore.DocumentSnapshot) (*bulkJob, error) {
 	j := &bulkJob{id: snap.Ref.ID}
@@ -517,11 +526,7 @@ func (s *Store) ChangeBulkJob(ctx context.Context, jobID, action string) (_ Bulk
 	}
 	ref := s.fs.Collection(bulkJobsCollection).Doc(jobID)
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		snap, err := tx.Get(ref)
-		if err != nil {
-			return err
-		}
-		cur, err := s.bulkJobOf(snap)
+		cur, err := s.bulkJobInTxn(tx, ref)
 		if err != nil {
 			return err
 		}

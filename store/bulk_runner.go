@@ -202,11 +202,7 @@ func (r *BulkRunner) claim(ctx context.Context, jobID string) (*bulkJob, bool, e
 	var j *bulkJob
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		j = nil
-		snap, err := tx.Get(ref)
-		if err != nil {
-			return err
-		}
-		cur, err := s.bulkJobOf(snap)
+		cur, err := s.bulkJobInTxn(tx, ref)
 		if err != nil {
 			return err
 		}
@@ -296,11 +292,7 @@ func (r *BulkRunner) runPage(ctx context.Context, j *bulkJob, ids []int64, next 
 	elapsed := time.Since(began).Seconds()
 	var state string
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		snap, err := tx.Get(jobRef)
-		if err != nil {
-			return err
-		}
-		cur, err := s.bulkJobOf(snap)
+		cur, err := s.bulkJobInTxn(tx, jobRef)
 		if err != nil {
 			return err
 		}
