@@ -199,7 +199,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 		st.finish(err)
 		return
 	}
-	writeRESTError(w, status.Errorf(codes.Unimplemented, "method %s is not implemented", call.method), false)
+	writeRESTError(w, status.Errorf(codes.Unimplemented, "google.firestore.v1.Firestore has no method %s", call.method), false)
 }
 
 // restCORS lets pages of any origin call the API, as Cloud Firestore does.
