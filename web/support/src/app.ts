@@ -276,7 +276,7 @@ export class SupportApp {
           "tr",
           { "data-user-id": r.userId, "data-outcome": r.outcome },
           h("td", {}, String(r.userId)),
-          h("td", {}, r.code ? `${r.outcome} (${r.code})` : r.outcome),
+          h("td", {}, r.code ? `${previewOutcome(r.outcome)} (${r.code})` : previewOutcome(r.outcome)),
           h("td", {}, r.changes.length > 0 ? r.changes.map((c) => `${c.path}: ${valueText(c.old)} → ${valueText(c.new)}`).join("; ") : (r.message ?? "")),
         ),
       ),
@@ -993,4 +993,18 @@ function confirmAction(text: string, changes?: readonly Change[]): Promise<boole
   dialog.showModal();
   byId("confirm-yes").focus();
   return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true }));
+}
+
+/** A dry run's outcome as a preview says it: nothing has happened yet. */
+function previewOutcome(outcome: string): string {
+  switch (outcome) {
+    case "done":
+      return "would change";
+    case "failed":
+      return "would fail";
+    case "skipped":
+      return "would be skipped";
+    default:
+      return outcome;
+  }
 }
