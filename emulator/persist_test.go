@@ -86,20 +86,21 @@ func TestPersistenceCrashImage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	image := t.TempDir()
-	entries, err := os.ReadDir(dir)
+	image := copyDir(t, dir)
+	logs, err := filepath.Glob(filepath.Join(image, "*.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+	for _, name := range logs {
+		f, err := os.OpenFile(name, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if filepath.Ext(e.Name()) == ".log" {
-			b = append(b, 0x40, 0, 0, 0, 1, 2, 3, 4, 9, 9) // a record cut short
+		_, err = f.Write([]byte{0x40, 0, 0, 0, 1, 2, 3, 4, 9, 9}) // a record cut short
+		if cerr := f.Close(); err == nil {
+			err = cerr
 		}
-		if err := os.WriteFile(filepath.Join(image, e.Name()), b, 0o644); err != nil {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

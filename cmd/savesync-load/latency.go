@@ -8,20 +8,10 @@ import (
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/savesync/savesync/emulator"
 )
 
-// emulatorLatency gives the in-process emulator the run's latency model.
-// It is the one place that sets it, next to emulatorLatencyArgs for the
-// standalone emulator.
-func emulatorLatency(o emulator.Options, p params) (emulator.Options, error) {
-	o.Latency, o.Jitter = p.Latency, p.Jitter
-	return o, nil
-}
-
 // emulatorLatencyArgs are the standalone emulator's flags for the run's
-// latency model.
+// latency model (the in-process one gets it in its Options).
 func emulatorLatencyArgs(p params) []string {
 	if p.Latency == 0 && p.Jitter == 0 {
 		return nil

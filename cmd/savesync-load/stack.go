@@ -95,21 +95,20 @@ func startStack(ctx context.Context, p params) (_ *stack, err error) {
 	}()
 
 	s.emuAddr = p.Emulator
-	indexes, err := emulator.ParseIndexConfig(savesync.FirestoreIndexes)
-	if err != nil {
-		return nil, fmt.Errorf("the built-in firestore.indexes.json: %w", err)
-	}
-	opts, err := emulatorLatency(emulator.Options{Addr: "127.0.0.1:0", Indexes: indexes}, p)
-	if err != nil {
-		return nil, err
-	}
 	switch {
 	case p.Instances > 0:
 		if err := s.startEmulatorProcess(ctx, p); err != nil {
 			return nil, err
 		}
 	case s.emuAddr == "":
-		s.emu, err = emulator.Start(opts)
+		// The in-process emulator checks queries against the indexes the
+		// service is built with, and adds the run's latency model
+		// (emulatorLatencyArgs gives the standalone one the same).
+		indexes, err := emulator.ParseIndexConfig(savesync.FirestoreIndexes)
+		if err != nil {
+			return nil, fmt.Errorf("the built-in firestore.indexes.json: %w", err)
+		}
+		s.emu, err = emulator.Start(emulator.Options{Addr: "127.0.0.1:0", Indexes: indexes, Latency: p.Latency, Jitter: p.Jitter})
 		if err != nil {
 			return nil, fmt.Errorf("start the Firestore emulator: %w", err)
 		}
