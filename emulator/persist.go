@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,7 +22,9 @@ import (
 
 // On disk, DataDir holds snapshot.db (every retained document version, so a
 // read_time of the last hour sees the same state across restarts) and
-// wal-<gen>.log (commits since that snapshot). Both are sequences of records:
+// wal-<gen>.log (commits since that snapshot; while a snapshot is being
+// written, commits go to the next generation's log, so a crash then leaves
+// the old snapshot and two logs, replayed in order). Both are sequences of records:
 // a 4-byte little-endian payload length, a 4-byte CRC-32C of the payload, and
 // the payload. A torn or corrupt record ends the replay of a log, so a crash
 // mid-append loses only the commit that was never acknowledged. A commit is
@@ -43,6 +46,12 @@ const (
 	recReset  byte = 2
 
 	maxRecord = 256 << 20
+
+	// minCompactBytes is the log size below which a running server does
+	// not compact: a log is compacted into a new snapshot once it is larger
+	// than both this and the last snapshot, so snapshot writes cost at most
+	// as much as the log they replace.
+	minCompactBytes = 64 << 20
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -61,6 +70,13 @@ type wal struct {
 	durable  uint64 // records fsynced
 	flushing bool
 	err      error
+
+	minCompact int64 // minCompactBytes, smaller in tests
+	logBytes   int64 // written to the current log
+	snapBytes  int64 // size of the last snapshot
+	compacting bool  // a snapshot is being written
+	compactMu  sync.Mutex
+	compactWG  sync.WaitGroup
 }
 
 // openWAL loads the snapshot and log in dir into s, compacts them into a new
@@ -69,15 +85,21 @@ func openWAL(dir string, s *Server) (*wal, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	w := &wal{dir: dir, s: s}
+	w := &wal{dir: dir, s: s, minCompact: minCompactBytes}
 	w.cond = sync.NewCond(&w.mu)
 	gen, err := w.loadSnapshot()
 	if err != nil {
 		return nil, err
 	}
 	w.gen = gen
-	if err := w.replayFile(w.logPath(gen), false); err != nil {
+	logs, err := w.logsFrom(gen)
+	if err != nil {
 		return nil, err
+	}
+	for _, path := range logs {
+		if err := w.replayFile(path, false); err != nil {
+			return nil, err
+		}
 	}
 	// Versions that went past the retention while the server was down are
 	// dropped before they are written again.
@@ -90,6 +112,44 @@ func openWAL(dir string, s *Server) (*wal, error) {
 
 func (w *wal) logPath(gen uint64) string {
 	return filepath.Join(w.dir, fmt.Sprintf("wal-%d.log", gen))
+}
+
+// logs returns the generations of the logs in the data directory, in
+// order.
+func (w *wal) logs() ([]uint64, error) {
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint64
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, "wal-") || !strings.HasSuffix(n, ".log") {
+			continue
+		}
+		g, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, "wal-"), ".log"), 10, 64)
+		if err == nil {
+			gens = append(gens, g)
+		}
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
+// logsFrom returns the paths of the logs of generation gen and later, in
+// replay order.
+func (w *wal) logsFrom(gen uint64) ([]string, error) {
+	gens, err := w.logs()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, g := range gens {
+		if g >= gen {
+			out = append(out, w.logPath(g))
+		}
+	}
+	return out, nil
 }
 
 // loadSnapshot replays snapshot.db and returns the generation of the log
@@ -190,7 +250,7 @@ func (w *wal) applyRecord(p []byte) error {
 		if err != nil {
 			return err
 		}
-		db.docs = map[string]*history{}
+		db.clearLocked()
 		return nil
 	case recCommit:
 		count, k := binary.Uvarint(p)
@@ -223,15 +283,12 @@ func (w *wal) applyRecord(p []byte) error {
 			if err != nil {
 				return err
 			}
-			h := db.docs[string(name)]
-			if h == nil {
-				h = &history{}
-				db.docs[string(name)] = h
-			}
+			h := db.historyLocked(string(name))
 			if n := len(h.versions); n > 0 && h.versions[n-1].t >= int64(t) {
 				continue
 			}
-			h.versions = append(h.versions, version{t: int64(t), doc: doc})
+			db.indexChangeLocked(string(name), h.latest(), doc)
+			h.push(int64(t), doc)
 		}
 		return nil
 	}
@@ -271,6 +328,19 @@ func commitPayload(t int64, docs []docChange) []byte {
 		p = appendBytes(p, body)
 	}
 	return p
+}
+
+// versionPayload is the commit record of one stored version, reusing its
+// encoding when it has one.
+func versionPayload(name string, v version) []byte {
+	if v.doc != nil {
+		return commitPayload(v.t, []docChange{{name: name, new: v.doc}})
+	}
+	p := []byte{recCommit}
+	p = binary.AppendUvarint(p, uint64(v.t))
+	p = binary.AppendUvarint(p, 1)
+	p = appendBytes(p, []byte(name))
+	return appendBytes(p, v.enc)
 }
 
 // appendCommit queues a commit record and returns the number to wait for
@@ -334,27 +404,48 @@ func (w *wal) waitDurable(lsn uint64) error {
 			w.err = err
 		} else {
 			w.durable = upto
+			w.logBytes += int64(len(buf))
+			if w.logBytes > max(w.minCompact, w.snapBytes) && !w.compacting {
+				w.compacting = true
+				w.compactWG.Add(1)
+				go w.compactInBackground()
+			}
 		}
 		w.cond.Broadcast()
 	}
 	return nil
 }
 
-// compact writes every retained version into a new snapshot, switches to a
-// new, empty log and deletes the old one.
-func (w *wal) compact() error {
-	if w.f != nil {
-		if err := w.sync(); err != nil {
-			return err
-		}
+// compactInBackground compacts while the server keeps committing.
+func (w *wal) compactInBackground() {
+	defer w.compactWG.Done()
+	if err := w.compact(); err != nil {
+		w.s.log.Error("compacting the data directory failed; the log keeps growing", "error", err.Error())
 	}
-	next := w.gen + 1
+	w.mu.Lock()
+	w.compacting = false
+	w.mu.Unlock()
+}
+
+// compact writes every retained version into a new snapshot and deletes
+// the logs it replaces. It first switches commits to a new, empty log (the
+// next generation), so commits go on while the snapshot is written: the
+// snapshot then holds every commit of the old logs, and perhaps some of the
+// new one, which a replay skips.
+func (w *wal) compact() error {
+	w.compactMu.Lock()
+	defer w.compactMu.Unlock()
+	next, err := w.switchLog()
+	if err != nil {
+		return err
+	}
 	tmp := filepath.Join(w.dir, snapshotFile+".tmp")
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
+	cw := &countingWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 1<<20)
 	head := []byte(snapshotMagic)
 	head = binary.LittleEndian.AppendUint64(head, next)
 	_, err = bw.Write(head)
@@ -380,24 +471,60 @@ func (w *wal) compact() error {
 		_ = os.Remove(tmp)
 		return err
 	}
+	w.mu.Lock()
+	w.snapBytes = cw.n
+	w.mu.Unlock()
+	w.removeLogsBefore(next)
+	return nil
+}
+
+// switchLog makes every queued record durable in the current log, opens
+// the next generation's log and sends later records there. It returns the
+// new generation.
+func (w *wal) switchLog() (uint64, error) {
+	w.mu.Lock()
+	gen := w.gen
+	w.mu.Unlock()
+	next := gen + 1
 	nf, err := os.OpenFile(w.logPath(next), os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if err := syncDir(w.dir); err != nil {
+		_ = nf.Close()
+		return 0, err
 	}
 	w.mu.Lock()
+	for w.flushing {
+		w.cond.Wait()
+	}
 	old := w.f
 	w.f = nf
 	w.gen = next
+	w.logBytes = 0
 	w.mu.Unlock()
 	if old != nil {
 		_ = old.Close()
 	}
-	w.removeStaleLogs()
-	return nil
+	return next, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeVersions writes every document version of every database, oldest
-// first per document.
+// first per document. Each database is locked only while its versions are
+// copied (documents are never changed once stored), so commits wait for a
+// copy of the version list, not for the encoding and the disk.
 func (w *wal) writeVersions(out io.Writer) error {
 	w.s.dbMu.Lock()
 	dbs := make([]*database, 0, len(w.s.dbs))
@@ -406,48 +533,47 @@ func (w *wal) writeVersions(out io.Writer) error {
 	}
 	w.s.dbMu.Unlock()
 	sort.Slice(dbs, func(i, j int) bool { return dbs[i].name < dbs[j].name })
+	type stored struct {
+		name     string
+		versions []version
+	}
 	var buf []byte
 	for _, db := range dbs {
 		db.mu.RLock()
-		names := make([]string, 0, len(db.docs))
-		for n := range db.docs {
-			names = append(names, n)
+		all := make([]stored, 0, len(db.docs))
+		for n, h := range db.docs {
+			all = append(all, stored{n, slices.Clone(h.versions)})
 		}
-		sort.Strings(names)
-		for _, n := range names {
-			for _, v := range db.docs[n].versions {
-				buf = frame(buf[:0], commitPayload(v.t, []docChange{{name: n, new: v.doc}}))
+		db.mu.RUnlock()
+		sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
+		for _, d := range all {
+			for _, v := range d.versions {
+				buf = frame(buf[:0], versionPayload(d.name, v))
 				if _, err := out.Write(buf); err != nil {
-					db.mu.RUnlock()
 					return err
 				}
 			}
 		}
-		db.mu.RUnlock()
 	}
 	return nil
 }
 
-// removeStaleLogs deletes logs older than the current generation.
-func (w *wal) removeStaleLogs() {
-	entries, err := os.ReadDir(w.dir)
+// removeLogsBefore deletes the logs older than generation gen.
+func (w *wal) removeLogsBefore(gen uint64) {
+	gens, err := w.logs()
 	if err != nil {
 		return
 	}
-	for _, e := range entries {
-		n := e.Name()
-		if !strings.HasPrefix(n, "wal-") || !strings.HasSuffix(n, ".log") {
-			continue
-		}
-		g, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, "wal-"), ".log"), 10, 64)
-		if err == nil && g < w.gen {
-			_ = os.Remove(filepath.Join(w.dir, n))
+	for _, g := range gens {
+		if g < gen {
+			_ = os.Remove(w.logPath(g))
 		}
 	}
 }
 
 // compactAndClose flushes the log, writes a snapshot and closes the files.
 func (w *wal) compactAndClose() error {
+	w.compactWG.Wait()
 	err := w.compact()
 	w.close()
 	return err

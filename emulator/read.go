@@ -46,7 +46,7 @@ func (s *Server) checkReadTime(ts *timestamppb.Timestamp) (int64, error) {
 	if t > now {
 		return 0, status.Errorf(codes.InvalidArgument, "read_time %s is in the future", ts.AsTime().Format(time.RFC3339Nano))
 	}
-	if t < now-retention.Microseconds() {
+	if t < now-s.retention.Microseconds() {
 		return 0, status.Error(codes.FailedPrecondition, "The requested snapshot version is too old.")
 	}
 	return t, nil

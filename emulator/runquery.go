@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"context"
-	"strings"
 
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/savesync/savesync/emulator/internal/query"
@@ -183,33 +182,4 @@ func (s *Server) queryCandidates(ctx context.Context, db *database, v *readView,
 		readT = s.clock.readTime()
 	}
 	return candidatesLocked(db, parent, q, v.at), readT, nil
-}
-
-// candidatesLocked lists the live documents under parent at time at (0 =
-// latest) whose collection a query over q.from can select. The caller holds
-// db.mu.
-func candidatesLocked(db *database, parent string, q *firestorepb.StructuredQuery, at int64) []*firestorepb.Document {
-	all := db.liveDocsLocked(parent+"/", at)
-	from := q.GetFrom()
-	if len(from) == 0 {
-		return all
-	}
-	out := all[:0:0]
-	for _, d := range all {
-		docParent, coll := collectionOf(d.GetName())
-		for _, f := range from {
-			if f.GetCollectionId() != "" && f.GetCollectionId() != coll {
-				continue
-			}
-			if !f.GetAllDescendants() && docParent != parent {
-				continue
-			}
-			if f.GetAllDescendants() && !strings.HasPrefix(d.GetName(), parent+"/") {
-				continue
-			}
-			out = append(out, d)
-			break
-		}
-	}
-	return out
 }

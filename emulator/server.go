@@ -58,6 +58,12 @@ type Options struct {
 	// without its index fails with FAILED_PRECONDITION and the link that
 	// creates the index. nil accepts every query, as Google's emulator does.
 	Indexes *IndexConfig
+	// VersionRetention is how long old document versions stay readable
+	// through read_time; 0 means Cloud Firestore's hour
+	// (DefaultVersionRetention), and less than MinVersionRetention is
+	// refused. A shorter one bounds the memory and data directory of long
+	// runs with many writes: every version of the window is kept.
+	VersionRetention time.Duration
 }
 
 // Server is a running emulator. It serves gRPC (google.firestore.v1), its
@@ -70,6 +76,7 @@ type Server struct {
 	idleTimeout time.Duration
 	maxLifetime time.Duration
 	lockWait    time.Duration
+	retention   time.Duration
 
 	ln       net.Listener
 	grpcSrv  *grpc.Server
@@ -110,6 +117,7 @@ func Start(opts Options) (*Server, error) {
 		idleTimeout: opts.TransactionIdleTimeout,
 		maxLifetime: opts.TransactionMaxLifetime,
 		lockWait:    opts.LockWaitTimeout,
+		retention:   opts.VersionRetention,
 		stop:        make(chan struct{}),
 		dbs:         map[string]*database{},
 		txs:         transactions{byID: map[string]*txn{}},
@@ -120,6 +128,12 @@ func Start(opts Options) (*Server, error) {
 	}
 	if s.maxLifetime <= 0 {
 		s.maxLifetime = defaultTransactionMaxLifetime
+	}
+	switch {
+	case s.retention == 0:
+		s.retention = DefaultVersionRetention
+	case s.retention < MinVersionRetention:
+		return nil, fmt.Errorf("emulator: version retention %s is below the minimum %s", opts.VersionRetention, MinVersionRetention)
 	}
 	s.latency.init()
 	if err := s.SetLatency(opts.Latency, opts.Jitter); err != nil {
@@ -230,7 +244,7 @@ func (s *Server) resetDatabase(db *database) {
 			changes = append(changes, docChange{name: name, old: old})
 		}
 	}
-	db.docs = map[string]*history{}
+	db.clearLocked()
 	if s.wal != nil {
 		s.wal.appendReset(db.name, t)
 	}
@@ -289,7 +303,7 @@ func (s *Server) maintain() {
 }
 
 func (s *Server) gc(now time.Time) {
-	cutoff := now.Add(-retention).UnixMicro()
+	cutoff := now.Add(-s.retention).UnixMicro()
 	s.dbMu.Lock()
 	dbs := make([]*database, 0, len(s.dbs))
 	for _, db := range s.dbs {

@@ -1,7 +1,7 @@
 package emulator
 
 import (
-	"sort"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -9,18 +9,40 @@ import (
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// retention is how long old document versions stay readable through
-// read_time, as in Cloud Firestore.
-const retention = time.Hour
+// DefaultVersionRetention is how long old document versions stay readable
+// through read_time, as in Cloud Firestore (without point-in-time recovery).
+const DefaultVersionRetention = time.Hour
 
-// version is one state of a document: doc is nil when the document was
-// deleted at time t (microseconds since the Unix epoch).
+// MinVersionRetention is the shortest Options.VersionRetention accepted:
+// Cloud Firestore's transactions and paged queries read at times up to a
+// minute old.
+const MinVersionRetention = time.Minute
+
+// version is one state of a document at time t (microseconds since the
+// Unix epoch). The newest version of a document is kept decoded in doc;
+// older ones, read only through read_time, are kept encoded in enc, which
+// takes a fraction of the memory. A version with neither is a deletion.
 type version struct {
 	t   int64
 	doc *firestorepb.Document
+	enc []byte
+}
+
+// document returns the version's document, nil for a deletion.
+func (v version) document() *firestorepb.Document {
+	if v.doc != nil || v.enc == nil {
+		return v.doc
+	}
+	d := &firestorepb.Document{}
+	if err := proto.Unmarshal(v.enc, d); err != nil {
+		// The bytes came from proto.Marshal of a valid document.
+		panic(fmt.Sprintf("emulator: stored version does not decode: %v", err))
+	}
+	return d
 }
 
 // history holds the versions of one document, oldest first.
@@ -39,7 +61,7 @@ func (h *history) at(t int64) *firestorepb.Document {
 	}
 	for i := len(h.versions) - 1; i >= 0; i-- {
 		if h.versions[i].t <= t {
-			return h.versions[i].doc
+			return h.versions[i].document()
 		}
 	}
 	return nil
@@ -47,6 +69,20 @@ func (h *history) at(t int64) *firestorepb.Document {
 
 // latest returns the current document or nil.
 func (h *history) latest() *firestorepb.Document { return h.at(0) }
+
+// push appends the document's state at time t (doc nil = deleted) and
+// encodes the version it replaces, which only read_time can see from now on.
+func (h *history) push(t int64, doc *firestorepb.Document) {
+	if n := len(h.versions); n > 0 && h.versions[n-1].doc != nil {
+		prev := &h.versions[n-1]
+		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(prev.doc)
+		if err != nil {
+			panic(fmt.Sprintf("emulator: stored version does not encode: %v", err))
+		}
+		prev.enc, prev.doc = enc, nil
+	}
+	h.versions = append(h.versions, version{t: t, doc: doc})
+}
 
 // trim drops versions that no read_time within the retention can see: every
 // version older than the newest one at or before cutoff.
@@ -70,8 +106,9 @@ type database struct {
 	root    string // name + "/documents"
 	project string
 
-	mu   sync.RWMutex
-	docs map[string]*history
+	mu    sync.RWMutex
+	docs  map[string]*history
+	colls *collectionIndex // docs by collection, and field indexes
 
 	locks *lockTable
 
@@ -85,6 +122,7 @@ func newDatabase(name, project string) *database {
 		root:     name + "/documents",
 		project:  project,
 		docs:     map[string]*history{},
+		colls:    newCollectionIndex(),
 		locks:    newLockTable(),
 		watchers: map[*watcher]struct{}{},
 	}
@@ -96,29 +134,13 @@ func (db *database) getLocked(name string, t int64) *firestorepb.Document {
 	return db.docs[name].at(t)
 }
 
-// liveDocs returns every document that exists at time t (0 = latest) whose
-// name starts with prefix, sorted by name. The caller holds db.mu.
-func (db *database) liveDocsLocked(prefix string, t int64) []*firestorepb.Document {
-	out := make([]*firestorepb.Document, 0, len(db.docs))
-	for name, h := range db.docs {
-		if !strings.HasPrefix(name, prefix) {
-			continue
-		}
-		if d := h.at(t); d != nil {
-			out = append(out, d)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out
-}
-
 // gcLocked removes versions older than the retention and histories that hold
 // only an old deletion. The caller holds db.mu for writing.
 func (db *database) gcLocked(cutoff int64) {
 	for name, h := range db.docs {
 		h.trim(cutoff)
-		if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].t <= cutoff {
-			delete(db.docs, name)
+		if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].enc == nil && h.versions[0].t <= cutoff {
+			db.dropLocked(name)
 		}
 	}
 }

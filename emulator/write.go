@@ -337,14 +337,11 @@ func (s *Server) applyLocked(db *database, writes []*firestorepb.Write, commitT 
 		if before == after {
 			continue // every write to it left it as it was
 		}
-		h := db.docs[name]
-		if h == nil {
-			h = &history{}
-			db.docs[name] = h
-		}
-		h.versions = append(h.versions, version{t: commitT, doc: after})
+		h := db.historyLocked(name)
+		h.push(commitT, after)
+		db.indexChangeLocked(name, before, after)
 		if len(h.versions) > 8 {
-			h.trim(commitT - retention.Microseconds())
+			h.trim(commitT - s.retention.Microseconds())
 		}
 		changes = append(changes, docChange{name: name, old: before, new: after})
 	}

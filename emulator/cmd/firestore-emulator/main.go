@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	latency := fs.Duration("latency", 0, "median delay added to every RPC, e.g. 15ms (0: none)")
 	jitter := fs.Duration("jitter", 0, "mean of the delay's exponential tail above its floor, e.g. 5ms (0: a constant delay)")
 	indexesPath := fs.String("indexes", "", "firestore.indexes.json whose indexes queries need, as in Cloud Firestore (empty: no index check)")
+	retention := fs.Duration("version-retention", emulator.DefaultVersionRetention, "how long old document versions stay readable through read_time (at least 1m)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,6 +73,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := emulator.CheckLatency(*latency, *jitter); err != nil {
 		return fmt.Errorf("--%w", err)
+	}
+	if *retention < emulator.MinVersionRetention {
+		return fmt.Errorf("--version-retention %s is below the minimum %s", *retention, emulator.MinVersionRetention)
 	}
 	var indexes *emulator.IndexConfig
 	if *indexesPath != "" {
@@ -89,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Latency: *latency,
 		Jitter:  *jitter,
 		Indexes: indexes,
+
+		VersionRetention: *retention,
 	})
 	if err != nil {
 		return err

@@ -213,6 +213,8 @@ func TestRunRefusesBadLatencyFlags(t *testing.T) {
 		{[]string{"--latency", "2m"}, "--latency 2m0s is more than the maximum of 1m0s"},
 		{[]string{"--jitter", "fast"}, `invalid value "fast" for flag -jitter`},
 		{[]string{"--latency", "15"}, `invalid value "15" for flag -latency`},
+		{[]string{"--version-retention", "30s"}, "--version-retention 30s is below the minimum 1m0s"},
+		{[]string{"--version-retention", "-1h"}, "--version-retention -1h0m0s is below the minimum 1m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
