@@ -28,7 +28,7 @@ import (
 const testProject = "events-test"
 
 // newPubsub starts a pstest server on loopback and a client for it.
-func newPubsub(t *testing.T) (*pstest.Server, *pubsub.Client) {
+func newPubsub(t testing.TB) (*pstest.Server, *pubsub.Client) {
 	t.Helper()
 	srv := pstest.NewServerWithAddress("127.0.0.1:0")
 	t.Cleanup(func() { srv.Close() })
@@ -56,7 +56,7 @@ const (
 
 // ensureEventTopics creates the topics and subscriptions the relay and
 // forwarder use.
-func ensureEventTopics(t *testing.T, client *pubsub.Client) {
+func ensureEventTopics(t testing.TB, client *pubsub.Client) {
 	t.Helper()
 	ctx := context.Background()
 	if err := events.EnsureTopics(ctx, client, invTopic, auditTopic, deadTopic); err != nil {

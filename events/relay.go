@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -25,6 +26,14 @@ const (
 	DefaultInvalidationTopic = "savesync-invalidations"
 	DefaultAuditTopic        = "savesync-audit"
 )
+
+// DefaultRelayBatchSize is the relay's batch size when RelayOptions gives
+// none: the most writes one Firestore commit or BatchWrite request takes,
+// so a batch's marks would fit one request (the BulkWriter that marks
+// them sends 20 to a request, in parallel). Queries have no limit of
+// their own; a batch's messages, one or two per entry, are all in the
+// publishers at once.
+const DefaultRelayBatchSize = 500
 
 // Outbox is the store side of the relay; *store.Store implements it.
 type Outbox interface {
@@ -44,11 +53,18 @@ type RelayOptions struct {
 	// when nothing wakes it (1 s). Commits on other instances are seen
 	// within this interval.
 	PollInterval time.Duration
-	// BatchSize bounds the entries read per query (100).
+	// BatchSize bounds the entries read per query and marked together
+	// (DefaultRelayBatchSize). Larger batches mean fewer outbox queries
+	// per entry.
 	BatchSize int
 	// LeaseTTL is how long the relay lease lasts without renewal (30 s): the
-	// longest a dead instance keeps the others from draining.
+	// longest a dead instance keeps the others from draining. The relay
+	// renews it once less than half is left, so a batch has at least
+	// TTL/2 to be published and marked.
 	LeaseTTL time.Duration
+	// Now is the clock the lease's expiry is read against (time.Now). It
+	// must be the outbox's clock, the one ClaimRelay writes expiries with.
+	Now func() time.Time
 	// Holder names this instance in the relay lease (a random id).
 	Holder string
 	// Observer hears the backlog and each entry's lag, for the service's
@@ -88,6 +104,13 @@ type Relay struct {
 	audit  *pubsub.Publisher
 	opts   RelayOptions
 	wake   chan struct{}
+
+	// mu keeps Drain calls one at a time (one drainer keeps each
+	// player's order) and guards expires.
+	mu sync.Mutex
+	// expires is when the lease this relay last claimed runs out, on the
+	// outbox's clock; zero when it holds none or is unsure.
+	expires time.Time
 }
 
 // NewRelay returns a relay from outbox to the client's topics. The topics
@@ -103,7 +126,7 @@ func NewRelay(outbox Outbox, client *pubsub.Client, opts RelayOptions) *Relay {
 		opts.PollInterval = time.Second
 	}
 	if opts.BatchSize <= 0 {
-		opts.BatchSize = 100
+		opts.BatchSize = DefaultRelayBatchSize
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = 30 * time.Second
@@ -113,6 +136,9 @@ func NewRelay(outbox Outbox, client *pubsub.Client, opts RelayOptions) *Relay {
 	}
 	if opts.Observer == nil {
 		opts.Observer = noRelayObserver{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	r := &Relay{
 		outbox: outbox,
@@ -150,7 +176,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			r.mu.Lock()
+			r.expires = time.Time{}
 			err := r.outbox.ReleaseRelay(rctx, r.opts.Holder)
+			r.mu.Unlock()
 			cancel()
 			if err != nil {
 				log.Warn("outbox relay lease not released; it expires by itself", "error", err.Error())
@@ -176,15 +205,22 @@ const maxRounds = 50
 // Drain publishes unpublished entries, batch after batch, while this
 // relay holds the lease, and reports how many entries it published. An
 // instance that does not hold the lease publishes nothing and returns 0.
+//
+// The lease is checked before each batch is read and again before it is
+// published, against the expiry this relay last got: while more than
+// half the TTL is left the check costs nothing (ClaimRelay would return
+// without writing), and otherwise it claims, which renews the lease or
+// reports that another instance took it. So a drain of many batches
+// claims at most once per TTL/2 instead of once per batch, and no batch
+// starts publishing with less than TTL/2 of the lease left.
 func (r *Relay) Drain(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	total := 0
 	for range maxRounds {
-		lease, err := r.outbox.ClaimRelay(ctx, r.opts.Holder, r.opts.LeaseTTL)
-		if err != nil {
+		held, err := r.holdLease(ctx)
+		if err != nil || !held {
 			return total, err
-		}
-		if !lease.Held {
-			return total, nil
 		}
 		events, err := r.outbox.PendingEvents(ctx, r.opts.BatchSize)
 		if err != nil {
@@ -193,6 +229,10 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		r.opts.Observer.RelayBacklog(ctx, len(events))
 		if len(events) == 0 {
 			return total, nil
+		}
+		// The read may have taken long; check again before publishing.
+		if held, err := r.holdLease(ctx); err != nil || !held {
+			return total, err
 		}
 		done, pubErr := r.publish(ctx, events)
 		if len(done) > 0 {
@@ -213,6 +253,23 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// holdLease reports whether this relay holds the lease with more than
+// half the TTL left, claiming it (a Firestore transaction) only when the
+// expiry it remembers leaves that or less. A failed claim forgets the
+// expiry, so the next check claims again. The caller holds r.mu.
+func (r *Relay) holdLease(ctx context.Context) (bool, error) {
+	if !r.expires.IsZero() && r.expires.Sub(r.opts.Now()) > r.opts.LeaseTTL/2 {
+		return true, nil
+	}
+	r.expires = time.Time{}
+	lease, err := r.outbox.ClaimRelay(ctx, r.opts.Holder, r.opts.LeaseTTL)
+	if err != nil || !lease.Held {
+		return false, err
+	}
+	r.expires = lease.ExpiresAt
+	return true, nil
 }
 
 // pendingPublish is one event's messages in flight.

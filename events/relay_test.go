@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,4 +295,239 @@ func TestRelayNotifyPublishesWithoutWaitingForThePoll(t *testing.T) {
 	mutate(t, st, 96, companion, "", "n-2", volume(2))
 	relay.Notify()
 	waitFor(t, 10*time.Second, "the notified round's audit message", func() bool { return len(published(srv, auditTopic)["96"]) == 2 })
+}
+
+// relayTTL is the relay lease TTL of the tests that move the clock.
+const relayTTL = 30 * time.Second
+
+// commitVersions commits versions from..to (inclusive) of each user, one
+// version of every user before the next version of any.
+func commitVersions(t *testing.T, st *store.Store, users []int64, from, to int) {
+	t.Helper()
+	for v := from; v <= to; v++ {
+		for _, u := range users {
+			mutate(t, st, u, companion, "", fmt.Sprintf("v-%d-%d", u, v), volume(int64(v)))
+		}
+	}
+}
+
+// versionsUpTo is 1..n.
+func versionsUpTo(n int) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = int64(i + 1)
+	}
+	return out
+}
+
+// leaseTransactions counts the project's transactions so far: in a relay
+// test, the lease claims (the outbox query and the marks use none).
+func leaseTransactions(t *testing.T, project string) int64 {
+	t.Helper()
+	return firestoretest.Emulator(t).Counters(project).RPCs["BeginTransaction"]
+}
+
+// checkPublishedOnceInOrder checks that each user's versions 1..n went out
+// on both topics exactly once, in version order.
+func checkPublishedOnceInOrder(t *testing.T, srv *pstest.Server, users []int64, n int) {
+	t.Helper()
+	for _, topic := range []string{invTopic, auditTopic} {
+		got := published(srv, topic)
+		for _, u := range users {
+			if diff := cmp.Diff(versionsUpTo(n), got[strconv.FormatInt(u, 10)]); diff != "" {
+				t.Errorf("%s messages of player %d (-want +got):\n%s", topic, u, diff)
+			}
+		}
+	}
+}
+
+func TestRelayClaimsTheLeaseOnlyWhenLessThanHalfIsLeft(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := firestoretest.NewClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	st, project := firestoretest.Store(t, store.Options{Now: clock.Now})
+	srv, client := newPubsub(t)
+	ensureEventTopics(t, client)
+	users := []int64{101, 102, 103}
+	for _, u := range users {
+		join(t, st, u, "job-lease")
+	}
+	// Five versions of three players are three full batches of five.
+	relay := events.NewRelay(st, client, events.RelayOptions{
+		InvalidationTopic: invTopic, AuditTopic: auditTopic, BatchSize: 5, LeaseTTL: relayTTL, Now: clock.Now,
+	})
+
+	steps := []struct {
+		name    string
+		advance time.Duration // before the drain
+		want    int64         // lease transactions of the drain
+		renewed bool          // the lease runs TTL from now after it
+	}{
+		{name: "first drain claims once for three batches", want: 1, renewed: true},
+		{name: "16 s of 30 s left: no claim", advance: 14 * time.Second, want: 0},
+		{name: "15 s left: renews", advance: time.Second, want: 1, renewed: true},
+		{name: "20 s left after the renewal: no claim", advance: 10 * time.Second, want: 0},
+		{name: "lapsed with nobody else waiting: claims again", advance: 21 * time.Second, want: 1, renewed: true},
+	}
+	for i, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			clock.Advance(step.advance)
+			commitVersions(t, st, users, 5*i+1, 5*i+5)
+			before := leaseTransactions(t, project)
+			n, err := relay.Drain(ctx)
+			if err != nil || n != 15 {
+				t.Fatalf("Drain = %d, %v; want 15, nil", n, err)
+			}
+			if got := leaseTransactions(t, project) - before; got != step.want {
+				t.Errorf("lease transactions in the drain = %d, want %d", got, step.want)
+			}
+			if !step.renewed {
+				return
+			}
+			// Another instance sees the lease held, running a full TTL from now.
+			l, err := st.ClaimRelay(ctx, "onlooker", relayTTL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Held || !l.ExpiresAt.Equal(clock.Now().Add(relayTTL)) {
+				t.Errorf("lease as another instance sees it: held %v, expires %v; want not held, expires %v", l.Held, l.ExpiresAt, clock.Now().Add(relayTTL))
+			}
+		})
+	}
+	checkPublishedOnceInOrder(t, srv, users, 5*len(steps))
+}
+
+// relayHook is a RelayObserver that runs onRead after each read of the
+// outbox, while the relay is between reading a batch and publishing it.
+type relayHook struct {
+	onRead func()
+}
+
+func (h relayHook) RelayBacklog(context.Context, int)             { h.onRead() }
+func (h relayHook) EventPublished(context.Context, time.Duration) {}
+
+func TestRelayWhoseLeaseLapsedMidDrainPublishesNothingMore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := firestoretest.NewClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	st, _ := firestoretest.Store(t, store.Options{Now: clock.Now})
+	srv, client := newPubsub(t)
+	ensureEventTopics(t, client)
+	users := []int64{111, 112, 113}
+	for _, u := range users {
+		join(t, st, u, "job-lapse")
+	}
+	commitVersions(t, st, users, 1, 5)
+
+	// Relay a stalls after its first read for longer than the TTL, and
+	// relay b takes the lapsed lease meanwhile.
+	var stalls atomic.Int64
+	opts := events.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, BatchSize: 5, LeaseTTL: relayTTL, Now: clock.Now}
+	a := opts
+	a.Holder = "relay-a"
+	a.Observer = relayHook{onRead: func() {
+		if stalls.Add(1) != 1 {
+			return
+		}
+		clock.Advance(relayTTL + time.Second)
+		if l, err := st.ClaimRelay(ctx, "relay-b", relayTTL); err != nil || !l.Held {
+			t.Errorf("relay b's claim after a's lease lapsed: %+v %v", l, err)
+		}
+	}}
+	relayA := events.NewRelay(st, client, a)
+	b := opts
+	b.Holder = "relay-b"
+	relayB := events.NewRelay(st, client, b)
+
+	n, err := relayA.Drain(ctx)
+	if err != nil || n != 0 {
+		t.Errorf("relay a's drain across the lapse = %d, %v; want 0, nil", n, err)
+	}
+	if got := len(srv.Messages()); got != 0 {
+		t.Errorf("%d messages published after relay a's lease lapsed, want 0", got)
+	}
+
+	// Relay b drains the backlog; relay a, asking again before b's lease
+	// is due for renewal, still publishes nothing.
+	steps := []struct {
+		name     string
+		relay    *events.Relay
+		versions [2]int // committed before the drain
+		want     int
+	}{
+		{"relay b takes over the backlog", relayB, [2]int{1, 0}, 15},
+		{"relay a asks again while b holds the lease", relayA, [2]int{6, 6}, 0},
+		{"relay b drains what a left", relayB, [2]int{1, 0}, 3},
+	}
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			commitVersions(t, st, users, step.versions[0], step.versions[1])
+			n, err := step.relay.Drain(ctx)
+			if err != nil || n != step.want {
+				t.Errorf("Drain = %d, %v; want %d, nil", n, err, step.want)
+			}
+		})
+	}
+	checkPublishedOnceInOrder(t, srv, users, 6)
+}
+
+// backlogReads is a RelayObserver that records each read's size.
+type backlogReads struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *backlogReads) RelayBacklog(_ context.Context, pending int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sizes = append(b.sizes, pending)
+}
+
+func (b *backlogReads) EventPublished(context.Context, time.Duration) {}
+
+func TestRelayReadsFiveHundredEntriesABatchByDefault(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newEventStore(t)
+	srv, client := newPubsub(t)
+	ensureEventTopics(t, client)
+	users := []int64{121, 122, 123, 124, 125, 126}
+	const versions = 85 // 510 entries
+	errs := make(chan error, len(users))
+	var wg sync.WaitGroup
+	for _, u := range users {
+		wg.Go(func() {
+			for v := 1; v <= versions; v++ {
+				_, err := st.ApplyMutation(ctx, store.MutationRequest{
+					UserID: u, Actor: companion, IdempotencyKey: fmt.Sprintf("d-%d-%d", u, v),
+					Mutation: save.Mutation{Ops: []save.Op{volume(int64(v))}},
+				})
+				if err != nil {
+					errs <- fmt.Errorf("mutate %d v%d: %w", u, v, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	reads := &backlogReads{}
+	relay := events.NewRelay(st, client, events.RelayOptions{InvalidationTopic: invTopic, AuditTopic: auditTopic, Observer: reads})
+	n, err := relay.Drain(ctx)
+	if err != nil || n != len(users)*versions {
+		t.Fatalf("Drain = %d, %v; want %d, nil", n, err, len(users)*versions)
+	}
+	if diff := cmp.Diff([]int{500, 10}, reads.sizes); diff != "" {
+		t.Errorf("entries per outbox read (-want +got):\n%s", diff)
+	}
+	got := published(srv, auditTopic)
+	for _, u := range users {
+		if diff := cmp.Diff(versionsUpTo(versions), got[strconv.FormatInt(u, 10)]); diff != "" {
+			t.Errorf("audit messages of player %d (-want +got):\n%s", u, diff)
+		}
+	}
 }
