@@ -281,28 +281,32 @@ func filterFrom(all []*firestorepb.Document, parent string, from []*firestorepb.
 
 // indexedLocked returns the names a field index finds for the query's most
 // selective equality or range filter (a superset of the query's matches
-// within collection id), and false when no filter can use one.
+// within collection id), and false when no filter can use one. The filters'
+// ranges are read with a doubling limit until one is read whole, so the
+// cost follows the smallest range, not the largest.
 func (db *database) indexedLocked(id string, q *firestorepb.StructuredQuery) ([]string, bool) {
 	var filters []*firestorepb.StructuredQuery_FieldFilter
 	collectIndexable(q.GetWhere(), &filters)
-	var best []string
-	found := false
+	var indexes []*fieldIndex
+	var usable []*firestorepb.StructuredQuery_FieldFilter
 	for _, f := range filters {
 		path, err := query.ParseFieldPath(f.GetField().GetFieldPath())
 		if err != nil {
 			continue
 		}
-		fi := db.fieldIndexLocked(id, path)
-		limit := -1
-		if found {
-			limit = len(best)
-		}
-		names, complete := fi.scan(f, limit)
-		if complete && (!found || len(names) < len(best)) {
-			best, found = names, true
+		indexes = append(indexes, db.fieldIndexLocked(id, path))
+		usable = append(usable, f)
+	}
+	if len(usable) == 0 {
+		return nil, false
+	}
+	for limit := 64; ; limit *= 4 {
+		for i, f := range usable {
+			if names, complete := indexes[i].scan(f, limit); complete {
+				return names, true
+			}
 		}
 	}
-	return best, found
 }
 
 // collectIndexable appends the filters of f's top-level conjunction that a

@@ -1,0 +1,69 @@
+package emulator
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// BenchmarkRetainedVersionMemory rewrites 50 save-like documents (a wallet,
+// an inventory of 40 stacks, settings) b.N times each on a fresh server and
+// reports the heap the server holds per retained version once the writes
+// are done (every version stays readable for the hour of retention).
+//
+//	go test -run '^$' -bench RetainedVersionMemory -benchtime 200x ./
+func BenchmarkRetainedVersionMemory(b *testing.B) {
+	ctx := context.Background()
+	srv, err := Start(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := firestore.NewClient(ctx, "bench-memory", option.WithGRPCConn(conn))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	const docs = 50
+	save := func(i, round int) map[string]any {
+		inv := map[string]any{}
+		for k := range 40 {
+			inv[fmt.Sprintf("item_%02d", k)] = map[string]any{"count": int64(round + k), "tier": "rare", "acquired": int64(1700000000 + k)}
+		}
+		return map[string]any{
+			"userId": int64(i), "version": int64(round), "schema": int64(3),
+			"wallet":    map[string]any{"coins": int64(1000 + round), "gems": int64(round % 7)},
+			"inventory": inv,
+			"settings":  map[string]any{"music": 0.5, "lang": "en", "hints": true},
+		}
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	b.ResetTimer()
+	for round := range b.N {
+		for i := range docs {
+			if _, err := c.Doc(fmt.Sprintf("players/%d", i)).Set(ctx, save(i, round)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	after := heap()
+	b.ReportMetric(float64(after-before)/float64(b.N*docs), "heap-B/version")
+}
