@@ -19,6 +19,19 @@ import (
 //
 //	go test -run '^$' -bench RetainedVersionMemory -benchtime 200x ./
 func BenchmarkRetainedVersionMemory(b *testing.B) {
+	benchmarkMemory(b, false)
+}
+
+// BenchmarkLiveDocumentMemory writes the same documents under b.N × 50
+// distinct names (as ledger entries accumulate) and reports the heap the
+// server holds per live document.
+//
+//	go test -run '^$' -bench LiveDocumentMemory -benchtime 200x ./
+func BenchmarkLiveDocumentMemory(b *testing.B) {
+	benchmarkMemory(b, true)
+}
+
+func benchmarkMemory(b *testing.B, distinct bool) {
 	ctx := context.Background()
 	srv, err := Start(Options{})
 	if err != nil {
@@ -58,12 +71,20 @@ func BenchmarkRetainedVersionMemory(b *testing.B) {
 	b.ResetTimer()
 	for round := range b.N {
 		for i := range docs {
-			if _, err := c.Doc(fmt.Sprintf("players/%d", i)).Set(ctx, save(i, round)); err != nil {
+			name := fmt.Sprintf("players/%d", i)
+			if distinct {
+				name = fmt.Sprintf("players/%d/ledger/e%d", i, round)
+			}
+			if _, err := c.Doc(name).Set(ctx, save(i, round)); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
 	b.StopTimer()
 	after := heap()
-	b.ReportMetric(float64(after-before)/float64(b.N*docs), "heap-B/version")
+	unit := "heap-B/version"
+	if distinct {
+		unit = "heap-B/document"
+	}
+	b.ReportMetric(float64(after-before)/float64(b.N*docs), unit)
 }

@@ -287,8 +287,14 @@ func (w *wal) applyRecord(p []byte) error {
 			if n := len(h.versions); n > 0 && h.versions[n-1].t >= int64(t) {
 				continue
 			}
-			db.indexChangeLocked(string(name), h.latest(), doc)
-			h.push(int64(t), doc)
+			if db.hasFieldIndexesLocked() {
+				db.indexChangeLocked(string(name), h.latest(), doc)
+			}
+			var enc []byte
+			if doc != nil {
+				enc = append([]byte{}, body...)
+			}
+			h.push(int64(t), enc)
 		}
 		return nil
 	}
@@ -321,8 +327,8 @@ func commitPayload(t int64, docs []docChange) []byte {
 	p = binary.AppendUvarint(p, uint64(len(docs)))
 	for _, c := range docs {
 		p = appendBytes(p, []byte(c.name))
-		var body []byte
-		if c.new != nil {
+		body := c.enc
+		if body == nil && c.new != nil {
 			body, _ = proto.Marshal(c.new)
 		}
 		p = appendBytes(p, body)
@@ -333,9 +339,6 @@ func commitPayload(t int64, docs []docChange) []byte {
 // versionPayload is the commit record of one stored version, reusing its
 // encoding when it has one.
 func versionPayload(name string, v version) []byte {
-	if v.doc != nil {
-		return commitPayload(v.t, []docChange{{name: name, new: v.doc}})
-	}
 	p := []byte{recCommit}
 	p = binary.AppendUvarint(p, uint64(v.t))
 	p = binary.AppendUvarint(p, 1)

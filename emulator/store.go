@@ -23,19 +23,19 @@ const DefaultVersionRetention = time.Hour
 const MinVersionRetention = time.Minute
 
 // version is one state of a document at time t (microseconds since the
-// Unix epoch). The newest version of a document is kept decoded in doc;
-// older ones, read only through read_time, are kept encoded in enc, which
-// takes a fraction of the memory. A version with neither is a deletion.
+// Unix epoch), kept encoded (proto bytes): a decoded document takes many
+// times the memory, and most stored documents (ledger entries, old
+// versions) are rarely read again. A version with no bytes is a deletion.
 type version struct {
 	t   int64
-	doc *firestorepb.Document
 	enc []byte
 }
 
-// document returns the version's document, nil for a deletion.
+// document returns the version's document, decoded afresh, or nil for a
+// deletion.
 func (v version) document() *firestorepb.Document {
-	if v.doc != nil || v.enc == nil {
-		return v.doc
+	if v.enc == nil {
+		return nil
 	}
 	d := &firestorepb.Document{}
 	if err := proto.Unmarshal(v.enc, d); err != nil {
@@ -43,6 +43,21 @@ func (v version) document() *firestorepb.Document {
 		panic(fmt.Sprintf("emulator: stored version does not decode: %v", err))
 	}
 	return d
+}
+
+// encodeDocument returns the stored form of doc (nil for a deletion).
+func encodeDocument(doc *firestorepb.Document) []byte {
+	if doc == nil {
+		return nil
+	}
+	enc, err := proto.Marshal(doc)
+	if err != nil {
+		panic(fmt.Sprintf("emulator: document does not encode: %v", err))
+	}
+	if enc == nil {
+		enc = []byte{}
+	}
+	return enc
 }
 
 // history holds the versions of one document, oldest first.
@@ -57,7 +72,7 @@ func (h *history) at(t int64) *firestorepb.Document {
 		return nil
 	}
 	if t == 0 {
-		return h.versions[len(h.versions)-1].doc
+		return h.versions[len(h.versions)-1].document()
 	}
 	for i := len(h.versions) - 1; i >= 0; i-- {
 		if h.versions[i].t <= t {
@@ -70,18 +85,15 @@ func (h *history) at(t int64) *firestorepb.Document {
 // latest returns the current document or nil.
 func (h *history) latest() *firestorepb.Document { return h.at(0) }
 
-// push appends the document's state at time t (doc nil = deleted) and
-// encodes the version it replaces, which only read_time can see from now on.
-func (h *history) push(t int64, doc *firestorepb.Document) {
-	if n := len(h.versions); n > 0 && h.versions[n-1].doc != nil {
-		prev := &h.versions[n-1]
-		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(prev.doc)
-		if err != nil {
-			panic(fmt.Sprintf("emulator: stored version does not encode: %v", err))
-		}
-		prev.enc, prev.doc = enc, nil
-	}
-	h.versions = append(h.versions, version{t: t, doc: doc})
+// exists reports whether the document exists at its latest version.
+func (h *history) exists() bool {
+	return h != nil && len(h.versions) > 0 && h.versions[len(h.versions)-1].enc != nil
+}
+
+// push appends the document's state at time t, in its stored form (nil =
+// deleted).
+func (h *history) push(t int64, enc []byte) {
+	h.versions = append(h.versions, version{t: t, enc: enc})
 }
 
 // trim drops versions that no read_time within the retention can see: every
@@ -139,7 +151,7 @@ func (db *database) getLocked(name string, t int64) *firestorepb.Document {
 func (db *database) gcLocked(cutoff int64) {
 	for name, h := range db.docs {
 		h.trim(cutoff)
-		if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].enc == nil && h.versions[0].t <= cutoff {
+		if len(h.versions) == 1 && h.versions[0].enc == nil && h.versions[0].t <= cutoff {
 			db.dropLocked(name)
 		}
 	}

@@ -28,6 +28,7 @@ const maxPlainWriteAttempts = 50
 type docChange struct {
 	name     string
 	old, new *firestorepb.Document
+	enc      []byte // new, encoded (nil = deleted or not encoded yet)
 }
 
 // BeginTransaction starts a read-write or read-only transaction.
@@ -308,12 +309,20 @@ func (s *Server) claimCommit(db *database, o *lockOwner) bool {
 // holds db.mu for writing.
 func (s *Server) applyLocked(db *database, writes []*firestorepb.Write, commitT int64) ([]*firestorepb.WriteResult, []docChange, error) {
 	state := map[string]*firestorepb.Document{}
+	// base holds each written document as it was before the commit,
+	// decoded once, so a write that leaves it as it was is seen as such.
+	base := map[string]*firestorepb.Document{}
 	var order []string
 	current := func(name string) *firestorepb.Document {
 		if d, ok := state[name]; ok {
 			return d
 		}
-		return db.getLocked(name, 0)
+		if d, ok := base[name]; ok {
+			return d
+		}
+		d := db.getLocked(name, 0)
+		base[name] = d
+		return d
 	}
 	results := make([]*firestorepb.WriteResult, 0, len(writes))
 	for _, w := range writes {
@@ -329,7 +338,7 @@ func (s *Server) applyLocked(db *database, writes []*firestorepb.Write, commitT 
 	}
 	var changes []docChange
 	for _, name := range order {
-		before := db.getLocked(name, 0)
+		before := base[name]
 		after := state[name]
 		if before == nil && after == nil {
 			continue
@@ -338,12 +347,13 @@ func (s *Server) applyLocked(db *database, writes []*firestorepb.Write, commitT 
 			continue // every write to it left it as it was
 		}
 		h := db.historyLocked(name)
-		h.push(commitT, after)
+		enc := encodeDocument(after)
+		h.push(commitT, enc)
 		db.indexChangeLocked(name, before, after)
 		if len(h.versions) > 8 {
 			h.trim(commitT - s.retention.Microseconds())
 		}
-		changes = append(changes, docChange{name: name, old: before, new: after})
+		changes = append(changes, docChange{name: name, old: before, new: after, enc: enc})
 	}
 	return results, changes, nil
 }
