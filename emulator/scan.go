@@ -13,12 +13,13 @@ import (
 
 // A query's candidates are found the way Cloud Firestore finds them, so a
 // query costs in proportion to what it reads, not to the size of the
-// database: documents are grouped by collection, and a query with an
-// equality or range filter on a field reads the entries of an index on
-// that field (per collection id) instead of every document of the
-// collection group. The query engine then applies every filter, order and
-// limit to the candidates as before, so an index only has to return a
-// superset of the matches.
+// database: documents are grouped by collection, and a query with
+// equality or range filters reads the entries of an index over those
+// fields (per collection id: its equality fields, then its first range
+// field, as a composite index of Cloud Firestore orders them) instead of
+// every document of the collection group. The query engine then applies
+// every filter, order and limit to the candidates as before, so an index
+// only has to return a superset of the matches.
 //
 // Field indexes are built on first use (one scan of the collection group)
 // and kept up to date by every commit from then on. They index the latest
@@ -38,30 +39,52 @@ type collectionIndex struct {
 	fields   map[fieldIndexKey]*fieldIndex
 }
 
-// fieldIndexKey names a field index: a field path over the documents of
+// fieldIndexKey names a field index: field paths over the documents of
 // every collection with one id.
 type fieldIndexKey struct {
 	collectionID string
-	field        string // query.FormatFieldPath of the path
+	fields       string // query.FormatFieldPath of each path, joined by NUL
 }
 
-// fieldIndex orders the latest documents of a collection id that have a
-// field by the field's value (Firestore's order), then by name.
+// fieldIndex orders the latest documents of a collection id that have all
+// of its fields by the fields' values (Firestore's order, field by field),
+// then by name.
 type fieldIndex struct {
-	path []string
-	tree *btree.BTreeG[indexEntry]
+	paths [][]string
+	tree  *btree.BTreeG[indexEntry]
 }
 
 type indexEntry struct {
-	v    *firestorepb.Value
+	vals []*firestorepb.Value
 	name string
 }
 
+// lessEntry orders entries by their values, then by name; an entry with
+// fewer values (a pivot) sorts before every entry that extends them.
 func lessEntry(a, b indexEntry) bool {
-	if c := query.Compare(a.v, b.v); c != 0 {
-		return c < 0
+	for i := range min(len(a.vals), len(b.vals)) {
+		if c := query.Compare(a.vals[i], b.vals[i]); c != 0 {
+			return c < 0
+		}
+	}
+	if len(a.vals) != len(b.vals) {
+		return len(a.vals) < len(b.vals)
 	}
 	return a.name < b.name
+}
+
+// entryOf returns doc's entry in fi, false when doc lacks one of its
+// fields.
+func (fi *fieldIndex) entryOf(name string, doc *firestorepb.Document) (indexEntry, bool) {
+	vals := make([]*firestorepb.Value, len(fi.paths))
+	for i, p := range fi.paths {
+		v, ok := query.Lookup(doc.GetFields(), p)
+		if !ok {
+			return indexEntry{}, false
+		}
+		vals[i] = v
+	}
+	return indexEntry{vals, name}, true
 }
 
 func newCollectionIndex() *collectionIndex {
@@ -131,13 +154,13 @@ func (db *database) indexChangeLocked(name string, old, new *firestorepb.Documen
 			continue
 		}
 		if old != nil {
-			if v, ok := query.Lookup(old.GetFields(), fi.path); ok {
-				fi.tree.Delete(indexEntry{v, name})
+			if e, ok := fi.entryOf(name, old); ok {
+				fi.tree.Delete(e)
 			}
 		}
 		if new != nil {
-			if v, ok := query.Lookup(new.GetFields(), fi.path); ok {
-				fi.tree.ReplaceOrInsert(indexEntry{v, name})
+			if e, ok := fi.entryOf(name, new); ok {
+				fi.tree.ReplaceOrInsert(e)
 			}
 		}
 	}
@@ -150,21 +173,25 @@ func (db *database) hasFieldIndexesLocked() bool {
 	return len(db.colls.fields) > 0
 }
 
-// fieldIndexLocked returns the index of field path over collection id,
+// fieldIndexLocked returns the index of paths over collection id,
 // building it on first use. The caller holds db.mu.
-func (db *database) fieldIndexLocked(id string, path []string) *fieldIndex {
+func (db *database) fieldIndexLocked(id string, paths [][]string) *fieldIndex {
 	db.colls.fieldsMu.Lock()
 	defer db.colls.fieldsMu.Unlock()
-	key := fieldIndexKey{id, query.FormatFieldPath(path)}
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = query.FormatFieldPath(p)
+	}
+	key := fieldIndexKey{id, strings.Join(names, "\x00")}
 	if fi := db.colls.fields[key]; fi != nil {
 		return fi
 	}
-	fi := &fieldIndex{path: path, tree: btree.NewG(32, lessEntry)}
+	fi := &fieldIndex{paths: paths, tree: btree.NewG(32, lessEntry)}
 	for cp := range db.colls.byID[id] {
 		for name := range db.colls.byPath[cp] {
 			if d := db.docs[name].latest(); d != nil {
-				if v, ok := query.Lookup(d.GetFields(), path); ok {
-					fi.tree.ReplaceOrInsert(indexEntry{v, name})
+				if e, ok := fi.entryOf(name, d); ok {
+					fi.tree.ReplaceOrInsert(e)
 				}
 			}
 		}
@@ -286,34 +313,53 @@ func filterFrom(all []*firestorepb.Document, parent string, from []*firestorepb.
 	return out
 }
 
-// indexedLocked returns the names a field index finds for the query's most
-// selective equality or range filter (a superset of the query's matches
-// within collection id), and false when no filter can use one. The filters'
-// ranges are read with a doubling limit until one is read whole, so the
-// cost follows the smallest range, not the largest.
+// indexedLocked returns the names an index finds for the query's
+// equality filters and its first range filter (a superset of the query's
+// matches within collection id), and false when it has none.
 func (db *database) indexedLocked(id string, q *firestorepb.StructuredQuery) ([]string, bool) {
 	var filters []*firestorepb.StructuredQuery_FieldFilter
 	collectIndexable(q.GetWhere(), &filters)
-	var indexes []*fieldIndex
-	var usable []*firestorepb.StructuredQuery_FieldFilter
+	type eq struct {
+		name string
+		path []string
+		v    *firestorepb.Value
+	}
+	var eqs []eq
+	seen := map[string]bool{}
+	var rng *firestorepb.StructuredQuery_FieldFilter
+	var rngPath []string
 	for _, f := range filters {
 		path, err := query.ParseFieldPath(f.GetField().GetFieldPath())
 		if err != nil {
 			continue
 		}
-		indexes = append(indexes, db.fieldIndexLocked(id, path))
-		usable = append(usable, f)
-	}
-	if len(usable) == 0 {
-		return nil, false
-	}
-	for limit := 64; ; limit *= 4 {
-		for i, f := range usable {
-			if names, complete := indexes[i].scan(f, limit); complete {
-				return names, true
+		name := query.FormatFieldPath(path)
+		if f.GetOp() == firestorepb.StructuredQuery_FieldFilter_EQUAL {
+			if !seen[name] {
+				seen[name] = true
+				eqs = append(eqs, eq{name, path, f.GetValue()})
 			}
+		} else if rng == nil {
+			rng, rngPath = f, path
 		}
 	}
+	sort.Slice(eqs, func(i, j int) bool { return eqs[i].name < eqs[j].name })
+	if rng != nil && seen[query.FormatFieldPath(rngPath)] {
+		rng = nil // the equality already pins the field
+	}
+	if len(eqs) == 0 && rng == nil {
+		return nil, false
+	}
+	paths := make([][]string, 0, len(eqs)+1)
+	prefix := make([]*firestorepb.Value, 0, len(eqs)+1)
+	for _, e := range eqs {
+		paths = append(paths, e.path)
+		prefix = append(prefix, e.v)
+	}
+	if rng != nil {
+		paths = append(paths, rngPath)
+	}
+	return db.fieldIndexLocked(id, paths).scan(prefix, rng), true
 }
 
 // collectIndexable appends the filters of f's top-level conjunction that a
@@ -344,49 +390,48 @@ func collectIndexable(f *firestorepb.StructuredQuery_Filter, out *[]*firestorepb
 	}
 }
 
-// scan returns the names of the entries a filter can match: those equal to
-// its value for ==, those on its side of the value for a range (values of
-// other types included; the query engine drops them). With limit ≥ 0 it
-// gives up (complete false) once more than limit entries were found.
-func (fi *fieldIndex) scan(f *firestorepb.StructuredQuery_FieldFilter, limit int) ([]string, bool) {
-	v := f.GetValue()
+// scan returns the names of the entries whose first values equal prefix
+// and, with a range filter, whose next value lies on the filter's side of
+// its value (values of other types included; the query engine drops them).
+func (fi *fieldIndex) scan(prefix []*firestorepb.Value, rng *firestorepb.StructuredQuery_FieldFilter) []string {
 	var names []string
-	complete := true
-	visit := func(e indexEntry) bool {
-		if limit >= 0 && len(names) >= limit {
-			complete = false
+	samePrefix := func(e indexEntry) bool {
+		for i, v := range prefix {
+			if query.Compare(e.vals[i], v) != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	pivot := indexEntry{vals: prefix}
+	op := rng.GetOp()
+	if op == firestorepb.StructuredQuery_FieldFilter_GREATER_THAN || op == firestorepb.StructuredQuery_FieldFilter_GREATER_THAN_OR_EQUAL {
+		pivot.vals = append(append([]*firestorepb.Value{}, prefix...), rng.GetValue())
+	}
+	n := len(prefix)
+	fi.tree.AscendGreaterOrEqual(pivot, func(e indexEntry) bool {
+		if !samePrefix(e) {
 			return false
+		}
+		if rng != nil {
+			c := query.Compare(e.vals[n], rng.GetValue())
+			switch op {
+			case firestorepb.StructuredQuery_FieldFilter_GREATER_THAN:
+				if c == 0 {
+					return true
+				}
+			case firestorepb.StructuredQuery_FieldFilter_LESS_THAN:
+				if c >= 0 {
+					return false
+				}
+			case firestorepb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL:
+				if c > 0 {
+					return false
+				}
+			}
 		}
 		names = append(names, e.name)
 		return true
-	}
-	// The pivots sort before (name "") every entry equal to v; after them
-	// come the equal entries, then the greater ones.
-	pivot := indexEntry{v: v}
-	switch f.GetOp() {
-	case firestorepb.StructuredQuery_FieldFilter_EQUAL:
-		fi.tree.AscendGreaterOrEqual(pivot, func(e indexEntry) bool {
-			if query.Compare(e.v, v) != 0 {
-				return false
-			}
-			return visit(e)
-		})
-	case firestorepb.StructuredQuery_FieldFilter_GREATER_THAN, firestorepb.StructuredQuery_FieldFilter_GREATER_THAN_OR_EQUAL:
-		strict := f.GetOp() == firestorepb.StructuredQuery_FieldFilter_GREATER_THAN
-		fi.tree.AscendGreaterOrEqual(pivot, func(e indexEntry) bool {
-			if strict && query.Compare(e.v, v) == 0 {
-				return true
-			}
-			return visit(e)
-		})
-	default: // LESS_THAN, LESS_THAN_OR_EQUAL
-		strict := f.GetOp() == firestorepb.StructuredQuery_FieldFilter_LESS_THAN
-		fi.tree.Ascend(func(e indexEntry) bool {
-			if c := query.Compare(e.v, v); c > 0 || (strict && c == 0) {
-				return false
-			}
-			return visit(e)
-		})
-	}
-	return names, complete
+	})
+	return names
 }
