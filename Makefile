@@ -31,12 +31,13 @@ bench: ## benchmarks, 200 iterations each, then a short load run (report in .dat
 
 SOAK_MUTATIONS ?= 1000000
 SOAK_DURATION ?= 12h
+SOAK_CRASH_EVERY ?= 3m
 
 soak: ## bounded soak: $(SOAK_MUTATIONS) mutations on 2 service processes, faults and crashes on, memory and fds sampled (docs/benchmarks.md; not in make test)
 	@mkdir -p .data
-	./scripts/auth-emulator.sh go run ./cmd/savesync-load --instances 2 --players 40 --workers 16 \
-		--mutations $(SOAK_MUTATIONS) --duration $(SOAK_DURATION) --faults --crash-every 20s \
-		--attempts 10 --sample-every 10s --deltas 500 --out .data/soak.json
+	./scripts/auth-emulator.sh go run ./cmd/savesync-load --instances 2 --players 200 --workers 48 \
+		--mutations $(SOAK_MUTATIONS) --duration $(SOAK_DURATION) --faults --crash-every $(SOAK_CRASH_EVERY) \
+		--attempts 10 --sample-every 30s --deltas 100 --out .data/soak.json
 
 FUZZ_REQUESTS ?= 100000
 FUZZ_SEED ?= 1
