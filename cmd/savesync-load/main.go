@@ -119,7 +119,7 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	fs.IntVar(&p.Workers, "workers", 16, "concurrent callers")
 	fs.DurationVar(&p.Duration, "duration", 10*time.Second, "length of the mixed workload (and of the fault run)")
 	fs.Float64Var(&p.Rate, "rate", 0, "requests per second across callers in the mixed workload; 0 = as fast as answered")
-	fs.IntVar(&p.MaxRequests, "max-requests", 50000, "stop the mixed workload after this many requests")
+	fs.IntVar(&p.MaxRequests, "max-requests", 50000, "stop the mixed workload after this many requests (a soak, --mutations, has no such bound unless this is given)")
 	fs.IntVar(&p.Deltas, "deltas", 2000, "mutations of the service-versus-ceiling comparison")
 	fs.IntVar(&p.HotCallers, "hot-callers", 32, "concurrent callers mutating the one hot player")
 	fs.IntVar(&p.HotEach, "hot-each", 5, "mutations each hot caller sends, one after another")
@@ -154,6 +154,10 @@ func parseParams(args []string, getenv func(string) string) (params, error) {
 	}
 	if fs.NArg() > 0 {
 		return params{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if p.Mutations > 0 && !flagGiven(fs, "max-requests") {
+		// A soak is bounded by its mutations and --duration.
+		p.MaxRequests = maxRequestsCap
 	}
 	var problems []error
 	check := func(ok bool, format string, args ...any) {
@@ -283,4 +287,15 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 		return errViolations
 	}
 	return nil
+}
+
+// flagGiven reports whether the command line set flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			given = true
+		}
+	})
+	return given
 }

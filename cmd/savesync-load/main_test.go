@@ -365,3 +365,26 @@ func runReport(t *testing.T, args []string, out string, timeout time.Duration, r
 	}
 	return stdout.String()
 }
+
+// TestSoakIsNotCutByTheRequestBound checks that a soak (--mutations) runs
+// to its mutation count: the mixed workload's default bound of 50,000
+// requests applies only when --max-requests is given.
+func TestSoakIsNotCutByTheRequestBound(t *testing.T) {
+	env := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 50000},
+		{[]string{"--mutations", "1000000"}, maxRequestsCap},
+		{[]string{"--mutations", "1000000", "--max-requests", "70000"}, 70000},
+	} {
+		p, err := parseParams(tc.args, env)
+		if err != nil {
+			t.Fatalf("parseParams(%q): %v", tc.args, err)
+		}
+		if p.MaxRequests != tc.want {
+			t.Errorf("parseParams(%q): max requests %d, want %d", tc.args, p.MaxRequests, tc.want)
+		}
+	}
+}
