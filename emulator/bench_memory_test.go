@@ -33,21 +33,7 @@ func BenchmarkLiveDocumentMemory(b *testing.B) {
 
 func benchmarkMemory(b *testing.B, distinct bool) {
 	ctx := context.Background()
-	srv, err := Start(Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	c, err := firestore.NewClient(ctx, "bench-memory", option.WithGRPCConn(conn))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := freshBenchClient(b, "bench-memory")
 	const docs = 50
 	save := func(i, round int) map[string]any {
 		inv := map[string]any{}
@@ -87,4 +73,26 @@ func benchmarkMemory(b *testing.B, distinct bool) {
 		unit = "heap-B/document"
 	}
 	b.ReportMetric(float64(after-before)/float64(b.N*docs), unit)
+}
+
+// freshBenchClient starts a server of its own for one benchmark (so its
+// heap and data hold nothing else) and returns a client for project on it.
+func freshBenchClient(b *testing.B, project string) *firestore.Client {
+	b.Helper()
+	srv, err := Start(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	c, err := firestore.NewClient(context.Background(), project, option.WithGRPCConn(conn))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }

@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // BenchmarkSelectiveGroupQuery times a collection-group query shaped like
@@ -23,21 +20,7 @@ func BenchmarkSelectiveGroupQuery(b *testing.B) {
 	for _, n := range []int{5000, 50000} {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 			ctx := context.Background()
-			srv, err := Start(Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Close()
-			conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			c, err := firestore.NewClient(ctx, "bench-scan", option.WithGRPCConn(conn))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := freshBenchClient(b, "bench-scan")
 			start := time.Unix(1_700_000_000, 0).UTC()
 			bw := c.BulkWriter(ctx)
 			for i := range n {
