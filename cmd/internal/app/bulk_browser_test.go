@@ -94,5 +94,14 @@ func TestSupportConsoleRunsBulkJobsInChromium(t *testing.T) {
 	tab.do("cancel it", chromedp.Click(chromedp.CSS("#bulk-cancel")))
 	confirmDialog(tab, "bulk-cancel-confirm")
 	tab.waitFor("the cancellation", `document.querySelector("#message").dataset.code === "BULK_CANCEL" && document.querySelector("#bulk-job").dataset.state === "cancelled"`)
+	// The page agrees with itself at once: the recent-jobs line of the job
+	// shown has its state, and the first job's results link is gone.
+	second := eval[string](tab, `document.querySelector("#bulk-job").dataset.jobId`)
+	if got := eval[string](tab, fmt.Sprintf(`document.querySelector('#bulk-jobs li[data-job-id=%q]').dataset.state`, second)); got != "cancelled" {
+		t.Errorf("recent jobs list the cancelled job as %q", got)
+	}
+	if eval[bool](tab, `!document.querySelector("#bulk-results-link").hidden`) {
+		t.Error("the first job's results link is still shown beside the second job")
+	}
 	tab.screenshot("bulk-cancelled")
 }

@@ -246,17 +246,7 @@ export class SupportApp {
   private async loadBulkJobs(): Promise<void> {
     await this.run(async () => {
       const page = await this.client.listBulkJobs({ limit: 10 });
-      const list = byId("bulk-jobs");
-      list.replaceChildren(
-        ...page.jobs.map((j) =>
-          h(
-            "li",
-            { "data-job-id": j.jobId, "data-state": j.state },
-            h("button", { type: "button", class: "button ghost small", "data-job": j.jobId }, j.jobId),
-            ` ${j.state} · ${j.matched}/${j.estimate} players · ${j.reason} [${j.ticket}]`,
-          ),
-        ),
-      );
+      byId("bulk-jobs").replaceChildren(...page.jobs.map(bulkJobItem));
     });
   }
 
@@ -285,7 +275,16 @@ export class SupportApp {
 
   /** Shows a job's progress, and follows it every second while it runs. */
   private renderBulkJob(j: BulkJob): void {
+    if (this.bulkJobId !== j.jobId) {
+      // The results link belongs to the job shown before.
+      const link = byId<HTMLAnchorElement>("bulk-results-link");
+      if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+      link.removeAttribute("href");
+      link.hidden = true;
+    }
     this.bulkJobId = j.jobId;
+    // The recent-jobs list shows the job as it is now, not as last listed.
+    byId("bulk-jobs").querySelector(`li[data-job-id="${j.jobId}"]`)?.replaceWith(bulkJobItem(j));
     const box = byId("bulk-job");
     box.hidden = false;
     box.dataset.state = j.state;
@@ -922,6 +921,16 @@ function parseIds(text: string): number[] {
 }
 
 /** A dry run in words. */
+/** A job's line in the recent-jobs list. */
+function bulkJobItem(j: BulkJob): HTMLElement {
+  return h(
+    "li",
+    { "data-job-id": j.jobId, "data-state": j.state },
+    h("button", { type: "button", class: "button ghost small", "data-job": j.jobId }, j.jobId),
+    ` ${j.state} · ${j.matched}/${j.estimate} players · ${j.reason} [${j.ticket}]`,
+  );
+}
+
 function previewText(p: BulkPreview): string {
   const scanned = p.effectComplete ? "" : ` (outcomes and totals over the first ${p.scanned})`;
   return `${p.matchedExact ? "" : "at least "}${p.matched} players match: ${p.changed} would change, ${p.failed} would fail, ${p.skipped} would be skipped${scanned}.`;
