@@ -287,9 +287,8 @@ func (w *wal) applyRecord(p []byte) error {
 			if n := len(h.versions); n > 0 && h.versions[n-1].t >= int64(t) {
 				continue
 			}
-			if db.hasFieldIndexesLocked() {
-				db.indexChangeLocked(string(name), h.latest(), doc)
-			}
+			// No field index exists yet: replay runs at start-up, and
+			// queries build indexes on first use.
 			var enc []byte
 			if doc != nil {
 				enc = append([]byte{}, body...)

@@ -166,13 +166,6 @@ func (db *database) indexChangeLocked(name string, old, new *firestorepb.Documen
 	}
 }
 
-// hasFieldIndexesLocked reports whether any field index was built.
-func (db *database) hasFieldIndexesLocked() bool {
-	db.colls.fieldsMu.Lock()
-	defer db.colls.fieldsMu.Unlock()
-	return len(db.colls.fields) > 0
-}
-
 // fieldIndexLocked returns the index of paths over collection id,
 // building it on first use. The caller holds db.mu.
 func (db *database) fieldIndexLocked(id string, paths [][]string) *fieldIndex {

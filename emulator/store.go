@@ -85,11 +85,6 @@ func (h *history) at(t int64) *firestorepb.Document {
 // latest returns the current document or nil.
 func (h *history) latest() *firestorepb.Document { return h.at(0) }
 
-// exists reports whether the document exists at its latest version.
-func (h *history) exists() bool {
-	return h != nil && len(h.versions) > 0 && h.versions[len(h.versions)-1].enc != nil
-}
-
 // push appends the document's state at time t, in its stored form (nil =
 // deleted).
 func (h *history) push(t int64, enc []byte) {
